@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * sockdispatch's connection dispatcher: an SO_REUSEPORT program that picks the worker for
+ * every new connection (each SYN) from per-worker load kept in the `slots` map, and moves
+ * the queued connections of a closing listener to a live worker (md->migrating_sk).
+ *
+ * Any failure to select is counted and answered with SK_PASS, which lets the kernel's own
+ * reuseport hash choose: our bookkeeping never drops a connection.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "sockdispatch/abi.h"
+#include "sockdispatch/policy.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
+	__uint(max_entries, SD_MAX_WORKERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, SD_MAX_WORKERS);
+	__type(key, __u32);
+	__type(value, struct sd_slot);
+} slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sd_config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SD_NR_VERDICTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} verdicts SEC(".maps");
+
+static __always_inline void count_verdict(__u32 verdict)
+{
+	__u64 *counter = bpf_map_lookup_elem(&verdicts, &verdict);
+
+	if (counter)
+		*counter += 1;
+}
+
+struct line_walk {
+	__u32 nr_slots;
+	__u32 nr_live;
+	__u32 position; /* place of the next live slot on the line */
+	__u32 chosen;
+	__u64 best_open;
+	int found;
+};
+
+static long count_live(__u32 index, void *data)
+{
+	struct line_walk *walk = data;
+	struct sd_slot *slot;
+
+	if (index >= walk->nr_slots)
+		return 1;
+	slot = bpf_map_lookup_elem(&slots, &index);
+	if (slot && sd_slot_selectable(slot->state, slot->draining))
+		walk->nr_live++;
+	return 0;
+}
+
+/* One worker of the virtual line: the same step the line fallback's workers run. */
+static long skip_load_step(__u32 index, void *data)
+{
+	struct line_walk *walk = data;
+	struct sd_slot *slot;
+	__u64 load;
+
+	if (index >= walk->nr_slots)
+		return 1;
+	slot = bpf_map_lookup_elem(&slots, &index);
+	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
+		return 0;
+	load = slot->open + slot->skipped;
+	__sync_fetch_and_add(&slot->skipped, 1);
+	if (sd_skip_load_keeps(load, walk->nr_live, walk->position)) {
+		walk->chosen = index;
+		walk->found = 1;
+		return 1;
+	}
+	walk->position++;
+	return 0;
+}
+
+/* Least open connections among selectable slots (first one wins ties). */
+static long least_conn_step(__u32 index, void *data)
+{
+	struct line_walk *walk = data;
+	struct sd_slot *slot;
+
+	if (index >= walk->nr_slots)
+		return 1;
+	slot = bpf_map_lookup_elem(&slots, &index);
+	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
+		return 0;
+	if (!walk->found || slot->open < walk->best_open) {
+		walk->best_open = slot->open;
+		walk->chosen = index;
+		walk->found = 1;
+	}
+	return 0;
+}
+
+static __always_inline int select_slot(struct sk_reuseport_md *md, __u32 index, __u32 ok,
+				       __u32 failed)
+{
+	struct sd_slot *slot;
+
+	if (bpf_sk_select_reuseport(md, &sockets, &index, 0)) {
+		count_verdict(failed);
+		return SK_PASS;
+	}
+	slot = bpf_map_lookup_elem(&slots, &index);
+	if (slot)
+		__sync_fetch_and_add(&slot->selected, 1);
+	count_verdict(ok);
+	return SK_PASS;
+}
+
+SEC("sk_reuseport/migrate")
+int sd_dispatch(struct sk_reuseport_md *md)
+{
+	struct line_walk walk = {};
+	struct sd_config *cfg;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg) {
+		count_verdict(SD_VERDICT_NO_CONFIG);
+		return SK_PASS;
+	}
+	walk.nr_slots = cfg->nr_slots;
+	if (walk.nr_slots > SD_MAX_WORKERS)
+		walk.nr_slots = SD_MAX_WORKERS;
+
+	if (md->migrating_sk) {
+		/* A listener is closing: hand its queue to the least loaded live worker. */
+		bpf_loop(SD_MAX_WORKERS, least_conn_step, &walk, 0);
+		if (!walk.found) {
+			count_verdict(SD_VERDICT_MIGRATE_FAILED);
+			return SK_PASS;
+		}
+		return select_slot(md, walk.chosen, SD_VERDICT_MIGRATED,
+				   SD_VERDICT_MIGRATE_FAILED);
+	}
+
+	switch (cfg->policy) {
+	case SD_POLICY_HASH:
+		count_verdict(SD_VERDICT_HASH);
+		return SK_PASS;
+	case SD_POLICY_LEAST_CONN:
+		bpf_loop(SD_MAX_WORKERS, least_conn_step, &walk, 0);
+		break;
+	case SD_POLICY_SKIP_LOAD:
+	default:
+		bpf_loop(SD_MAX_WORKERS, count_live, &walk, 0);
+		bpf_loop(SD_MAX_WORKERS, skip_load_step, &walk, 0);
+		break;
+	}
+	if (!walk.found) {
+		count_verdict(SD_VERDICT_NO_LIVE_WORKER);
+		return SK_PASS;
+	}
+	return select_slot(md, walk.chosen, SD_VERDICT_SELECTED, SD_VERDICT_SELECT_FAILED);
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Balancing decisions shared, as code, by the BPF program (bpf/dispatch.bpf.c), the line
+ * fallback and the C++ reference used in tests. Pure functions of their arguments: no maps,
+ * no helpers, so they compile for -target bpf and for the host unchanged.
+ */
+#ifndef SOCKDISPATCH_POLICY_H
+#define SOCKDISPATCH_POLICY_H
+
+#include "sockdispatch/abi.h"
+
+/* A slot any policy may choose: running and not draining. */
+static inline int sd_slot_selectable(__u32 state, __u32 draining)
+{
+	return state == SD_SLOT_RUNNING && draining == 0;
+}
+
+/*
+ * skip_load, one worker's step on the line (the nginz heuristic):
+ *
+ *     load = my_open_connections + my_skipped
+ *     my_skipped += 1                       (the caller does this)
+ *     keep if load % (N - 1) == 0, else pass to the next worker   (last worker: keep)
+ *
+ * `position` is the worker's 0-based place among the `nr_live` live workers of the line.
+ * Never divides by zero: the last worker (which is every worker when nr_live <= 1) keeps.
+ */
+static inline int sd_skip_load_keeps(__u64 load, __u32 nr_live, __u32 position)
+{
+	if (position + 1 >= nr_live)
+		return 1;
+	return load % (__u64)(nr_live - 1) == 0;
+}
+
+#endif /* SOCKDISPATCH_POLICY_H */

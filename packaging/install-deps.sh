@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every build, test and benchmark dependency of sockdispatch from Debian packages.
+# Usage: packaging/install-deps.sh [--bench]
+# Safe to run again; needs root (or sudo).
+set -euo pipefail
+
+build_deps=(
+  build-essential cmake ninja-build pkg-config git
+  clang llvm bpftool libbpf-dev linux-libc-dev libelf-dev zlib1g-dev
+  libevent-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libsystemd-dev
+  node-llhttp
+  libgtest-dev libgmock-dev
+  clang-format clang-tidy libclang-rt-14-dev
+  iproute2 util-linux procps curl python3
+)
+bench_deps=(nginx-light wrk python3-matplotlib)
+
+want=("${build_deps[@]}")
+if [[ "${1:-}" == "--bench" ]]; then
+  want+=("${bench_deps[@]}")
+fi
+
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then
+  sudo_cmd=(sudo)
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: all packages present"
+fi

@@ -1,0 +1,33 @@
+// The map ABI as C++ sees it: sizes, alignment and the cache-line separation of writers.
+#include "sockdispatch/abi.h"
+
+#include <gtest/gtest.h>
+
+#include <cstddef>
+
+namespace {
+
+static_assert(sizeof(sd_slot) % SD_CACHELINE == 0, "slots tile whole cache lines");
+static_assert(offsetof(sd_slot, open) == 1 * SD_CACHELINE, "open: own line");
+static_assert(offsetof(sd_slot, accepted) == 2 * SD_CACHELINE, "accepted: own line");
+static_assert(offsetof(sd_slot, requests) == 3 * SD_CACHELINE, "requests: own line");
+static_assert(offsetof(sd_slot, skipped) == 4 * SD_CACHELINE, "skipped: own line");
+static_assert(offsetof(sd_slot, selected) == 5 * SD_CACHELINE, "selected: own line");
+static_assert(sizeof(sd_slot) == 6 * SD_CACHELINE);
+static_assert(offsetof(sd_config, rr_cursor) == SD_CACHELINE, "cursor off the config line");
+static_assert(SD_MAX_WORKERS >= 128);
+static_assert(SD_NR_VERDICTS == 7 && SD_NR_POLICIES == 6);
+
+TEST(Abi, SlotArrayFillsWholePagesForMmap) {
+  // BPF_F_MMAPABLE arrays are mapped in pages; the slot array must not end mid-page so the
+  // C++ view and the kernel's agree on every element.
+  EXPECT_EQ((sizeof(sd_slot) * SD_MAX_WORKERS) % 4096, 0U);
+}
+
+TEST(Abi, ZeroedSlotIsEmpty) {
+  sd_slot slot{};
+  EXPECT_EQ(slot.state, SD_SLOT_EMPTY);
+  EXPECT_EQ(slot.draining, 0U);
+}
+
+} // namespace

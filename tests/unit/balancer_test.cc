@@ -1,0 +1,117 @@
+// The C++ skip_load reference (userspace/balancer.cc) over sockdispatch/policy.h, the same
+// step function the BPF program runs.
+#include "balancer.h"
+#include "sockdispatch/policy.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace sockdispatch {
+namespace {
+
+std::vector<SlotSnapshot> liveSlots(uint32_t count) {
+  std::vector<SlotSnapshot> slots(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    slots[i].slot = i;
+    slots[i].state = SD_SLOT_RUNNING;
+  }
+  return slots;
+}
+
+struct KeepCase {
+  const char *name;
+  uint64_t load;
+  uint32_t live;
+  uint32_t position;
+  int keeps;
+};
+
+class SkipLoadKeeps : public testing::TestWithParam<KeepCase> {};
+
+TEST_P(SkipLoadKeeps, MatchesTheHeuristic) {
+  const auto &c = GetParam();
+  EXPECT_EQ(sd_skip_load_keeps(c.load, c.live, c.position), c.keeps);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, SkipLoadKeeps,
+    testing::Values(KeepCase{"single_worker_always_keeps", 7, 1, 0, 1},
+                    KeepCase{"no_live_worker_never_divides_by_zero", 5, 0, 0, 1},
+                    KeepCase{"last_of_four_keeps", 5, 4, 3, 1},
+                    KeepCase{"load_zero_keeps", 0, 4, 0, 1},
+                    KeepCase{"load_multiple_of_n_minus_1_keeps", 6, 4, 1, 1},
+                    KeepCase{"load_not_multiple_passes", 4, 4, 1, 0},
+                    KeepCase{"two_workers_first_keeps_every_load", 9, 2, 0, 1}),
+    [](const testing::TestParamInfo<KeepCase> &p) { return p.param.name; });
+
+TEST(SkipLoadChoose, OneWorkerTakesEverything) {
+  auto slots = liveSlots(1);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(skipLoadChoose(slots), 0U);
+  }
+  EXPECT_EQ(slots[0].skipped, 10U);
+}
+
+TEST(SkipLoadChoose, FourIdleWorkersSequence) {
+  // Connections close at once (open stays 0): the choice depends on `skipped` alone.
+  auto slots = liveSlots(4);
+  std::vector<uint32_t> chosen;
+  for (int i = 0; i < 8; ++i) {
+    chosen.push_back(*skipLoadChoose(slots));
+  }
+  // w0: load 0 keep | w0: 1 pass, w1: 0 keep | w0: 2 pass, w1: 1 pass, w2: 0 keep |
+  // w0: 3 keep | w0: 4 pass, w1: 2 pass, w2: 1 pass, w3 keeps (last) | ...
+  EXPECT_EQ(chosen, (std::vector<uint32_t>{0, 1, 2, 0, 3, 1, 0, 3}));
+}
+
+TEST(SkipLoadChoose, VisitedWorkersCountASkip) {
+  auto slots = liveSlots(3);
+  slots[0].open = 1; // load 1 % 2 != 0: passes
+  EXPECT_EQ(skipLoadChoose(slots), 1U);
+  EXPECT_EQ(slots[0].skipped, 1U);
+  EXPECT_EQ(slots[1].skipped, 1U);
+  EXPECT_EQ(slots[2].skipped, 0U);
+}
+
+TEST(SkipLoadChoose, DeadDrainingAndStartingSlotsAreNotOnTheLine) {
+  auto slots = liveSlots(4);
+  slots[0].state = SD_SLOT_DEAD;
+  slots[1].draining = 1;
+  slots[2].state = SD_SLOT_STARTING;
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(skipLoadChoose(slots), 3U); // the only live one is first and last
+  }
+  EXPECT_EQ(slots[0].skipped + slots[1].skipped + slots[2].skipped, 0U);
+}
+
+TEST(SkipLoadChoose, NoLiveWorkerChoosesNothing) {
+  auto slots = liveSlots(3);
+  for (auto &slot : slots) {
+    slot.state = SD_SLOT_DEAD;
+  }
+  EXPECT_FALSE(skipLoadChoose(slots).has_value());
+  std::vector<SlotSnapshot> none;
+  EXPECT_FALSE(skipLoadChoose(none).has_value());
+}
+
+TEST(SkipLoadChoose, LoadedWorkersPassConnectionsOn) {
+  auto slots = liveSlots(3);
+  slots[0].open = 3; // 3 % 2 == 1: pass
+  slots[1].open = 1; // 1 % 2 == 1: pass
+  EXPECT_EQ(skipLoadChoose(slots), 2U); // last keeps
+}
+
+TEST(LeastConnChoose, FewestOpenLowestIndexOnTies) {
+  auto slots = liveSlots(4);
+  slots[0].open = 3;
+  slots[1].open = 1;
+  slots[2].open = 1;
+  slots[3].open = 2;
+  EXPECT_EQ(leastConnChoose(slots), 1U);
+  slots[1].draining = 1;
+  EXPECT_EQ(leastConnChoose(slots), 2U);
+}
+
+} // namespace
+} // namespace sockdispatch

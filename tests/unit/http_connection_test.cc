@@ -1,0 +1,289 @@
+// HttpConnection over a real socketpair and a real libevent loop: keep-alive, pipelining,
+// HEAD, bodies (Content-Length and chunked), Connection: close, and malformed input.
+#include "event_ptr.h"
+#include "http_connection.h"
+#include "support/http_client.h"
+
+#include <event2/event.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+namespace sockdispatch {
+namespace {
+
+using test::HttpReply;
+using test::takeReply;
+
+// Answers with what it understood of the request.
+class EchoHandler : public Handler {
+public:
+  void handle(const Request &request, Response &response) const override {
+    response.status = 200;
+    response.setHeader("X-Method", request.method);
+    response.setHeader("X-Target", request.target);
+    response.setHeader("X-Version", std::to_string(request.versionMajor) + "." +
+                                        std::to_string(request.versionMinor));
+    response.body = request.body.empty() ? "target=" + request.target : "body=" + request.body;
+    if (request.target == "/close") {
+      response.close = true;
+    }
+  }
+};
+
+class HttpConnectionTest : public testing::Test {
+protected:
+  void SetUp() override {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    peer_.reset(fds[1]);
+    base_.reset(event_base_new());
+    HttpConnection::Hooks hooks;
+    hooks.closed = [this](HttpConnection *) { closed_ = true; };
+    hooks.requestAnswered = [this] { ++answered_; };
+    connection_ = std::make_unique<HttpConnection>(base_.get(), fds[0], handler_, who_, limits_,
+                                                   std::move(hooks));
+  }
+
+  void TearDown() override {
+    connection_.reset();
+    base_.reset();
+  }
+
+  void send(const std::string &bytes) {
+    ASSERT_EQ(::send(peer_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+  }
+
+  // Runs the loop and reads from the peer until `count` replies parse, the server closes,
+  // or two seconds pass.
+  std::vector<HttpReply> replies(size_t count, bool head = false) {
+    std::vector<HttpReply> out;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (out.size() < count && std::chrono::steady_clock::now() < deadline) {
+      event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+      pump();
+      while (out.size() < count) {
+        auto reply = takeReply(buffer_, eof_, head);
+        if (!reply) {
+          break;
+        }
+        out.push_back(*reply);
+      }
+      if (out.size() < count && (eof_ || closed_)) {
+        pump();
+        while (auto reply = takeReply(buffer_, true, head)) {
+          out.push_back(*reply);
+        }
+        break;
+      }
+      pollfd pfd{peer_.get(), POLLIN, 0};
+      ::poll(&pfd, 1, 5);
+    }
+    return out;
+  }
+
+  void pump() {
+    char chunk[65536];
+    for (;;) {
+      ssize_t n = ::recv(peer_.get(), chunk, sizeof(chunk), 0);
+      if (n > 0) {
+        buffer_.append(chunk, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) {
+        eof_ = true;
+      }
+      return;
+    }
+  }
+
+  EchoHandler handler_;
+  WorkerIdentity who_{"test", 3, 42};
+  HttpLimits limits_;
+  UniqueFd peer_;
+  EventBasePtr base_;
+  std::unique_ptr<HttpConnection> connection_;
+  std::string buffer_;
+  bool eof_ = false;
+  bool closed_ = false;
+  int answered_ = 0;
+};
+
+TEST_F(HttpConnectionTest, AnswersAGetAndStampsTheWorker) {
+  send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].status, 200);
+  EXPECT_EQ(got[0].body, "target=/hello");
+  EXPECT_EQ(got[0].workerSlot(), 3);
+  EXPECT_EQ(got[0].header("server"), "sockdispatch");
+  EXPECT_FALSE(got[0].header("date").empty());
+  EXPECT_FALSE(closed_);
+  EXPECT_EQ(answered_, 1);
+}
+
+TEST_F(HttpConnectionTest, KeepAliveServesSeveralRequests) {
+  for (int i = 0; i < 3; ++i) {
+    send("GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto got = replies(1);
+    ASSERT_EQ(got.size(), 1U);
+    EXPECT_EQ(got[0].body, "target=/r" + std::to_string(i));
+  }
+  EXPECT_FALSE(closed_);
+}
+
+TEST_F(HttpConnectionTest, PipelinedRequestsAreAnsweredInOrder) {
+  std::string batch;
+  for (int i = 0; i < 20; ++i) {
+    batch += "GET /p" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  }
+  send(batch);
+  auto got = replies(20);
+  ASSERT_EQ(got.size(), 20U);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(got[i].body, "target=/p" + std::to_string(i));
+  }
+}
+
+TEST_F(HttpConnectionTest, HeadHasLengthButNoBody) {
+  send("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto head = replies(1, true);
+  ASSERT_EQ(head.size(), 1U);
+  EXPECT_EQ(head[0].header("x-method"), "HEAD");
+  EXPECT_EQ(head[0].header("content-length"), "9"); // the GET body "target=/h"
+  auto after = replies(1);
+  ASSERT_EQ(after.size(), 1U);
+  EXPECT_EQ(after[0].body, "target=/after"); // nothing of HEAD's body leaked in between
+}
+
+TEST_F(HttpConnectionTest, ContentLengthBodyIsRead) {
+  send("POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "body=hello world");
+}
+
+TEST_F(HttpConnectionTest, ChunkedBodyIsReassembled) {
+  send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+       "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto got = replies(2);
+  ASSERT_EQ(got.size(), 2U);
+  EXPECT_EQ(got[0].body, "body=hello world");
+  EXPECT_EQ(got[1].body, "target=/next");
+}
+
+TEST_F(HttpConnectionTest, BodySplitAcrossWrites) {
+  send("POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234");
+  EXPECT_TRUE(replies(1).empty());
+  send("56789");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "body=0123456789");
+}
+
+TEST_F(HttpConnectionTest, ConnectionCloseClosesAfterTheAnswer) {
+  send("GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].header("connection"), "close");
+  replies(1);
+  EXPECT_TRUE(closed_);
+}
+
+TEST_F(HttpConnectionTest, HandlerCanAskToClose) {
+  send("GET /close HTTP/1.1\r\nHost: x\r\n\r\nGET /ignored HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto got = replies(2);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].header("connection"), "close");
+  EXPECT_TRUE(closed_);
+}
+
+TEST_F(HttpConnectionTest, Http10ClosesUnlessAskedToKeepAlive) {
+  send("GET /old HTTP/1.0\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].header("x-version"), "1.0");
+  replies(1);
+  EXPECT_TRUE(closed_);
+}
+
+TEST_F(HttpConnectionTest, Http10KeepAliveIsHonoured) {
+  send("GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].header("connection"), "keep-alive");
+  EXPECT_FALSE(closed_);
+}
+
+TEST_F(HttpConnectionTest, ExpectContinueGetsAnInterimAnswer) {
+  send("POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+  event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+  ::usleep(10000);
+  pump();
+  EXPECT_EQ(buffer_.rfind("HTTP/1.1 100 Continue\r\n\r\n", 0), 0U);
+  send("abc");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "body=abc");
+}
+
+struct BadCase {
+  const char *name;
+  std::string request;
+  int status;
+};
+
+class HttpConnectionRejects : public HttpConnectionTest,
+                              public testing::WithParamInterface<BadCase> {
+protected:
+  void SetUp() override {
+    limits_.maxTargetBytes = 64;
+    limits_.maxHeaderBytes = 256;
+    limits_.maxBodyBytes = 16;
+    HttpConnectionTest::SetUp();
+  }
+};
+
+TEST_P(HttpConnectionRejects, WithThePreciseStatusThenCloses) {
+  send(GetParam().request);
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].status, GetParam().status);
+  EXPECT_EQ(got[0].header("connection"), "close");
+  replies(1);
+  EXPECT_TRUE(closed_);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, HttpConnectionRejects,
+    testing::Values(
+        BadCase{"garbage", "\x01\x02\x03 nonsense\r\n\r\n", 400},
+        BadCase{"unknown_method", "BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501},
+        BadCase{"http_2_version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+        BadCase{"http_1_2_version", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505},
+        BadCase{"target_too_long", "GET /" + std::string(100, 'a') + " HTTP/1.1\r\n\r\n", 414},
+        BadCase{"headers_too_large",
+                "GET / HTTP/1.1\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", 431},
+        BadCase{"body_too_large_by_length",
+                "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n", 413},
+        BadCase{"chunked_body_too_large",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" +
+                    std::string(32, 'c') + "\r\n0\r\n\r\n",
+                413},
+        BadCase{"bad_chunk_size",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        BadCase{"length_and_chunked",
+                "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                400},
+        BadCase{"bad_content_length", "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400},
+        BadCase{"space_before_colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400}),
+    [](const testing::TestParamInfo<BadCase> &p) { return p.param.name; });
+
+} // namespace
+} // namespace sockdispatch

@@ -1,0 +1,207 @@
+// Static files: target resolution (decoding, normalisation, traversal) and the handler on a
+// real directory tree with real symlinks.
+#include "static_files.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace sockdispatch {
+namespace {
+
+struct ResolveCase {
+  const char *name;
+  const char *target;
+  bool ok;
+  const char *relative;
+};
+
+class ResolveTarget : public testing::TestWithParam<ResolveCase> {};
+
+TEST_P(ResolveTarget, Resolves) {
+  const auto &c = GetParam();
+  auto resolved = resolveTarget(c.target);
+  ASSERT_EQ(resolved.has_value(), c.ok) << c.target;
+  if (c.ok) {
+    EXPECT_EQ(resolved->relative, c.relative) << c.target;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ResolveTarget,
+    testing::Values(
+        ResolveCase{"root", "/", true, ""}, ResolveCase{"file", "/a/b.txt", true, "a/b.txt"},
+        ResolveCase{"query_dropped", "/a.txt?x=../../etc", true, "a.txt"},
+        ResolveCase{"fragment_dropped", "/a.txt#top", true, "a.txt"},
+        ResolveCase{"dot_segments", "/./a/./b", true, "a/b"},
+        ResolveCase{"double_slashes", "//a///b", true, "a/b"},
+        ResolveCase{"dotdot_inside", "/a/../b", true, "b"},
+        ResolveCase{"dotdot_escape", "/../etc/passwd", false, ""},
+        ResolveCase{"dotdot_escape_deep", "/a/../../etc/passwd", false, ""},
+        ResolveCase{"encoded_dotdot", "/%2e%2e/etc/passwd", false, ""},
+        ResolveCase{"encoded_dotdot_mixed_case", "/%2E%2e/%2e%2E/etc", false, ""},
+        ResolveCase{"encoded_slash_dotdot", "/a%2f..%2f..%2fetc", false, ""},
+        ResolveCase{"decoded_once_only", "/%252e%252e/x", true, "%2e%2e/x"},
+        ResolveCase{"encoded_space", "/my%20file.txt", true, "my file.txt"},
+        ResolveCase{"nul_byte", "/a%00.txt", false, ""},
+        ResolveCase{"bad_escape", "/a%zz", false, ""},
+        ResolveCase{"truncated_escape", "/a%2", false, ""},
+        ResolveCase{"relative_target", "a/b", false, ""},
+        ResolveCase{"absolute_form", "http://example.com/a/b", true, "a/b"},
+        ResolveCase{"absolute_form_no_path", "http://example.com", true, ""}),
+    [](const testing::TestParamInfo<ResolveCase> &p) { return p.param.name; });
+
+class StaticFiles : public testing::Test {
+protected:
+  void SetUp() override {
+    char base[] = "/tmp/sockdispatch-static-XXXXXX";
+    ASSERT_NE(::mkdtemp(base), nullptr);
+    dir_ = base;
+    root_ = dir_ / "root";
+    std::filesystem::create_directories(root_ / "docs");
+    std::filesystem::create_directories(root_ / "empty");
+    write(root_ / "index.html", "<h1>home</h1>");
+    write(root_ / "hello.txt", "Hello, World!");
+    write(root_ / "docs" / "index.html", "docs");
+    write(dir_ / "secret.txt", "outside the root");
+    std::filesystem::create_symlink(dir_ / "secret.txt", root_ / "escape.txt");
+    std::filesystem::create_symlink("../secret.txt", root_ / "escape_relative.txt");
+    std::filesystem::create_symlink("hello.txt", root_ / "alias.txt");
+    auto handler = StaticFileHandler::open(root_.string());
+    ASSERT_TRUE(handler) << handler.error().message();
+    handler_ = std::move(handler.value());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static void write(const std::filesystem::path &path, const std::string &text) {
+    std::ofstream(path) << text;
+  }
+
+  Response get(const std::string &target, const std::string &method = "GET") {
+    Request request;
+    request.method = method;
+    request.target = target;
+    Response response;
+    handler_->handle(request, response);
+    return response;
+  }
+
+  static std::string fileText(Response &response) {
+    std::string text(response.fileLength, '\0');
+    EXPECT_EQ(::pread(response.file.get(), text.data(), text.size(), response.fileOffset),
+              static_cast<ssize_t>(text.size()));
+    return text;
+  }
+
+  static std::string headerOf(const Response &response, const std::string &name) {
+    for (const auto &[key, value] : response.headers) {
+      if (key == name) {
+        return value;
+      }
+    }
+    return {};
+  }
+
+  std::filesystem::path dir_;
+  std::filesystem::path root_;
+  std::unique_ptr<StaticFileHandler> handler_;
+};
+
+TEST_F(StaticFiles, ServesAFileZeroCopyWithItsType) {
+  auto response = get("/hello.txt");
+  EXPECT_EQ(response.status, 200);
+  ASSERT_TRUE(response.file.valid());
+  EXPECT_EQ(fileText(response), "Hello, World!");
+  EXPECT_EQ(headerOf(response, "Content-Type"), "text/plain; charset=utf-8");
+  EXPECT_FALSE(headerOf(response, "Last-Modified").empty());
+}
+
+TEST_F(StaticFiles, DirectoryServesItsIndex) {
+  auto response = get("/");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(fileText(response), "<h1>home</h1>");
+  auto docs = get("/docs/");
+  EXPECT_EQ(docs.status, 200);
+  EXPECT_EQ(fileText(docs), "docs");
+}
+
+TEST_F(StaticFiles, DirectoryWithoutSlashRedirects) {
+  auto response = get("/docs?x=1");
+  EXPECT_EQ(response.status, 301);
+  EXPECT_EQ(headerOf(response, "Location"), "/docs/");
+}
+
+TEST_F(StaticFiles, DirectoryWithoutIndexIsForbidden) { EXPECT_EQ(get("/empty/").status, 403); }
+
+TEST_F(StaticFiles, MissingIs404) {
+  EXPECT_EQ(get("/nope.txt").status, 404);
+  EXPECT_EQ(get("/hello.txt/child").status, 404);
+}
+
+TEST_F(StaticFiles, TraversalIsRefused) {
+  EXPECT_EQ(get("/../secret.txt").status, 400);
+  EXPECT_EQ(get("/%2e%2e/secret.txt").status, 400);
+  EXPECT_EQ(get("/docs/../../secret.txt").status, 400);
+}
+
+TEST_F(StaticFiles, SymlinksOutOfTheRootAreRefused) {
+  EXPECT_EQ(get("/escape.txt").status, 403);
+  EXPECT_EQ(get("/escape_relative.txt").status, 403);
+}
+
+TEST_F(StaticFiles, SymlinksInsideTheRootAreFollowed) {
+  auto response = get("/alias.txt");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(fileText(response), "Hello, World!");
+}
+
+TEST_F(StaticFiles, OnlyGetAndHead) {
+  EXPECT_EQ(get("/hello.txt", "HEAD").status, 200);
+  auto post = get("/hello.txt", "POST");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(headerOf(post, "Allow"), "GET, HEAD");
+  EXPECT_EQ(get("/hello.txt", "DELETE").status, 405);
+}
+
+TEST_F(StaticFiles, UnreadableFileIsForbidden) {
+  // Root reads any file, so the check runs in a child that becomes "nobody" first.
+  write(root_ / "locked.txt", "x");
+  ASSERT_EQ(::chmod((root_ / "locked.txt").c_str(), 0), 0);
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::geteuid() == 0 && (::setresgid(65534, 65534, 65534) != 0 ||
+                             ::setresuid(65534, 65534, 65534) != 0)) {
+      ::_exit(2);
+    }
+    auto handler = StaticFileHandler::open(root_.string());
+    if (!handler) {
+      ::_exit(3);
+    }
+    Request request;
+    request.method = "GET";
+    request.target = "/locked.txt";
+    Response response;
+    handler.value()->handle(request, response);
+    ::_exit(response.status == 403 ? 0 : 4);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: could not drop privileges, 3: root unopenable, "
+                                       "4: the locked file was not answered 403";
+}
+
+TEST(StaticFilesOpen, MissingRootFails) {
+  auto handler = StaticFileHandler::open("/nonexistent/sockdispatch-root");
+  ASSERT_FALSE(handler);
+  EXPECT_NE(handler.error().message().find("/nonexistent/sockdispatch-root"), std::string::npos);
+}
+
+} // namespace
+} // namespace sockdispatch

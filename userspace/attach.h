@@ -1,0 +1,13 @@
+#pragma once
+
+#include "options.h"
+
+namespace sockdispatch {
+
+// `sockdispatch attach`: binds the group, loads and attaches the dispatch program, pins its
+// state under pinDirFor(port), runs the master until SIGTERM/SIGINT, then removes the pins.
+// Prints "listening on ADDRESS:PORT ..." on stdout once every worker serves.
+// Returns the process exit code (kExitUsage for a port attached already).
+int runAttach(const AttachOptions &options);
+
+} // namespace sockdispatch

@@ -1,0 +1,21 @@
+#pragma once
+
+#include "scoreboard.h"
+
+#include <optional>
+#include <span>
+
+namespace sockdispatch {
+
+// The C++ side of the balancing policies, built on the same sockdispatch/policy.h the BPF
+// program uses. It is the line fallback's decision and the tests' reference.
+
+// skip_load over the line of selectable slots, in slot order. Mutates `slots` exactly as
+// the kernel program mutates its map (each visited worker's `skipped` grows by one) and
+// returns the chosen slot index, or nullopt when no slot is selectable.
+std::optional<uint32_t> skipLoadChoose(std::span<SlotSnapshot> slots);
+
+// least_conn: the selectable slot with the fewest open connections (lowest index on ties).
+std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots);
+
+} // namespace sockdispatch

@@ -1,0 +1,79 @@
+#include "address.h"
+#include "attach.h"
+#include "commands.h"
+#include "sockdispatch/abi.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+
+namespace sockdispatch::cli {
+
+namespace {
+
+int defaultWorkers() {
+  long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return static_cast<int>(std::clamp<long>(cpus, 1, SD_MAX_WORKERS));
+}
+
+CLI::Validator numericAddress() {
+  return CLI::Validator(
+      [](std::string &value) -> std::string {
+        if (!parseAddress(value, 0)) {
+          return "'" + value + "' is not a numeric IPv4 or IPv6 address";
+        }
+        return {};
+      },
+      "ADDRESS");
+}
+
+} // namespace
+
+Action addAttachCommand(CLI::App &app) {
+  // CLI11 writes into these after this function returns: they live as long as the action.
+  struct Flags {
+    AttachOptions options;
+    long shutdownSeconds = 10;
+  };
+  auto flags = std::make_shared<Flags>();
+  AttachOptions *options = &flags->options;
+  options->workers = defaultWorkers();
+  flags->shutdownSeconds = options->shutdownTimeout.count();
+
+  CLI::App *cmd = app.add_subcommand("attach", "Serve HTTP on PORT with kernel-dispatched workers");
+  cmd->footer(R"(Examples:
+  sockdispatch attach 8080                         built-in page, one worker per CPU
+  sockdispatch attach 8080 --workers 4 --root /var/www --bind 127.0.0.1
+  sockdispatch attach 0 --bind 127.0.0.1           ephemeral port, printed once serving
+
+Runs in the foreground. SIGTERM or SIGINT stops the workers (in-flight requests finish
+within --shutdown-timeout) and removes the pinned state under /sys/fs/bpf/sockdispatch/PORT.
+Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad flag or port already attached.)");
+  cmd->add_option("port", options->port, "TCP port to serve (0: pick an ephemeral port)")
+      ->required()
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--workers,-w", options->workers, "Worker processes (default: CPU count)")
+      ->check(CLI::Range(1, SD_MAX_WORKERS));
+  cmd->add_option("--bind,-b", options->bind, "Numeric IPv4 or IPv6 address to bind")
+      ->check(numericAddress())
+      ->capture_default_str();
+  cmd->add_option("--backlog", options->backlog, "listen() backlog of each worker's socket")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
+  cmd->add_option("--root,-r", options->root,
+                  "Serve static files from this directory (default: the built-in page)")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--shutdown-timeout", flags->shutdownSeconds,
+                  "Seconds workers get to finish in-flight requests on stop")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
+  cmd->add_flag("--verbose,-v", options->verbose, "Debug logging (libbpf's log included)");
+
+  return [flags] {
+    flags->options.shutdownTimeout = std::chrono::seconds(flags->shutdownSeconds);
+    return runAttach(flags->options);
+  };
+}
+
+} // namespace sockdispatch::cli

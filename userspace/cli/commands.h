@@ -1,0 +1,15 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace sockdispatch::cli {
+
+// Each subcommand registers itself on the app and returns what to run when it is chosen.
+using Action = std::function<int()>;
+
+Action addAttachCommand(CLI::App &app);
+Action addVersionCommand(CLI::App &app);
+
+} // namespace sockdispatch::cli

@@ -1,0 +1,42 @@
+// sockdispatch: the command-line entry point. Each verb lives in its own *_command.cc.
+#include "commands.h"
+#include "options.h"
+#include "version.h"
+
+#include <cstdio>
+#include <map>
+#include <string>
+
+int main(int argc, char **argv) {
+  using namespace sockdispatch;
+  CLI::App app("sockdispatch: an eBPF-assisted socket dispatcher and pre-forking HTTP/1.1 "
+               "server",
+               "sockdispatch");
+  app.set_version_flag("--version", SOCKDISPATCH_VERSION);
+  app.require_subcommand(1);
+  std::map<std::string, cli::Action> actions{
+      {"attach", cli::addAttachCommand(app)},
+      {"version", cli::addVersionCommand(app)},
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp &help) {
+    return app.exit(help);
+  } catch (const CLI::CallForAllHelp &help) {
+    return app.exit(help);
+  } catch (const CLI::CallForVersion &version) {
+    return app.exit(version);
+  } catch (const CLI::ParseError &error) {
+    std::string verb = "sockdispatch";
+    for (const auto *sub : app.get_subcommands()) {
+      verb = sub->get_name();
+    }
+    std::fprintf(stderr, "%s: %s\nRun 'sockdispatch %s--help' for usage.\n", verb.c_str(),
+                 error.what(), verb == "sockdispatch" ? "" : (verb + " ").c_str());
+    return kExitUsage;
+  }
+  for (const auto *sub : app.get_subcommands()) {
+    return actions.at(sub->get_name())();
+  }
+  return kExitUsage;
+}

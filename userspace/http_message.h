@@ -1,0 +1,74 @@
+#pragma once
+
+#include "unique_fd.h"
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sockdispatch {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+// One parsed request. Header names keep the client's case; look them up with header().
+struct Request {
+  std::string method;
+  std::string target;
+  uint8_t versionMajor = 1;
+  uint8_t versionMinor = 1;
+  HeaderList headers;
+  std::string body;
+  bool keepAlive = true;
+
+  // The first header with this name (ASCII case-insensitive), or "" when absent.
+  [[nodiscard]] std::string_view header(std::string_view name) const;
+  [[nodiscard]] bool isHead() const { return method == "HEAD"; }
+};
+
+// What a handler answers. The body comes from memory or, zero-copy, from a file.
+struct Response {
+  int status = 200;
+  HeaderList headers;
+  std::string body;
+  UniqueFd file;           // when valid, the body is fileLength bytes of it from fileOffset
+  off_t fileOffset = 0;
+  uint64_t fileLength = 0;
+  bool close = false;      // close the connection after this response
+
+  void setHeader(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+  }
+  [[nodiscard]] uint64_t contentLength() const {
+    return file.valid() ? fileLength : body.size();
+  }
+};
+
+// Limits one connection enforces; each maps to the status the client receives.
+struct HttpLimits {
+  size_t maxTargetBytes = 8 * 1024;       // 414 above
+  size_t maxHeaderBytes = 32 * 1024;      // 431 above (request line and headers together)
+  size_t maxBodyBytes = 1024 * 1024;      // 413 above
+  size_t maxPendingOutput = 1024 * 1024;  // stop reading pipelined requests above this
+  std::chrono::seconds requestTimeout{30}; // a request must arrive whole within this (408)
+  std::chrono::seconds idleTimeout{60};   // keep-alive connection with no request
+};
+
+// "OK", "Not Found", ...; "Unknown" for a code we never send.
+std::string_view reasonPhrase(int status);
+
+// Whether responses with this status carry no body (1xx, 204, 304).
+bool statusHasNoBody(int status);
+
+// The IMF-fixdate for now, cached per second ("Tue, 24 Nov 2026 11:25:17 GMT").
+std::string_view httpDateNow();
+std::string httpDate(time_t when);
+
+// A complete response with a body from memory, for errors the connection answers itself.
+Response simpleResponse(int status, std::string_view text);
+
+} // namespace sockdispatch

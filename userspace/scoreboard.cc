@@ -1,0 +1,79 @@
+#include "scoreboard.h"
+
+namespace sockdispatch {
+
+uint32_t Scoreboard::slotCount() const {
+  uint32_t count = loadRelaxed(config_->nr_slots);
+  return count > SD_MAX_WORKERS ? SD_MAX_WORKERS : count;
+}
+
+void Scoreboard::connectionOpened(uint32_t slot) {
+  std::atomic_ref<__u64>(slots_[slot].open).fetch_add(1, std::memory_order_relaxed);
+  std::atomic_ref<__u64>(slots_[slot].accepted).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Scoreboard::connectionClosed(uint32_t slot) {
+  std::atomic_ref<__u64>(slots_[slot].open).fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Scoreboard::requestAnswered(uint32_t slot) {
+  std::atomic_ref<__u64>(slots_[slot].requests).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Scoreboard::prepareSlot(uint32_t slot, uint64_t generation) {
+  sd_slot &s = slots_[slot];
+  if (loadRelaxed(s.weight) == 0) {
+    storeRelease<__u32>(s.weight, 1);
+  }
+  storeRelease<__u64>(s.generation, generation);
+  storeRelease<__u32>(s.pid, 0);
+  storeRelease<__u32>(s.state, SD_SLOT_STARTING);
+}
+
+void Scoreboard::setPid(uint32_t slot, pid_t pid) {
+  storeRelease<__u32>(slots_[slot].pid, static_cast<__u32>(pid));
+}
+
+void Scoreboard::setState(uint32_t slot, sd_slot_state state) {
+  storeRelease<__u32>(slots_[slot].state, state);
+}
+
+void Scoreboard::resetOpen(uint32_t slot) { storeRelease<__u64>(slots_[slot].open, 0); }
+
+void Scoreboard::addRespawn(uint32_t slot) {
+  std::atomic_ref<__u64>(slots_[slot].respawns).fetch_add(1, std::memory_order_relaxed);
+}
+
+sd_slot_state Scoreboard::state(uint32_t slot) const {
+  return static_cast<sd_slot_state>(loadRelaxed(slots_[slot].state));
+}
+
+SlotSnapshot Scoreboard::snapshot(uint32_t slot) const {
+  const sd_slot &s = slots_[slot];
+  SlotSnapshot out;
+  out.slot = slot;
+  out.state = loadRelaxed(s.state);
+  out.pid = loadRelaxed(s.pid);
+  out.weight = loadRelaxed(s.weight);
+  out.draining = loadRelaxed(s.draining);
+  out.generation = loadRelaxed(s.generation);
+  out.respawns = loadRelaxed(s.respawns);
+  out.open = loadRelaxed(s.open);
+  out.accepted = loadRelaxed(s.accepted);
+  out.requests = loadRelaxed(s.requests);
+  out.skipped = loadRelaxed(s.skipped);
+  out.selected = loadRelaxed(s.selected);
+  return out;
+}
+
+std::vector<SlotSnapshot> Scoreboard::snapshotAll() const {
+  std::vector<SlotSnapshot> all;
+  uint32_t count = slotCount();
+  all.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    all.push_back(snapshot(i));
+  }
+  return all;
+}
+
+} // namespace sockdispatch

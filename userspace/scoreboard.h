@@ -1,0 +1,70 @@
+#pragma once
+
+#include "sockdispatch/abi.h"
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+namespace sockdispatch {
+
+// A plain copy of one slot, for decisions, display and tests.
+struct SlotSnapshot {
+  uint32_t slot = 0;
+  uint32_t state = SD_SLOT_EMPTY;
+  uint32_t pid = 0;
+  uint32_t weight = 1;
+  uint32_t draining = 0;
+  uint64_t generation = 0;
+  uint64_t respawns = 0;
+  uint64_t open = 0;
+  uint64_t accepted = 0;
+  uint64_t requests = 0;
+  uint64_t skipped = 0;
+  uint64_t selected = 0;
+};
+
+// The per-worker scoreboard: the `slots` array (mmapped from the BPF map, or from a shared
+// memory file in line mode) and the `config` record. Every access is atomic, because the
+// kernel program and other processes write the same memory concurrently.
+class Scoreboard {
+public:
+  Scoreboard(sd_slot *slots, sd_config *config) : slots_(slots), config_(config) {}
+
+  [[nodiscard]] uint32_t slotCount() const;
+
+  // Worker side: its own slot's counters.
+  void connectionOpened(uint32_t slot);
+  void connectionClosed(uint32_t slot);
+  void requestAnswered(uint32_t slot);
+
+  // Master side.
+  // Before fork: STARTING (the worker itself announces RUNNING). Counters are kept.
+  void prepareSlot(uint32_t slot, uint64_t generation);
+  void setPid(uint32_t slot, pid_t pid);
+  void setState(uint32_t slot, sd_slot_state state);
+  void resetOpen(uint32_t slot); // its connections died with its process
+  void addRespawn(uint32_t slot);
+
+  [[nodiscard]] sd_slot_state state(uint32_t slot) const;
+  [[nodiscard]] SlotSnapshot snapshot(uint32_t slot) const;
+  [[nodiscard]] std::vector<SlotSnapshot> snapshotAll() const;
+
+  [[nodiscard]] sd_config *config() { return config_; }
+  [[nodiscard]] const sd_config *config() const { return config_; }
+
+private:
+  sd_slot *slots_;
+  sd_config *config_;
+};
+
+template <typename T> T loadRelaxed(const T &field) {
+  return std::atomic_ref<T>(const_cast<T &>(field)).load(std::memory_order_relaxed);
+}
+template <typename T> void storeRelease(T &field, T value) {
+  std::atomic_ref<T>(field).store(value, std::memory_order_release);
+}
+
+} // namespace sockdispatch

@@ -1,0 +1,186 @@
+#include "static_files.h"
+
+#include "mime.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <vector>
+
+namespace sockdispatch {
+
+namespace {
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+std::optional<std::string> percentDecode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    if (i + 2 >= text.size()) {
+      return std::nullopt;
+    }
+    int high = hexValue(text[i + 1]);
+    int low = hexValue(text[i + 2]);
+    if (high < 0 || low < 0) {
+      return std::nullopt;
+    }
+    out += static_cast<char>(high * 16 + low);
+    i += 2;
+  }
+  return out;
+}
+
+int openBeneath(int dirFd, const std::string &path, uint64_t flags) {
+  open_how how{};
+  how.flags = flags | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, dirFd, path.c_str(), &how, sizeof(how)));
+}
+
+int statusForOpenError(int error) {
+  switch (error) {
+  case ENOENT:
+  case ENOTDIR:
+    return 404;
+  case ENAMETOOLONG:
+    return 414;
+  case EACCES:
+  case EPERM:
+  case EXDEV: // would leave the root
+  case ELOOP:
+    return 403;
+  default:
+    return 500;
+  }
+}
+
+} // namespace
+
+std::optional<ResolvedPath> resolveTarget(std::string_view target) {
+  // absolute-form ("http://host/path"): keep the path.
+  if (auto scheme = target.find("://"); scheme != std::string_view::npos &&
+                                        target.find('/') == scheme + 1) {
+    auto pathStart = target.find('/', scheme + 3);
+    target = pathStart == std::string_view::npos ? "/" : target.substr(pathStart);
+  }
+  if (auto end = target.find_first_of("?#"); end != std::string_view::npos) {
+    target = target.substr(0, end);
+  }
+  if (target.empty() || target.front() != '/') {
+    return std::nullopt;
+  }
+  auto decoded = percentDecode(target);
+  if (!decoded || decoded->find('\0') != std::string::npos) {
+    return std::nullopt;
+  }
+  std::vector<std::string_view> segments;
+  std::string_view rest = *decoded;
+  while (!rest.empty()) {
+    auto slash = rest.find('/');
+    std::string_view segment = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    if (segment.empty() || segment == ".") {
+      continue;
+    }
+    if (segment == "..") {
+      if (segments.empty()) {
+        return std::nullopt;
+      }
+      segments.pop_back();
+      continue;
+    }
+    segments.push_back(segment);
+  }
+  ResolvedPath resolved;
+  for (auto segment : segments) {
+    if (!resolved.relative.empty()) {
+      resolved.relative += '/';
+    }
+    resolved.relative += segment;
+  }
+  resolved.trailingSlash = decoded->back() == '/';
+  return resolved;
+}
+
+Result<std::unique_ptr<StaticFileHandler>> StaticFileHandler::open(const std::string &root) {
+  UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
+    return osError("open document root " + root);
+  }
+  return std::unique_ptr<StaticFileHandler>(new StaticFileHandler(std::move(fd)));
+}
+
+void StaticFileHandler::handle(const Request &request, Response &response) const {
+  if (request.method != "GET" && request.method != "HEAD") {
+    response = simpleResponse(405, "Method Not Allowed");
+    response.setHeader("Allow", "GET, HEAD");
+    return;
+  }
+  auto path = resolveTarget(request.target);
+  if (!path) {
+    response = simpleResponse(400, "Bad Request");
+    return;
+  }
+  std::string name = path->relative.empty() ? "." : path->relative;
+  UniqueFd file(openBeneath(root_.get(), name, O_RDONLY));
+  if (!file) {
+    int status = statusForOpenError(errno);
+    response = simpleResponse(status, reasonPhrase(status));
+    return;
+  }
+  struct stat info {};
+  if (::fstat(file.get(), &info) != 0) {
+    response = simpleResponse(500, "Internal Server Error");
+    return;
+  }
+  if (S_ISDIR(info.st_mode)) {
+    if (!path->trailingSlash && !path->relative.empty()) {
+      response = simpleResponse(301, "Moved Permanently");
+      std::string location = request.target.substr(0, request.target.find_first_of("?#"));
+      response.setHeader("Location", location + "/");
+      return;
+    }
+    name = "index.html";
+    UniqueFd index(openBeneath(file.get(), name, O_RDONLY));
+    if (!index) {
+      int status = errno == ENOENT ? 403 : statusForOpenError(errno);
+      response = simpleResponse(status, reasonPhrase(status));
+      return;
+    }
+    file = std::move(index);
+    if (::fstat(file.get(), &info) != 0) {
+      response = simpleResponse(500, "Internal Server Error");
+      return;
+    }
+  }
+  if (!S_ISREG(info.st_mode)) {
+    response = simpleResponse(403, "Forbidden");
+    return;
+  }
+  response.status = 200;
+  response.setHeader("Content-Type", std::string(mimeTypeFor(name)));
+  response.setHeader("Last-Modified", httpDate(info.st_mtime));
+  response.fileLength = static_cast<uint64_t>(info.st_size);
+  response.fileOffset = 0;
+  response.file = std::move(file);
+}
+
+} // namespace sockdispatch
