@@ -51,18 +51,21 @@ void claimPort(uint16_t port) {
     return;
   }
   auto existing = PinnedAttachment::open(port, false);
-  if (existing) {
-    uint32_t owner = loadRelaxed(existing->config().master_pid);
-    if (processAlive(owner)) {
-      throw StartupError(kExitUsage, "port " + std::to_string(port) +
-                                         " is already attached by sockdispatch (master pid " +
-                                         std::to_string(owner) + "); run 'sockdispatch detach " +
-                                         std::to_string(port) + "' first");
-    }
-    spdlog::warn("removing stale state of port {} left by master pid {}", port, owner);
-  } else {
-    spdlog::warn("removing unreadable state in {}: {}", dir, existing.error().message());
+  if (!existing) {
+    // Never remove what we cannot prove is dead: the operator decides.
+    throw StartupError(kExitFailure, "cannot read the state of port " + std::to_string(port) +
+                                         " in " + dir + " (" + existing.error().message() +
+                                         "); remove that directory if no sockdispatch serves "
+                                         "the port");
   }
+  uint32_t owner = loadRelaxed(existing->config().master_pid);
+  if (processAlive(owner)) {
+    throw StartupError(kExitUsage, "port " + std::to_string(port) +
+                                       " is already attached by sockdispatch (master pid " +
+                                       std::to_string(owner) + "); run 'sockdispatch detach " +
+                                       std::to_string(port) + "' first");
+  }
+  spdlog::warn("removing stale state of port {} left by master pid {}", port, owner);
   if (auto removed = removePinDir(dir); !removed) {
     fail(removed.error());
   }

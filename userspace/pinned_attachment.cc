@@ -6,6 +6,7 @@
 #include <bpf/libbpf.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace sockdispatch {
@@ -28,44 +29,74 @@ Result<UniqueFd> openPin(const std::string &path, bool writable) {
 Result<PinnedAttachment> PinnedAttachment::open(uint16_t port, bool writable) {
   std::string dir = pinDirFor(port);
   PinnedAttachment attachment;
+  attachment.writable_ = writable;
   auto config = openPin(dir + "/" + kPinConfig, writable);
   if (!config) {
     return config.error();
   }
   attachment.configFd_ = std::move(config.value());
-  auto configMap =
-      mapShared(attachment.configFd_.get(), sizeof(sd_config), writable, dir + "/config");
-  if (!configMap) {
-    return configMap.error();
+  auto slots = openPin(dir + "/" + kPinSlots, writable);
+  if (!slots) {
+    return slots.error();
   }
-  attachment.config_ = std::move(configMap.value());
+  attachment.slotsFd_ = std::move(slots.value());
+  auto verdicts = openPin(dir + "/" + kPinVerdicts, false);
+  if (!verdicts) {
+    return verdicts.error();
+  }
+  attachment.verdictsFd_ = std::move(verdicts.value());
+
+  if (writable) {
+    auto configMap = mapShared(attachment.configFd_.get(), sizeof(sd_config), true, dir + "/config");
+    if (!configMap) {
+      return configMap.error();
+    }
+    attachment.config_ = std::move(configMap.value());
+    auto slotsMap = mapShared(attachment.slotsFd_.get(), sizeof(sd_slot) * SD_MAX_WORKERS, true,
+                              dir + "/slots");
+    if (!slotsMap) {
+      return slotsMap.error();
+    }
+    attachment.slots_ = std::move(slotsMap.value());
+  } else {
+    attachment.slotCopy_.resize(SD_MAX_WORKERS);
+    if (auto copied = attachment.refresh(); !copied) {
+      return copied.error();
+    }
+  }
   uint32_t abi = loadRelaxed(attachment.config().abi_version);
   if (abi != SD_ABI_VERSION) {
     return logicError("open attachment " + dir,
                       "its map ABI is version " + std::to_string(abi) + ", this sockdispatch " +
                           "speaks version " + std::to_string(SD_ABI_VERSION));
   }
-  auto slots = openPin(dir + "/" + kPinSlots, writable);
-  if (!slots) {
-    return slots.error();
-  }
-  attachment.slotsFd_ = std::move(slots.value());
-  auto slotsMap = mapShared(attachment.slotsFd_.get(), sizeof(sd_slot) * SD_MAX_WORKERS,
-                            writable, dir + "/slots");
-  if (!slotsMap) {
-    return slotsMap.error();
-  }
-  attachment.slots_ = std::move(slotsMap.value());
-  auto verdicts = openPin(dir + "/" + kPinVerdicts, false);
-  if (!verdicts) {
-    return verdicts.error();
-  }
-  attachment.verdictsFd_ = std::move(verdicts.value());
   return attachment;
 }
 
-Scoreboard PinnedAttachment::scoreboard() const {
-  return Scoreboard(slots_.as<sd_slot>(), config_.as<sd_config>());
+Result<void> PinnedAttachment::refresh() {
+  uint32_t key = 0;
+  if (bpf_map_lookup_elem(configFd_.get(), &key, &configCopy_) != 0) {
+    return osError("read the config map");
+  }
+  uint32_t count = std::min<uint32_t>(configCopy_.nr_slots, SD_MAX_WORKERS);
+  for (uint32_t slot = 0; slot < count; ++slot) {
+    if (bpf_map_lookup_elem(slotsFd_.get(), &slot, &slotCopy_[slot]) != 0) {
+      return osError("read slot " + std::to_string(slot));
+    }
+  }
+  return {};
+}
+
+Scoreboard PinnedAttachment::scoreboard() {
+  if (writable_) {
+    return Scoreboard(slots_.as<sd_slot>(), config_.as<sd_config>());
+  }
+  (void)refresh(); // a failed read leaves the last copy: the pins are gone with the master
+  return Scoreboard(slotCopy_.data(), &configCopy_);
+}
+
+const sd_config &PinnedAttachment::config() {
+  return writable_ ? *config_.as<sd_config>() : configCopy_;
 }
 
 Result<std::array<uint64_t, SD_NR_VERDICTS>> PinnedAttachment::verdicts() const {

@@ -18,6 +18,15 @@ int main(int argc, char **argv) {
       {"attach", cli::addAttachCommand(app)},
       {"version", cli::addVersionCommand(app)},
   };
+  if (argc > 1 && argv[1][0] != '-' && actions.count(argv[1]) == 0) {
+    std::string known;
+    for (const auto &entry : actions) {
+      known += (known.empty() ? "" : ", ") + entry.first;
+    }
+    std::fprintf(stderr, "sockdispatch: unknown subcommand '%s' (expected one of: %s)\n", argv[1],
+                 known.c_str());
+    return kExitUsage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &help) {
