@@ -156,8 +156,7 @@ int sd_dispatch(struct sk_reuseport_md *md)
 			count_verdict(SD_VERDICT_MIGRATE_FAILED);
 			return SK_PASS;
 		}
-		return select_slot(md, walk.chosen, SD_VERDICT_MIGRATED,
-				   SD_VERDICT_MIGRATE_FAILED);
+		return select_slot(md, walk.chosen, SD_VERDICT_MIGRATED, SD_VERDICT_MIGRATE_FAILED);
 	}
 
 	switch (cfg->policy) {

@@ -46,6 +46,6 @@ function(sockdispatch_add_bpf_skeleton name source)
 
   add_custom_target(${name}_skeleton_files DEPENDS ${skeleton})
   add_library(${name}_skeleton INTERFACE)
-  target_include_directories(${name}_skeleton INTERFACE ${out_dir})
+  target_include_directories(${name}_skeleton SYSTEM INTERFACE ${out_dir})
   add_dependencies(${name}_skeleton ${name}_skeleton_files)
 endfunction()

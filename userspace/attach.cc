@@ -33,14 +33,12 @@ struct StartupError : std::runtime_error {
 std::string bpfLoadHint(int code) {
   switch (code) {
   case EPERM:
-  case EACCES:
-    return " (loading BPF needs root, or CAP_BPF with CAP_NET_ADMIN)";
+  case EACCES: return " (loading BPF needs root, or CAP_BPF with CAP_NET_ADMIN)";
   case EINVAL:
   case ENOTSUP:
     return " (the kernel lacks sk_reuseport/migrate programs or the verifier refused; "
            "Linux 5.14 or newer is needed)";
-  default:
-    return "";
+  default: return "";
   }
 }
 
@@ -96,7 +94,8 @@ struct Prepared {
 Prepared prepare(const AttachOptions &options) {
   auto address = parseAddress(options.bind, options.port);
   if (!address) {
-    throw StartupError(kExitUsage, "--bind " + options.bind + " is not a numeric IPv4 or IPv6 address");
+    throw StartupError(kExitUsage,
+                       "--bind " + options.bind + " is not a numeric IPv4 or IPv6 address");
   }
   if (auto mounted = ensureBpffs(); !mounted) {
     fail(mounted.error());
@@ -125,8 +124,7 @@ Prepared prepare(const AttachOptions &options) {
 
   auto program = DispatchProgram::load();
   if (!program) {
-    throw StartupError(kExitFailure,
-                       program.error().message() + bpfLoadHint(program.error().code));
+    throw StartupError(kExitFailure, program.error().message() + bpfLoadHint(program.error().code));
   }
   prepared.program = std::move(program.value());
   Scoreboard board = prepared.program->scoreboard();
@@ -140,8 +138,7 @@ Prepared prepare(const AttachOptions &options) {
   config->generation = 1;
 
   // Attach before listen(): no SYN is ever hashed past the program.
-  if (auto attached = prepared.program->attachTo(prepared.listeners.sockets[0].get());
-      !attached) {
+  if (auto attached = prepared.program->attachTo(prepared.listeners.sockets[0].get()); !attached) {
     fail(attached.error());
   }
   if (auto listening = listenAll(prepared.listeners, options.backlog); !listening) {

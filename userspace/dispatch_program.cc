@@ -26,12 +26,8 @@ int libbpfPrint(enum libbpf_print_level level, const char *format, va_list args)
     text.pop_back();
   }
   switch (level) {
-  case LIBBPF_WARN:
-    spdlog::warn("libbpf: {}", text);
-    break;
-  default:
-    spdlog::debug("libbpf: {}", text);
-    break;
+  case LIBBPF_WARN: spdlog::warn("libbpf: {}", text); break;
+  default: spdlog::debug("libbpf: {}", text); break;
   }
   return length;
 }
@@ -46,7 +42,9 @@ Result<void> pinMap(bpf_map *map, const std::string &path) {
 
 } // namespace
 
-void bridgeLibbpfLog() { libbpf_set_print(libbpfPrint); }
+void bridgeLibbpfLog() {
+  libbpf_set_print(libbpfPrint);
+}
 
 Result<std::unique_ptr<DispatchProgram>> DispatchProgram::load() {
   std::unique_ptr<DispatchProgram> program(new DispatchProgram());
@@ -125,8 +123,7 @@ Scoreboard DispatchProgram::scoreboard() const {
 uint32_t DispatchProgram::programId() const {
   bpf_prog_info info{};
   uint32_t length = sizeof(info);
-  if (bpf_obj_get_info_by_fd(bpf_program__fd(skeleton_->progs.sd_dispatch), &info, &length) !=
-      0) {
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(skeleton_->progs.sd_dispatch), &info, &length) != 0) {
     return 0;
   }
   return info.id;

@@ -9,7 +9,9 @@ namespace sockdispatch {
 
 namespace {
 
-HttpConnection &self(llhttp_t *parser) { return *static_cast<HttpConnection *>(parser->data); }
+HttpConnection &self(llhttp_t *parser) {
+  return *static_cast<HttpConnection *>(parser->data);
+}
 
 // An unknown method is 501 when it is a well-formed token, 400 when it is garbage.
 bool looksLikeMethod(const char *begin, const char *end) {
@@ -34,7 +36,8 @@ bool isToken(std::string_view text) {
   }
   for (char c : text) {
     auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) == 0 && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+    if (std::isalnum(u) == 0 &&
+        std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
       return false;
     }
   }
@@ -43,12 +46,9 @@ bool isToken(std::string_view text) {
 
 int statusForParseError(llhttp_errno error) {
   switch (error) {
-  case HPE_INVALID_TRANSFER_ENCODING:
-    return 501;
-  case HPE_INVALID_VERSION:
-    return 505;
-  default:
-    return 400;
+  case HPE_INVALID_TRANSFER_ENCODING: return 501;
+  case HPE_INVALID_VERSION: return 505;
+  default: return 400;
   }
 }
 
@@ -78,12 +78,13 @@ const llhttp_settings_t &HttpConnection::settings() {
 
 HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
                                const WorkerIdentity &who, const HttpLimits &limits, Hooks hooks)
-    : bev_(bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)), handler_(handler),
-      who_(who), limits_(limits), hooks_(std::move(hooks)) {
+    : bev_(bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)), handler_(handler), who_(who),
+      limits_(limits), hooks_(std::move(hooks)) {
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
   bufferevent_setcb(
-      bev_.get(), [](bufferevent *, void *ctx) { static_cast<HttpConnection *>(ctx)->onReadable(); },
+      bev_.get(),
+      [](bufferevent *, void *ctx) { static_cast<HttpConnection *>(ctx)->onReadable(); },
       [](bufferevent *, void *ctx) { static_cast<HttpConnection *>(ctx)->onWritable(); },
       [](bufferevent *, short what, void *ctx) {
         static_cast<HttpConnection *>(ctx)->onEvent(what);
@@ -172,8 +173,7 @@ int HttpConnection::onHeadersComplete(llhttp_t *parser) {
   }
   r.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(parser)));
   r.keepAlive = llhttp_should_keep_alive(parser) != 0;
-  if (parser->content_length > c.limits_.maxBodyBytes &&
-      (parser->flags & F_CONTENT_LENGTH) != 0) {
+  if (parser->content_length > c.limits_.maxBodyBytes && (parser->flags & F_CONTENT_LENGTH) != 0) {
     return c.failWith(413, "request body too large");
   }
   if (r.versionMinor == 1 && r.header("Expect") == "100-continue") {
@@ -199,7 +199,9 @@ int HttpConnection::onMessageComplete(llhttp_t *parser) {
   return HPE_PAUSED;
 }
 
-void HttpConnection::onReadable() { processInput(); }
+void HttpConnection::onReadable() {
+  processInput();
+}
 
 void HttpConnection::processInput() {
   evbuffer *input = bufferevent_get_input(bev_.get());

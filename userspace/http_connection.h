@@ -25,7 +25,7 @@ public:
   struct Hooks {
     // The connection is done: the owner must free it, but not from inside this call.
     std::function<void(HttpConnection *)> closed;
-    std::function<void()> requestAnswered;        // scoreboard counter
+    std::function<void()> requestAnswered; // scoreboard counter
   };
 
   HttpConnection(event_base *base, int fd, const Handler &handler, const WorkerIdentity &who,
@@ -76,7 +76,7 @@ private:
   size_t headerBytes_ = 0;
   bool inMessage_ = false;
   bool messageReady_ = false;
-  int pendingStatus_ = 0;  // status chosen by a callback that failed the parse
+  int pendingStatus_ = 0; // status chosen by a callback that failed the parse
   bool closeAfterWrite_ = false;
   bool waitingForDrain_ = false;
   bool closed_ = false;

@@ -42,7 +42,9 @@ std::string_view reasonPhrase(int status) {
   }
 }
 
-bool statusHasNoBody(int status) { return status < 200 || status == 204 || status == 304; }
+bool statusHasNoBody(int status) {
+  return status < 200 || status == 204 || status == 304;
+}
 
 std::string httpDate(time_t when) {
   tm parts{};

@@ -35,27 +35,25 @@ struct Response {
   int status = 200;
   HeaderList headers;
   std::string body;
-  UniqueFd file;           // when valid, the body is fileLength bytes of it from fileOffset
+  UniqueFd file; // when valid, the body is fileLength bytes of it from fileOffset
   off_t fileOffset = 0;
   uint64_t fileLength = 0;
-  bool close = false;      // close the connection after this response
+  bool close = false; // close the connection after this response
 
   void setHeader(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));
   }
-  [[nodiscard]] uint64_t contentLength() const {
-    return file.valid() ? fileLength : body.size();
-  }
+  [[nodiscard]] uint64_t contentLength() const { return file.valid() ? fileLength : body.size(); }
 };
 
 // Limits one connection enforces; each maps to the status the client receives.
 struct HttpLimits {
-  size_t maxTargetBytes = 8 * 1024;       // 414 above
-  size_t maxHeaderBytes = 32 * 1024;      // 431 above (request line and headers together)
-  size_t maxBodyBytes = 1024 * 1024;      // 413 above
-  size_t maxPendingOutput = 1024 * 1024;  // stop reading pipelined requests above this
+  size_t maxTargetBytes = 8UL * 1024;      // 414 above
+  size_t maxHeaderBytes = 32UL * 1024;     // 431 above (request line and headers together)
+  size_t maxBodyBytes = 1024UL * 1024;     // 413 above
+  size_t maxPendingOutput = 1024UL * 1024; // stop reading pipelined requests above this
   std::chrono::seconds requestTimeout{30}; // a request must arrive whole within this (408)
-  std::chrono::seconds idleTimeout{60};   // keep-alive connection with no request
+  std::chrono::seconds idleTimeout{60};    // keep-alive connection with no request
 };
 
 // "OK", "Not Found", ...; "Unknown" for a code we never send.

@@ -26,8 +26,7 @@ Result<UniqueFd> bindOne(const SocketAddress &address) {
       ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) {
     return osError("set IPV6_V6ONLY on " + address.toString());
   }
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr *>(&address.storage),
-             address.length) != 0) {
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr *>(&address.storage), address.length) != 0) {
     return osError("bind " + address.toString());
   }
   return fd;
@@ -66,8 +65,8 @@ Result<ListenerGroup> bindReuseportGroup(const SocketAddress &address, int count
     if (i == 0 && group.address.port() == 0) {
       SocketAddress bound = group.address;
       bound.length = sizeof(bound.storage);
-      if (::getsockname(fd->get(), reinterpret_cast<sockaddr *>(&bound.storage),
-                        &bound.length) != 0) {
+      if (::getsockname(fd->get(), reinterpret_cast<sockaddr *>(&bound.storage), &bound.length) !=
+          0) {
         return osError("read the bound address of " + address.toString());
       }
       group.address = bound;

@@ -11,15 +11,9 @@ namespace {
 
 void libeventLog(int severity, const char *message) {
   switch (severity) {
-  case EVENT_LOG_ERR:
-    spdlog::error("libevent: {}", message);
-    break;
-  case EVENT_LOG_WARN:
-    spdlog::warn("libevent: {}", message);
-    break;
-  default:
-    spdlog::debug("libevent: {}", message);
-    break;
+  case EVENT_LOG_ERR: spdlog::error("libevent: {}", message); break;
+  case EVENT_LOG_WARN: spdlog::warn("libevent: {}", message); break;
+  default: spdlog::debug("libevent: {}", message); break;
   }
 }
 

@@ -37,9 +37,8 @@ std::string describeExit(int status) {
 } // namespace
 
 Master::Master(const AttachOptions &options, ListenerGroup listeners, DispatchProgram &program)
-    : options_(options), listeners_(std::move(listeners)), program_(program),
-      scoreboard_(program.scoreboard()), base_(event_base_new()),
-      workers_(listeners_.sockets.size()) {
+    : options_(options), listeners_(std::move(listeners)), scoreboard_(program.scoreboard()),
+      base_(event_base_new()), workers_(listeners_.sockets.size()) {
   for (uint32_t slot = 0; slot < workers_.size(); ++slot) {
     workers_[slot].owner = this;
     workers_[slot].slot = slot;
@@ -60,14 +59,14 @@ int Master::run() {
     spdlog::error("Failed to create the master's event loop");
     return kExitFailure;
   }
-  signals_ = std::make_unique<SignalSet>(base_.get(), std::initializer_list<int>{SIGTERM, SIGINT, SIGCHLD},
-                                         [this](int signo) {
-                                           if (signo == SIGCHLD) {
-                                             reapChildren();
-                                           } else {
-                                             beginStop(signo);
-                                           }
-                                         });
+  signals_ = std::make_unique<SignalSet>(
+      base_.get(), std::initializer_list<int>{SIGTERM, SIGINT, SIGCHLD}, [this](int signo) {
+        if (signo == SIGCHLD) {
+          reapChildren();
+        } else {
+          beginStop(signo);
+        }
+      });
   if (!signals_->valid()) {
     spdlog::error("Failed to watch signals: {}", std::strerror(errno));
     return kExitFailure;
@@ -164,11 +163,10 @@ void Master::onWorkerExit(uint32_t slot, int status) {
     return;
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == kExitFatalConfig) {
-    spdlog::error("worker {} (pid {}) cannot run with this configuration; not respawning it",
-                  slot, pid);
-    if (!anyWorkerAlive() && std::none_of(workers_.begin(), workers_.end(), [](auto &w) {
-          return w.respawnTimer != nullptr;
-        })) {
+    spdlog::error("worker {} (pid {}) cannot run with this configuration; not respawning it", slot,
+                  pid);
+    if (!anyWorkerAlive() && std::none_of(workers_.begin(), workers_.end(),
+                                          [](auto &w) { return w.respawnTimer != nullptr; })) {
       spdlog::critical("no worker can run; stopping");
       exitCode_ = kExitFailure;
       beginStop(0);

@@ -52,7 +52,6 @@ private:
 
   const AttachOptions &options_;
   ListenerGroup listeners_;
-  DispatchProgram &program_;
   Scoreboard scoreboard_;
   EventBasePtr base_;
   std::unique_ptr<SignalSet> signals_;

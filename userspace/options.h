@@ -10,8 +10,8 @@ namespace sockdispatch {
 
 // Process exit codes the CLI promises to scripts.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;     // a runtime failure (bind, BPF load, ...)
-inline constexpr int kExitUsage = 2;       // bad flag, value or configuration
+inline constexpr int kExitFailure = 1;      // a runtime failure (bind, BPF load, ...)
+inline constexpr int kExitUsage = 2;        // bad flag, value or configuration
 inline constexpr int kExitFatalConfig = 78; // a worker that must not be respawned (EX_CONFIG)
 
 // Everything `sockdispatch attach` is told.

@@ -34,7 +34,9 @@ std::string pinBaseDir() {
   return std::string(kBpffsMount) + "/sockdispatch";
 }
 
-std::string pinDirFor(uint16_t port) { return pinBaseDir() + "/" + std::to_string(port); }
+std::string pinDirFor(uint16_t port) {
+  return pinBaseDir() + "/" + std::to_string(port);
+}
 
 Result<void> ensureBpffs() {
   struct statfs fs {};
@@ -74,7 +76,9 @@ Result<void> removePinDir(const std::string &dir) {
   }
   ::closedir(stream);
   for (const auto &name : names) {
-    std::string path = dir + "/" + name;
+    std::string path = dir;
+    path += '/';
+    path += name;
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       return osError("remove pin " + path);
     }

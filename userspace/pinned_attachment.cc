@@ -47,7 +47,8 @@ Result<PinnedAttachment> PinnedAttachment::open(uint16_t port, bool writable) {
   attachment.verdictsFd_ = std::move(verdicts.value());
 
   if (writable) {
-    auto configMap = mapShared(attachment.configFd_.get(), sizeof(sd_config), true, dir + "/config");
+    auto configMap =
+        mapShared(attachment.configFd_.get(), sizeof(sd_config), true, dir + "/config");
     if (!configMap) {
       return configMap.error();
     }
@@ -66,9 +67,9 @@ Result<PinnedAttachment> PinnedAttachment::open(uint16_t port, bool writable) {
   }
   uint32_t abi = loadRelaxed(attachment.config().abi_version);
   if (abi != SD_ABI_VERSION) {
-    return logicError("open attachment " + dir,
-                      "its map ABI is version " + std::to_string(abi) + ", this sockdispatch " +
-                          "speaks version " + std::to_string(SD_ABI_VERSION));
+    return logicError("open attachment " + dir, "its map ABI is version " + std::to_string(abi) +
+                                                    ", this sockdispatch " + "speaks version " +
+                                                    std::to_string(SD_ABI_VERSION));
   }
   return attachment;
 }

@@ -22,7 +22,9 @@ struct Error {
 };
 
 // The errno of the call that just failed, with context.
-inline Error osError(std::string context) { return Error{errno, std::move(context), {}}; }
+inline Error osError(std::string context) {
+  return Error{errno, std::move(context), {}};
+}
 inline Error osError(int code, std::string context) {
   return Error{code, std::move(context), {}};
 }
@@ -33,7 +35,7 @@ inline Error logicError(std::string context, std::string detail) {
 // An expected-style result: a value or an Error. (std::expected arrives in C++23.)
 template <typename T> class [[nodiscard]] Result {
 public:
-  Result(T value) : state_(std::move(value)) {} // NOLINT(google-explicit-constructor)
+  Result(T value) : state_(std::move(value)) {}     // NOLINT(google-explicit-constructor)
   Result(Error error) : state_(std::move(error)) {} // NOLINT(google-explicit-constructor)
 
   [[nodiscard]] bool ok() const { return std::holds_alternative<T>(state_); }

@@ -38,7 +38,9 @@ void Scoreboard::setState(uint32_t slot, sd_slot_state state) {
   storeRelease<__u32>(slots_[slot].state, state);
 }
 
-void Scoreboard::resetOpen(uint32_t slot) { storeRelease<__u64>(slots_[slot].open, 0); }
+void Scoreboard::resetOpen(uint32_t slot) {
+  storeRelease<__u64>(slots_[slot].open, 0);
+}
 
 void Scoreboard::addRespawn(uint32_t slot) {
   std::atomic_ref<__u64>(slots_[slot].respawns).fetch_add(1, std::memory_order_relaxed);

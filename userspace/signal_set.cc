@@ -29,7 +29,9 @@ SignalSet::SignalSet(event_base *base, std::initializer_list<int> signals, Callb
   }
 }
 
-SignalSet::~SignalSet() { event_.reset(); }
+SignalSet::~SignalSet() {
+  event_.reset();
+}
 
 void SignalSet::drain() {
   signalfd_siginfo info{};

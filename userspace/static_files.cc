@@ -58,17 +58,13 @@ int openBeneath(int dirFd, const std::string &path, uint64_t flags) {
 int statusForOpenError(int error) {
   switch (error) {
   case ENOENT:
-  case ENOTDIR:
-    return 404;
-  case ENAMETOOLONG:
-    return 414;
+  case ENOTDIR: return 404;
+  case ENAMETOOLONG: return 414;
   case EACCES:
   case EPERM:
   case EXDEV: // would leave the root
-  case ELOOP:
-    return 403;
-  default:
-    return 500;
+  case ELOOP: return 403;
+  default: return 500;
   }
 }
 
@@ -76,8 +72,8 @@ int statusForOpenError(int error) {
 
 std::optional<ResolvedPath> resolveTarget(std::string_view target) {
   // absolute-form ("http://host/path"): keep the path.
-  if (auto scheme = target.find("://"); scheme != std::string_view::npos &&
-                                        target.find('/') == scheme + 1) {
+  if (auto scheme = target.find("://");
+      scheme != std::string_view::npos && target.find('/') == scheme + 1) {
     auto pathStart = target.find('/', scheme + 3);
     target = pathStart == std::string_view::npos ? "/" : target.substr(pathStart);
   }

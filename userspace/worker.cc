@@ -17,8 +17,9 @@ namespace sockdispatch {
 
 Worker::Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener,
                Scoreboard scoreboard, std::string mode)
-    : options_(options), slot_(slot), listenerFd_(std::move(listener)), scoreboard_(scoreboard),
-      identity_{std::move(mode), slot, ::getpid()}, base_(event_base_new()) {}
+    : options_(options), slot_(slot), listenerFd_(std::move(listener)),
+      scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
+      base_(event_base_new()) {}
 
 Worker::~Worker() {
   connections_.clear();

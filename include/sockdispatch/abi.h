@@ -15,7 +15,7 @@
 #define SD_ABI_VERSION 1
 /* Upper bound on worker slots (the size of every per-worker map). */
 #define SD_MAX_WORKERS 128
-#define SD_CACHELINE 64
+#define SD_CACHELINE   64
 
 /* Lifecycle of one worker slot. Only SD_SLOT_RUNNING slots are chosen by policies. */
 enum sd_slot_state {
@@ -48,7 +48,7 @@ enum sd_mode {
 enum sd_verdict {
 	SD_VERDICT_SELECTED = 0,       /* the policy chose a worker and the kernel took it */
 	SD_VERDICT_MIGRATED = 1,       /* a closing listener's connection moved to a live worker */
-	SD_VERDICT_HASH = 2,           /* policy "hash": the kernel's reuseport hash chose */
+	SD_VERDICT_HASH = 2,	       /* policy "hash": the kernel's reuseport hash chose */
 	SD_VERDICT_NO_LIVE_WORKER = 3, /* no running slot: fell back to the kernel hash */
 	SD_VERDICT_SELECT_FAILED = 4,  /* bpf_sk_select_reuseport failed: fell back to the hash */
 	SD_VERDICT_NO_CONFIG = 5,      /* config map missing: fell back to the hash */
@@ -63,9 +63,9 @@ enum sd_verdict {
  */
 struct sd_slot {
 	/* control: master and tune */
-	__u32 state;    /* enum sd_slot_state */
-	__u32 pid;      /* worker pid, 0 when none */
-	__u32 weight;   /* for the weighted policy; 1 by default */
+	__u32 state;	/* enum sd_slot_state */
+	__u32 pid;	/* worker pid, 0 when none */
+	__u32 weight;	/* for the weighted policy; 1 by default */
 	__u32 draining; /* non-zero: never chosen except to avoid a drop */
 	__u64 generation;
 	__u64 respawns;
@@ -81,11 +81,11 @@ struct sd_slot {
 /* The attachment's configuration: one record, key 0 of the config map. */
 struct sd_config {
 	__u32 abi_version; /* SD_ABI_VERSION of the master that wrote it */
-	__u32 policy;      /* enum sd_policy */
-	__u32 nr_slots;    /* slots in use: 0 .. nr_slots-1 */
-	__u32 mode;        /* enum sd_mode */
+	__u32 policy;	   /* enum sd_policy */
+	__u32 nr_slots;	   /* slots in use: 0 .. nr_slots-1 */
+	__u32 mode;	   /* enum sd_mode */
 	__u32 master_pid;  /* owner of the attachment */
-	__u32 port;        /* the attached TCP port */
+	__u32 port;	   /* the attached TCP port */
 	__u64 generation;  /* bumped on every configuration change */
 	__u64 rr_cursor __attribute__((aligned(SD_CACHELINE))); /* round_robin position */
 };

@@ -12,11 +12,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 
 namespace sockdispatch::test {
 namespace {
 
-bool exists(const std::string &path) { return ::access(path.c_str(), F_OK) == 0; }
+bool exists(const std::string &path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
 
 class AttachCli : public testing::Test {
 protected:
@@ -127,6 +130,11 @@ struct BadFlags {
   std::vector<std::string> args;
   std::vector<std::string> mentions; // each must appear in the message
 };
+
+// Names the case in test listings instead of dumping its bytes.
+void PrintTo(const BadFlags &c, std::ostream *os) {
+  *os << c.name;
+}
 
 class AttachRejects : public testing::TestWithParam<BadFlags> {};
 

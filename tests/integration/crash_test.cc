@@ -44,7 +44,8 @@ TEST(Crash, KilledWorkersQueuedConnectionsAreAllAnswered) {
   auto queued = pinned->scoreboard().snapshotAll();
   uint32_t victim = 0;
   for (uint32_t s = 0; s < 4; ++s) {
-    if (queued[s].selected - before[s].selected > queued[victim].selected - before[victim].selected) {
+    if (queued[s].selected - before[s].selected >
+        queued[victim].selected - before[victim].selected) {
       victim = s;
     }
   }

@@ -76,8 +76,8 @@ TEST_F(Dispatch, KernelChoiceMatchesSkipLoadReference) {
     ASSERT_TRUE(reply.has_value()) << "step " << i;
     ASSERT_EQ(reply->status, 200);
     int slot = reply->workerSlot();
-    ASSERT_EQ(slot, static_cast<int>(*expected)) << "step " << i << ": kernel chose " << slot
-                                                 << ", skip_load predicts " << *expected;
+    ASSERT_EQ(slot, static_cast<int>(*expected))
+        << "step " << i << ": kernel chose " << slot << ", skip_load predicts " << *expected;
     std::string pidText = "(pid " + std::to_string(snapshot[*expected].pid) + ")";
     EXPECT_NE(reply->body.find(pidText), std::string::npos) << reply->body;
     auto after = pinned_->scoreboard().snapshotAll();

@@ -139,8 +139,7 @@ bool TcpClient::fill(std::chrono::steady_clock::time_point deadline) {
   return true;
 }
 
-std::optional<HttpReply> TcpClient::readReply(std::chrono::milliseconds timeout,
-                                              bool headRequest) {
+std::optional<HttpReply> TcpClient::readReply(std::chrono::milliseconds timeout, bool headRequest) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     if (auto reply = takeReply(buffer_, eof_, headRequest)) {
@@ -171,7 +170,8 @@ std::optional<HttpReply> fetch(uint16_t port, const std::string &target) {
   if (!client) {
     return std::nullopt;
   }
-  if (!client->send("GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")) {
+  if (!client->send("GET " + target +
+                    " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")) {
     return std::nullopt;
   }
   return client->readReply();

@@ -118,8 +118,7 @@ std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
   }
 }
 
-Completed runSockdispatch(const std::vector<std::string> &args,
-                          std::chrono::milliseconds timeout) {
+Completed runSockdispatch(const std::vector<std::string> &args, std::chrono::milliseconds timeout) {
   std::vector<std::string> argv{SOCKDISPATCH_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
   auto process = Process::start(argv);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <vector>
 
 namespace sockdispatch {
@@ -26,6 +27,11 @@ struct KeepCase {
   uint32_t position;
   int keeps;
 };
+
+// Names the case in test listings instead of dumping its bytes.
+void PrintTo(const KeepCase &c, std::ostream *os) {
+  *os << c.name;
+}
 
 class SkipLoadKeeps : public testing::TestWithParam<KeepCase> {};
 
@@ -97,8 +103,8 @@ TEST(SkipLoadChoose, NoLiveWorkerChoosesNothing) {
 
 TEST(SkipLoadChoose, LoadedWorkersPassConnectionsOn) {
   auto slots = liveSlots(3);
-  slots[0].open = 3; // 3 % 2 == 1: pass
-  slots[1].open = 1; // 1 % 2 == 1: pass
+  slots[0].open = 3;                    // 3 % 2 == 1: pass
+  slots[1].open = 1;                    // 1 % 2 == 1: pass
   EXPECT_EQ(skipLoadChoose(slots), 2U); // last keeps
 }
 

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 
 namespace sockdispatch {
 namespace {
@@ -19,6 +20,11 @@ struct ResolveCase {
   bool ok;
   const char *relative;
 };
+
+// Names the case in test listings instead of dumping its bytes.
+void PrintTo(const ResolveCase &c, std::ostream *os) {
+  *os << c.name;
+}
 
 class ResolveTarget : public testing::TestWithParam<ResolveCase> {};
 
@@ -33,26 +39,26 @@ TEST_P(ResolveTarget, Resolves) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, ResolveTarget,
-    testing::Values(
-        ResolveCase{"root", "/", true, ""}, ResolveCase{"file", "/a/b.txt", true, "a/b.txt"},
-        ResolveCase{"query_dropped", "/a.txt?x=../../etc", true, "a.txt"},
-        ResolveCase{"fragment_dropped", "/a.txt#top", true, "a.txt"},
-        ResolveCase{"dot_segments", "/./a/./b", true, "a/b"},
-        ResolveCase{"double_slashes", "//a///b", true, "a/b"},
-        ResolveCase{"dotdot_inside", "/a/../b", true, "b"},
-        ResolveCase{"dotdot_escape", "/../etc/passwd", false, ""},
-        ResolveCase{"dotdot_escape_deep", "/a/../../etc/passwd", false, ""},
-        ResolveCase{"encoded_dotdot", "/%2e%2e/etc/passwd", false, ""},
-        ResolveCase{"encoded_dotdot_mixed_case", "/%2E%2e/%2e%2E/etc", false, ""},
-        ResolveCase{"encoded_slash_dotdot", "/a%2f..%2f..%2fetc", false, ""},
-        ResolveCase{"decoded_once_only", "/%252e%252e/x", true, "%2e%2e/x"},
-        ResolveCase{"encoded_space", "/my%20file.txt", true, "my file.txt"},
-        ResolveCase{"nul_byte", "/a%00.txt", false, ""},
-        ResolveCase{"bad_escape", "/a%zz", false, ""},
-        ResolveCase{"truncated_escape", "/a%2", false, ""},
-        ResolveCase{"relative_target", "a/b", false, ""},
-        ResolveCase{"absolute_form", "http://example.com/a/b", true, "a/b"},
-        ResolveCase{"absolute_form_no_path", "http://example.com", true, ""}),
+    testing::Values(ResolveCase{"root", "/", true, ""},
+                    ResolveCase{"file", "/a/b.txt", true, "a/b.txt"},
+                    ResolveCase{"query_dropped", "/a.txt?x=../../etc", true, "a.txt"},
+                    ResolveCase{"fragment_dropped", "/a.txt#top", true, "a.txt"},
+                    ResolveCase{"dot_segments", "/./a/./b", true, "a/b"},
+                    ResolveCase{"double_slashes", "//a///b", true, "a/b"},
+                    ResolveCase{"dotdot_inside", "/a/../b", true, "b"},
+                    ResolveCase{"dotdot_escape", "/../etc/passwd", false, ""},
+                    ResolveCase{"dotdot_escape_deep", "/a/../../etc/passwd", false, ""},
+                    ResolveCase{"encoded_dotdot", "/%2e%2e/etc/passwd", false, ""},
+                    ResolveCase{"encoded_dotdot_mixed_case", "/%2E%2e/%2e%2E/etc", false, ""},
+                    ResolveCase{"encoded_slash_dotdot", "/a%2f..%2f..%2fetc", false, ""},
+                    ResolveCase{"decoded_once_only", "/%252e%252e/x", true, "%2e%2e/x"},
+                    ResolveCase{"encoded_space", "/my%20file.txt", true, "my file.txt"},
+                    ResolveCase{"nul_byte", "/a%00.txt", false, ""},
+                    ResolveCase{"bad_escape", "/a%zz", false, ""},
+                    ResolveCase{"truncated_escape", "/a%2", false, ""},
+                    ResolveCase{"relative_target", "a/b", false, ""},
+                    ResolveCase{"absolute_form", "http://example.com/a/b", true, "a/b"},
+                    ResolveCase{"absolute_form_no_path", "http://example.com", true, ""}),
     [](const testing::TestParamInfo<ResolveCase> &p) { return p.param.name; });
 
 class StaticFiles : public testing::Test {
@@ -135,7 +141,9 @@ TEST_F(StaticFiles, DirectoryWithoutSlashRedirects) {
   EXPECT_EQ(headerOf(response, "Location"), "/docs/");
 }
 
-TEST_F(StaticFiles, DirectoryWithoutIndexIsForbidden) { EXPECT_EQ(get("/empty/").status, 403); }
+TEST_F(StaticFiles, DirectoryWithoutIndexIsForbidden) {
+  EXPECT_EQ(get("/empty/").status, 403);
+}
 
 TEST_F(StaticFiles, MissingIs404) {
   EXPECT_EQ(get("/nope.txt").status, 404);
@@ -175,8 +183,8 @@ TEST_F(StaticFiles, UnreadableFileIsForbidden) {
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    if (::geteuid() == 0 && (::setresgid(65534, 65534, 65534) != 0 ||
-                             ::setresuid(65534, 65534, 65534) != 0)) {
+    if (::geteuid() == 0 &&
+        (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0)) {
       ::_exit(2);
     }
     auto handler = StaticFileHandler::open(root_.string());

@@ -4,10 +4,13 @@
 #include "version.h"
 
 #include <cstdio>
+#include <exception>
 #include <map>
 #include <string>
 
-int main(int argc, char **argv) {
+namespace {
+
+int run(int argc, char **argv) {
   using namespace sockdispatch;
   CLI::App app("sockdispatch: an eBPF-assisted socket dispatcher and pre-forking HTTP/1.1 "
                "server",
@@ -48,4 +51,15 @@ int main(int argc, char **argv) {
     return actions.at(sub->get_name())();
   }
   return kExitUsage;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception &error) {
+    std::fprintf(stderr, "sockdispatch: %s\n", error.what());
+    return sockdispatch::kExitFailure;
+  }
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds sockdispatch and runs the whole test suite: style checks,
+# the suites (unit and integration: real BPF, real processes, real TCP on loopback), then the
+# suites again built with AddressSanitizer and UndefinedBehaviorSanitizer.
+# Run as root on Debian 12 (the integration tests load BPF programs and mount bpffs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=$(nproc)
+bash packaging/install-deps.sh
+
+echo "== clang-format"
+mapfile -t sources < <(git ls-files '*.cc' '*.h' '*.c' 2>/dev/null || find userspace tests bpf include -name '*.[ch]' -o -name '*.cc')
+clang-format --dry-run --Werror "${sources[@]}"
+
+echo "== build"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$jobs"
+
+echo "== clang-tidy"
+mapfile -t tidy_sources < <(ls userspace/*.cc userspace/cli/*.cc)
+printf '%s\n' "${tidy_sources[@]}" | xargs -P "$jobs" -n 4 clang-tidy -p build --quiet 2>&1 |
+  { grep -E "(warning|error):" && exit 1 || true; }
+
+echo "== tests"
+(cd build && ctest --output-on-failure -j "$jobs" --timeout 300)
+
+echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSOCKDISPATCH_SANITIZE=ON >/dev/null
+cmake --build build-sanitize -j "$jobs"
+(cd build-sanitize &&
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j "$jobs" --timeout 300)
