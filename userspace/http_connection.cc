@@ -78,28 +78,41 @@ const llhttp_settings_t &HttpConnection::settings() {
 
 HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
                                const WorkerIdentity &who, const HttpLimits &limits, Hooks hooks)
-    : bev_(bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)), handler_(handler), who_(who),
+    : fd_(fd), input_(evbuffer_new()), output_(evbuffer_new()), handler_(handler), who_(who),
       limits_(limits), hooks_(std::move(hooks)) {
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
-  bufferevent_setcb(
-      bev_.get(),
-      [](bufferevent *, void *ctx) { static_cast<HttpConnection *>(ctx)->onReadable(); },
-      [](bufferevent *, void *ctx) { static_cast<HttpConnection *>(ctx)->onWritable(); },
-      [](bufferevent *, short what, void *ctx) {
-        static_cast<HttpConnection *>(ctx)->onEvent(what);
+  // Lets file segments go out with sendfile(2) instead of being mmapped into the buffer.
+  evbuffer_set_flags(output_.get(), EVBUFFER_FLAG_DRAINS_TO_FD);
+  readEvent_.reset(event_new(
+      base, fd, EV_READ | EV_PERSIST,
+      [](evutil_socket_t, short what, void *ctx) {
+        static_cast<HttpConnection *>(ctx)->onReadable(what);
       },
-      this);
+      this));
+  writeEvent_.reset(event_new(
+      base, fd, EV_WRITE | EV_PERSIST,
+      [](evutil_socket_t, short what, void *ctx) {
+        static_cast<HttpConnection *>(ctx)->onWritable(what);
+      },
+      this));
   armTimeout();
-  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
 }
 
 HttpConnection::~HttpConnection() = default;
 
 void HttpConnection::armTimeout() {
-  timeval read = toTimeval(inMessage_ ? limits_.requestTimeout : limits_.idleTimeout);
-  timeval write = toTimeval(limits_.idleTimeout);
-  bufferevent_set_timeouts(bev_.get(), &read, &write);
+  if (reading_) {
+    timeval timeout = toTimeval(inMessage_ ? limits_.requestTimeout : limits_.idleTimeout);
+    event_add(readEvent_.get(), &timeout);
+  }
+}
+
+void HttpConnection::stopReading() {
+  if (reading_) {
+    reading_ = false;
+    event_del(readEvent_.get());
+  }
 }
 
 int HttpConnection::onMessageBegin(llhttp_t *parser) {
@@ -177,7 +190,8 @@ int HttpConnection::onHeadersComplete(llhttp_t *parser) {
     return c.failWith(413, "request body too large");
   }
   if (r.versionMinor == 1 && r.header("Expect") == "100-continue") {
-    evbuffer_add_printf(bufferevent_get_output(c.bev_.get()), "HTTP/1.1 100 Continue\r\n\r\n");
+    evbuffer_add_printf(c.output_.get(), "HTTP/1.1 100 Continue\r\n\r\n");
+    c.flush();
   }
   return HPE_OK;
 }
@@ -199,18 +213,69 @@ int HttpConnection::onMessageComplete(llhttp_t *parser) {
   return HPE_PAUSED;
 }
 
-void HttpConnection::onReadable() {
+void HttpConnection::onReadable(short what) {
+  if ((what & EV_TIMEOUT) != 0) {
+    if (inMessage_ && !closeAfterWrite_) {
+      rejectAndClose(408); // the request did not arrive whole in time
+    } else {
+      finishClose(); // idle keep-alive connection
+    }
+    return;
+  }
+  if (!readSocket()) {
+    return;
+  }
   processInput();
+  if (peerClosed_ && !closed_) {
+    scheduleClose(); // the client half-closed: deliver what it asked for, then close
+  }
+}
+
+bool HttpConnection::readSocket() {
+  constexpr size_t kReadChunk = 16384;
+  for (int round = 0; round < 4; ++round) {
+    evbuffer_iovec space{};
+    if (evbuffer_reserve_space(input_.get(), kReadChunk, &space, 1) < 1) {
+      finishClose();
+      return false;
+    }
+    ssize_t n = ::recv(fd_.get(), space.iov_base, space.iov_len, 0);
+    if (n > 0) {
+      space.iov_len = static_cast<size_t>(n);
+      evbuffer_commit_space(input_.get(), &space, 1);
+      if (static_cast<size_t>(n) < kReadChunk) {
+        return true;
+      }
+      continue;
+    }
+    evbuffer_commit_space(input_.get(), &space, 0);
+    if (n == 0) {
+      peerClosed_ = true;
+      stopReading();
+      return true;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return true;
+    }
+    if (errno != EINTR) {
+      finishClose(); // reset by peer and the like
+      return false;
+    }
+  }
+  return true;
 }
 
 void HttpConnection::processInput() {
-  evbuffer *input = bufferevent_get_input(bev_.get());
-  evbuffer *output = bufferevent_get_output(bev_.get());
-  while (!closeAfterWrite_) {
-    if (evbuffer_get_length(output) > limits_.maxPendingOutput) {
+  evbuffer *input = input_.get();
+  while (!closeAfterWrite_ && !closed_) {
+    if (evbuffer_get_length(output_.get()) > limits_.maxPendingOutput) {
+      flush();
+      if (closed_ || evbuffer_get_length(output_.get()) <= limits_.maxPendingOutput) {
+        continue;
+      }
       // The client is not reading its answers: read no more until they drain.
       waitingForDrain_ = true;
-      bufferevent_disable(bev_.get(), EV_READ);
+      stopReading();
       return;
     }
     evbuffer_iovec chunk{};
@@ -231,7 +296,7 @@ void HttpConnection::processInput() {
                      ? 501
                      : statusForParseError(error);
       }
-      evbuffer_drain(input, chunk.iov_len);
+      evbuffer_drain(input, evbuffer_get_length(input));
       rejectAndClose(status);
       return;
     }
@@ -241,8 +306,51 @@ void HttpConnection::processInput() {
       answer();
     }
   }
+  flush();
   if (!closed_) {
     armTimeout();
+  }
+}
+
+void HttpConnection::flush() {
+  while (!closed_ && evbuffer_get_length(output_.get()) > 0) {
+    int n = evbuffer_write(output_.get(), fd_.get());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      }
+      finishClose(); // the client went away
+      return;
+    }
+  }
+  if (closed_) {
+    return;
+  }
+  if (evbuffer_get_length(output_.get()) > 0) {
+    if (!writeArmed_) {
+      writeArmed_ = true;
+      timeval timeout = toTimeval(limits_.idleTimeout);
+      event_add(writeEvent_.get(), &timeout);
+    }
+    return;
+  }
+  if (writeArmed_) {
+    writeArmed_ = false;
+    event_del(writeEvent_.get());
+  }
+  if (closeAfterWrite_) {
+    finishClose();
+    return;
+  }
+  if (waitingForDrain_) {
+    // Answers drained: take up the pipelined requests still buffered, on the next loop turn.
+    waitingForDrain_ = false;
+    reading_ = true;
+    armTimeout();
+    event_active(readEvent_.get(), EV_READ, 0);
   }
 }
 
@@ -260,7 +368,7 @@ void HttpConnection::answer() {
 }
 
 void HttpConnection::writeResponse(Response &response, bool head, bool keepAlive) {
-  evbuffer *output = bufferevent_get_output(bev_.get());
+  evbuffer *output = output_.get();
   std::string text;
   text.reserve(256);
   text += "HTTP/1.1 ";
@@ -312,10 +420,8 @@ void HttpConnection::rejectAndClose(int status) {
 
 void HttpConnection::scheduleClose() {
   closeAfterWrite_ = true;
-  bufferevent_disable(bev_.get(), EV_READ);
-  if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) {
-    finishClose();
-  }
+  stopReading();
+  flush(); // closes once everything answered is written
 }
 
 void HttpConnection::finishClose() {
@@ -323,7 +429,8 @@ void HttpConnection::finishClose() {
     return;
   }
   closed_ = true;
-  bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+  stopReading();
+  event_del(writeEvent_.get());
   hooks_.closed(this); // the owner frees this object later, outside our callbacks
 }
 
@@ -335,31 +442,12 @@ void HttpConnection::closeWhenIdle() {
   scheduleClose();
 }
 
-void HttpConnection::onWritable() {
-  // Called when the output buffer has drained completely (write low-water mark 0).
-  if (closeAfterWrite_) {
-    finishClose();
+void HttpConnection::onWritable(short what) {
+  if ((what & EV_TIMEOUT) != 0) {
+    finishClose(); // the client stopped reading its answers
     return;
   }
-  if (waitingForDrain_) {
-    waitingForDrain_ = false;
-    bufferevent_enable(bev_.get(), EV_READ);
-    processInput();
-  }
-}
-
-void HttpConnection::onEvent(short what) {
-  if ((what & BEV_EVENT_TIMEOUT) != 0 && (what & BEV_EVENT_READING) != 0 && inMessage_ &&
-      !closeAfterWrite_) {
-    rejectAndClose(408);
-    return;
-  }
-  if ((what & BEV_EVENT_EOF) != 0 && !closeAfterWrite_ &&
-      evbuffer_get_length(bufferevent_get_output(bev_.get())) > 0) {
-    scheduleClose(); // the client half-closed: deliver what it asked for, then close
-    return;
-  }
-  finishClose();
+  flush();
 }
 
 } // namespace sockdispatch

@@ -6,12 +6,16 @@
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include <vector>
 
 namespace sockdispatch {
 
 namespace {
+
+// Files up to this size are copied into the response; larger ones are sent with sendfile(2).
+constexpr uint64_t kInlineFileBytes = 16 * 1024;
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') {
@@ -135,8 +139,23 @@ void StaticFileHandler::handle(const Request &request, Response &response) const
     response = simpleResponse(400, "Bad Request");
     return;
   }
+  // A directory target ("/", "/docs/") goes straight for its index file: one open, not two.
   std::string name = path->relative.empty() ? "." : path->relative;
-  UniqueFd file(openBeneath(root_.get(), name, O_RDONLY));
+  UniqueFd file;
+  if (path->trailingSlash || path->relative.empty()) {
+    std::string index = path->relative.empty() ? "index.html" : path->relative + "/index.html";
+    file.reset(openBeneath(root_.get(), index, O_RDONLY));
+    if (file) {
+      name = index;
+    } else if (errno != ENOENT) {
+      int status = statusForOpenError(errno);
+      response = simpleResponse(status, reasonPhrase(status));
+      return;
+    }
+  }
+  if (!file) {
+    file.reset(openBeneath(root_.get(), name, O_RDONLY));
+  }
   if (!file) {
     int status = statusForOpenError(errno);
     response = simpleResponse(status, reasonPhrase(status));
@@ -154,18 +173,8 @@ void StaticFileHandler::handle(const Request &request, Response &response) const
       response.setHeader("Location", location + "/");
       return;
     }
-    name = "index.html";
-    UniqueFd index(openBeneath(file.get(), name, O_RDONLY));
-    if (!index) {
-      int status = errno == ENOENT ? 403 : statusForOpenError(errno);
-      response = simpleResponse(status, reasonPhrase(status));
-      return;
-    }
-    file = std::move(index);
-    if (::fstat(file.get(), &info) != 0) {
-      response = simpleResponse(500, "Internal Server Error");
-      return;
-    }
+    response = simpleResponse(403, "Forbidden"); // a directory without an index
+    return;
   }
   if (!S_ISREG(info.st_mode)) {
     response = simpleResponse(403, "Forbidden");
@@ -174,7 +183,18 @@ void StaticFileHandler::handle(const Request &request, Response &response) const
   response.status = 200;
   response.setHeader("Content-Type", std::string(mimeTypeFor(name)));
   response.setHeader("Last-Modified", httpDate(info.st_mtime));
-  response.fileLength = static_cast<uint64_t>(info.st_size);
+  auto size = static_cast<uint64_t>(info.st_size);
+  if (size <= kInlineFileBytes && request.method == "GET") {
+    // Small files travel in the same write as the headers: one segment on the wire instead
+    // of a writev plus a sendfile.
+    response.body.resize(size);
+    ssize_t got = ::pread(file.get(), response.body.data(), size, 0);
+    if (got == static_cast<ssize_t>(size)) {
+      return;
+    }
+    response.body.clear();
+  }
+  response.fileLength = size;
   response.fileOffset = 0;
   response.file = std::move(file);
 }

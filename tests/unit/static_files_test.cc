@@ -96,7 +96,11 @@ protected:
     return response;
   }
 
+  // The body, whether it was inlined or is to be sent from the file.
   static std::string fileText(Response &response) {
+    if (!response.file.valid()) {
+      return response.body;
+    }
     std::string text(response.fileLength, '\0');
     EXPECT_EQ(::pread(response.file.get(), text.data(), text.size(), response.fileOffset),
               static_cast<ssize_t>(text.size()));
@@ -117,13 +121,31 @@ protected:
   std::unique_ptr<StaticFileHandler> handler_;
 };
 
-TEST_F(StaticFiles, ServesAFileZeroCopyWithItsType) {
+TEST_F(StaticFiles, ServesASmallFileInlineWithItsType) {
   auto response = get("/hello.txt");
   EXPECT_EQ(response.status, 200);
-  ASSERT_TRUE(response.file.valid());
+  EXPECT_FALSE(response.file.valid()) << "small files travel with the headers";
   EXPECT_EQ(fileText(response), "Hello, World!");
   EXPECT_EQ(headerOf(response, "Content-Type"), "text/plain; charset=utf-8");
   EXPECT_FALSE(headerOf(response, "Last-Modified").empty());
+}
+
+TEST_F(StaticFiles, LargeFilesAreSentZeroCopy) {
+  std::string big(100 * 1024, 'q');
+  write(root_ / "big.bin", big);
+  auto response = get("/big.bin");
+  EXPECT_EQ(response.status, 200);
+  ASSERT_TRUE(response.file.valid()) << "large files go out with sendfile";
+  EXPECT_EQ(response.fileLength, big.size());
+  EXPECT_EQ(headerOf(response, "Content-Type"), "application/octet-stream");
+  EXPECT_EQ(fileText(response), big);
+}
+
+TEST_F(StaticFiles, HeadDoesNotReadTheFile) {
+  auto response = get("/hello.txt", "HEAD");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_TRUE(response.body.empty());
+  EXPECT_EQ(response.contentLength(), 13U);
 }
 
 TEST_F(StaticFiles, DirectoryServesItsIndex) {

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: sockdispatch (eBPF dispatch) and Debian's nginx (reuseport).
+
+Both serve the same 13-byte file from the same directory with the same worker count, pinned
+to the same CPUs; wrk runs on the other CPU. Runs are interleaved (sockdispatch, nginx,
+sockdispatch, ...) so drift hits both alike, and each server's CPU time over each run is
+read from /proc, giving requests per server CPU-second beside req/s and p99.
+
+Workloads:
+  keepalive  wrk -t1 -cC -dD --latency URL                     (requests/s, p99)
+  close      wrk -t1 -cC -dD --latency -H 'Connection: close'  (new connections/s, p99)
+
+Usage (as root, after `packaging/install-deps.sh --bench` and a build in ./build):
+  bench/core_bench.py [--rounds 3] [--duration 10] [--connections 50] [--workers 2]
+Writes bench/results/core.json and prints a Markdown table.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BODY = b"Hello, World!"  # 13 bytes
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_pids(pid):
+    """pid and all its descendants."""
+    pids, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        try:
+            out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
+        except FileNotFoundError:
+            break
+        for child in out.stdout.split():
+            pids.append(int(child))
+            frontier.append(int(child))
+    return pids
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / CLK_TCK
+
+
+def wait_for_http(port, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not answer")
+
+
+class Server:
+    def __init__(self, name, argv, port, cpus):
+        self.name, self.port = name, port
+        self.proc = subprocess.Popen(["taskset", "-c", cpus] + argv, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for_http(port)
+        time.sleep(0.3)
+        self.pids = tree_pids(self.proc.pid)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_sockdispatch(binary, docroot, workers, cpus):
+    port = free_port()
+    argv = [binary, "attach", str(port), "--bind", "127.0.0.1", "--workers", str(workers),
+            "--root", docroot]
+    return Server("sockdispatch", argv, port, cpus)
+
+
+def start_nginx(workdir, docroot, workers, cpus):
+    port = free_port()
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes {workers};
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    sendfile on;
+    tcp_nopush off;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        root {docroot};
+        location / {{ }}
+    }}
+}}
+""")
+    return Server("nginx", ["nginx", "-c", conf, "-p", workdir], port, cpus)
+
+
+LATENCY_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def run_wrk(port, duration, connections, client_cpu, close):
+    argv = ["taskset", "-c", client_cpu, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+            "--latency"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    argv.append(f"http://127.0.0.1:{port}/")
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": rps,
+        "p99_ms": float(p99.group(1)) * LATENCY_UNITS[p99.group(2)],
+        "requests": total,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+    }
+
+
+def measure(server, args, close):
+    before = cpu_seconds(server.pids)
+    result = run_wrk(server.port, args.duration, args.connections, args.client_cpu, close)
+    used = cpu_seconds(server.pids) - before
+    result["server_cpu_s"] = round(used, 2)
+    result["req_per_cpu_s"] = round(result["requests"] / used, 1) if used > 0 else None
+    return result
+
+
+def summarize(runs):
+    keys = ["rps", "p99_ms", "req_per_cpu_s"]
+    out = {k: statistics.median([r[k] for r in runs if r[k] is not None]) for k in keys}
+    out["non2xx"] = sum(r["non2xx"] for r in runs)
+    out["socket_errors"] = sum(r["socket_errors"] for r in runs)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--server-cpus", default="1")
+    parser.add_argument("--client-cpu", default="0")
+    parser.add_argument("--binary", default=os.path.join(ROOT, "build", "sockdispatch"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "core.json"))
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"core_bench: {tool} not found; run packaging/install-deps.sh --bench")
+    if not os.path.exists(args.binary):
+        sys.exit(f"core_bench: {args.binary} not found; build first")
+
+    workdir = tempfile.mkdtemp(prefix="sockdispatch-bench-")
+    docroot = os.path.join(workdir, "www")
+    os.makedirs(docroot)
+    with open(os.path.join(docroot, "index.html"), "wb") as f:
+        f.write(BODY)
+    os.chmod(workdir, 0o755)
+
+    servers = {
+        "sockdispatch": start_sockdispatch(args.binary, docroot, args.workers, args.server_cpus),
+        "nginx": start_nginx(workdir, docroot, args.workers, args.server_cpus),
+    }
+    runs = {(name, mode): [] for name in servers for mode in ("keepalive", "close")}
+    try:
+        for round_index in range(args.rounds):
+            for mode in ("keepalive", "close"):
+                for name, server in servers.items():
+                    result = measure(server, args, close=(mode == "close"))
+                    runs[(name, mode)].append(result)
+                    print(f"round {round_index + 1} {mode:9} {name:12} "
+                          f"{result['rps']:>10.0f} req/s  p99 {result['p99_ms']:.2f} ms  "
+                          f"{result['req_per_cpu_s']} req/CPU-s  non2xx {result['non2xx']} "
+                          f"errors {result['socket_errors']}", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    summary = {f"{name}/{mode}": summarize(r) for (name, mode), r in runs.items()}
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "kernel": os.uname().release,
+        "cpus": os.cpu_count(),
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "args": vars(args),
+        "summary": summary,
+        "runs": {f"{n}/{m}": r for (n, m), r in runs.items()},
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+
+    print()
+    print("| workload | server | req/s | p99 (ms) | req per server CPU-s | non-2xx | socket errors |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for mode in ("keepalive", "close"):
+        for name in servers:
+            s = summary[f"{name}/{mode}"]
+            print(f"| {mode} | {name} | {s['rps']:.0f} | {s['p99_ms']:.2f} | "
+                  f"{s['req_per_cpu_s']:.0f} | {s['non2xx']} | {s['socket_errors']} |")
+    for mode in ("keepalive", "close"):
+        sd, ng = summary[f"sockdispatch/{mode}"], summary[f"nginx/{mode}"]
+        print(f"{mode}: sockdispatch/nginx req/s ratio {sd['rps'] / ng['rps']:.2f}, "
+              f"per CPU-s ratio {sd['req_per_cpu_s'] / ng['req_per_cpu_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
