@@ -60,8 +60,8 @@ void claimPort(uint16_t port) {
   if (processAlive(owner)) {
     throw StartupError(kExitUsage, "port " + std::to_string(port) +
                                        " is already attached by sockdispatch (master pid " +
-                                       std::to_string(owner) + "); run 'sockdispatch detach " +
-                                       std::to_string(port) + "' first");
+                                       std::to_string(owner) + "); stop it first (kill -TERM " +
+                                       std::to_string(owner) + ")");
   }
   spdlog::warn("removing stale state of port {} left by master pid {}", port, owner);
   if (auto removed = removePinDir(dir); !removed) {
