@@ -188,8 +188,9 @@ int runAttach(const AttachOptions &options) {
   uint32_t programId = prepared->program->programId();
   Master master(options, std::move(prepared->listeners), *prepared->program);
   master.onReady([&] {
-    std::printf("listening on %s (ebpf mode, %d workers, policy skip_load, program id %u)\n",
-                address.toString().c_str(), options.workers, programId);
+    std::printf("listening on %s (ebpf mode, %d worker%s, policy skip_load, program id %u)\n",
+                address.toString().c_str(), options.workers, options.workers == 1 ? "" : "s",
+                programId);
     std::fflush(stdout);
     spdlog::info("listening on {} with {} workers", address.toString(), options.workers);
   });

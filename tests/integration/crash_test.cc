@@ -12,6 +12,15 @@
 namespace sockdispatch::test {
 namespace {
 
+class Crash : public testing::Test {
+protected:
+  void SetUp() override {
+    if (!haveBpfPrivileges()) {
+      GTEST_SKIP() << "needs root (CAP_BPF + CAP_NET_ADMIN) to load the dispatch program";
+    }
+  }
+};
+
 /*
  * Four workers are frozen with SIGSTOP, then 24 clients connect and send a request each:
  * the kernel program steers every SYN to a slot and the handshakes complete into that
@@ -19,10 +28,7 @@ namespace {
  * others resumed. Every client must get a 200; the ones queued for the victim are answered
  * by the worker respawned into the same slot (a new pid).
  */
-TEST(Crash, KilledWorkersQueuedConnectionsAreAllAnswered) {
-  if (!haveBpfPrivileges()) {
-    GTEST_SKIP() << "needs root (CAP_BPF + CAP_NET_ADMIN) to load the dispatch program";
-  }
+TEST_F(Crash, KilledWorkersQueuedConnectionsAreAllAnswered) {
   auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
   ASSERT_NE(attachment, nullptr);
   auto pinned = PinnedAttachment::open(attachment->port(), false);
@@ -86,10 +92,7 @@ TEST(Crash, KilledWorkersQueuedConnectionsAreAllAnswered) {
  * A worker that keeps crashing is respawned each time and the master stays up; the other
  * workers keep serving throughout.
  */
-TEST(Crash, RepeatedCrashesAreRespawnedAndTheMasterStaysUp) {
-  if (!haveBpfPrivileges()) {
-    GTEST_SKIP() << "needs root (CAP_BPF + CAP_NET_ADMIN) to load the dispatch program";
-  }
+TEST_F(Crash, RepeatedCrashesAreRespawnedAndTheMasterStaysUp) {
   auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2"});
   ASSERT_NE(attachment, nullptr);
   auto pinned = PinnedAttachment::open(attachment->port(), false);
