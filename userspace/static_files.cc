@@ -15,7 +15,7 @@ namespace sockdispatch {
 namespace {
 
 // Files up to this size are copied into the response; larger ones are sent with sendfile(2).
-constexpr uint64_t kInlineFileBytes = 16 * 1024;
+constexpr uint64_t kInlineFileBytes = 16UL * 1024;
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') {
