@@ -10,6 +10,7 @@ namespace sockdispatch::cli {
 using Action = std::function<int()>;
 
 Action addAttachCommand(CLI::App &app);
+Action addStatusCommand(CLI::App &app);
 Action addVersionCommand(CLI::App &app);
 
 } // namespace sockdispatch::cli

@@ -19,6 +19,7 @@ int run(int argc, char **argv) {
   app.require_subcommand(1);
   std::map<std::string, cli::Action> actions{
       {"attach", cli::addAttachCommand(app)},
+      {"status", cli::addStatusCommand(app)},
       {"version", cli::addVersionCommand(app)},
   };
   if (argc > 1 && argv[1][0] != '-' && actions.count(argv[1]) == 0) {
