@@ -436,8 +436,15 @@ void HttpConnection::finishClose() {
 
 void HttpConnection::closeWhenIdle() {
   draining_ = true;
-  if (inMessage_) {
-    return; // finish the request being read; its answer will carry Connection: close
+  if (!inMessage_ && reading_ && !closeAfterWrite_ && !closed_) {
+    // Take what the client already sent: a request that has arrived is answered, not dropped.
+    if (!readSocket()) {
+      return;
+    }
+    processInput();
+  }
+  if (closed_ || closeAfterWrite_ || inMessage_) {
+    return; // closed, closing, or finishing a request whose answer says Connection: close
   }
   scheduleClose();
 }

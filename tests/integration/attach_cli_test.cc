@@ -175,3 +175,37 @@ TEST(VersionCli, PrintsVersionAndAbi) {
 
 } // namespace
 } // namespace sockdispatch::test
+
+namespace sockdispatch::test {
+namespace {
+
+/*
+ * SIGTERM while a request is half sent: the worker stops accepting but waits for it, answers
+ * it with Connection: close, and the master exits 0 once the worker is done. An idle
+ * keep-alive connection is closed at once.
+ */
+TEST_F(AttachCli, StopFinishesTheRequestInFlight) {
+  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "1"});
+  ASSERT_NE(attachment, nullptr);
+  auto idle = TcpClient::connect(attachment->port());
+  ASSERT_TRUE(idle.has_value());
+  ASSERT_TRUE(idle->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(idle->readReply().has_value());
+  auto busy = TcpClient::connect(attachment->port());
+  ASSERT_TRUE(busy.has_value());
+  ASSERT_TRUE(busy->send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234"));
+
+  attachment->process().signal(SIGTERM);
+  EXPECT_TRUE(idle->waitForClose(5s)) << "the idle connection is closed at stop";
+  EXPECT_FALSE(attachment->process().wait(300ms).has_value()) << "waits for the busy request";
+  ASSERT_TRUE(busy->send("56789"));
+  auto reply = busy->readReply();
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_EQ(reply->header("connection"), "close");
+  EXPECT_NE(reply->body.find("10 bytes"), std::string::npos) << reply->body;
+  EXPECT_EQ(attachment->process().wait(10s), 0) << attachment->process().stderrText();
+}
+
+} // namespace
+} // namespace sockdispatch::test

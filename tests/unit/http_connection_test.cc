@@ -234,6 +234,34 @@ TEST_F(HttpConnectionTest, ExpectContinueGetsAnInterimAnswer) {
   EXPECT_EQ(got[0].body, "body=abc");
 }
 
+TEST_F(HttpConnectionTest, CloseWhenIdleFinishesTheRequestInProgress) {
+  send("POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab");
+  connection_->closeWhenIdle(); // reads what arrived: a request is in progress
+  EXPECT_FALSE(closed_);
+  send("cd");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "body=abcd");
+  EXPECT_EQ(got[0].header("connection"), "close");
+  replies(1);
+  EXPECT_TRUE(closed_);
+}
+
+TEST_F(HttpConnectionTest, CloseWhenIdleAnswersARequestThatAlreadyArrived) {
+  send("GET /arrived HTTP/1.1\r\nHost: x\r\n\r\n");
+  connection_->closeWhenIdle();
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "target=/arrived");
+  EXPECT_EQ(got[0].header("connection"), "close");
+  EXPECT_TRUE(closed_);
+}
+
+TEST_F(HttpConnectionTest, CloseWhenIdleClosesAnIdleConnectionAtOnce) {
+  connection_->closeWhenIdle();
+  EXPECT_TRUE(closed_);
+}
+
 struct BadCase {
   const char *name;
   std::string request;
