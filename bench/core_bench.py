@@ -221,7 +221,8 @@ def main():
         "kernel": os.uname().release,
         "cpus": os.cpu_count(),
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
-        "args": vars(args),
+        "args": {k: (os.path.relpath(v, ROOT) if isinstance(v, str) and v.startswith(ROOT) else v)
+                 for k, v in vars(args).items()},
         "summary": summary,
         "runs": {f"{n}/{m}": r for (n, m), r in runs.items()},
     }

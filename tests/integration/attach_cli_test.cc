@@ -21,14 +21,7 @@ bool exists(const std::string &path) {
   return ::access(path.c_str(), F_OK) == 0;
 }
 
-class AttachCli : public testing::Test {
-protected:
-  void SetUp() override {
-    if (!haveBpfPrivileges()) {
-      GTEST_SKIP() << "needs root (CAP_BPF + CAP_NET_ADMIN, CAP_SYS_ADMIN to mount bpffs)";
-    }
-  }
-};
+using AttachCli = BpfTest;
 
 /*
  * attach 0 binds an ephemeral port, prints it once every worker serves, answers on it with

@@ -12,14 +12,7 @@
 namespace sockdispatch::test {
 namespace {
 
-class Crash : public testing::Test {
-protected:
-  void SetUp() override {
-    if (!haveBpfPrivileges()) {
-      GTEST_SKIP() << "needs root (CAP_BPF + CAP_NET_ADMIN) to load the dispatch program";
-    }
-  }
-};
+using Crash = BpfTest;
 
 /*
  * Four workers are frozen with SIGSTOP, then 24 clients connect and send a request each:

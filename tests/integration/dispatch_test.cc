@@ -15,11 +15,12 @@
 namespace sockdispatch::test {
 namespace {
 
-class Dispatch : public testing::Test {
+class Dispatch : public BpfTest {
 protected:
   void SetUp() override {
-    if (!haveBpfPrivileges()) {
-      GTEST_SKIP() << "needs root (CAP_BPF + CAP_NET_ADMIN) to load the dispatch program";
+    BpfTest::SetUp();
+    if (IsSkipped()) {
+      return;
     }
     attachment_ = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
     ASSERT_NE(attachment_, nullptr);

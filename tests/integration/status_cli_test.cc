@@ -11,14 +11,7 @@
 namespace sockdispatch::test {
 namespace {
 
-class StatusCli : public testing::Test {
-protected:
-  void SetUp() override {
-    if (!haveBpfPrivileges()) {
-      GTEST_SKIP() << "needs root (CAP_BPF + CAP_NET_ADMIN) to load the dispatch program";
-    }
-  }
-};
+using StatusCli = BpfTest;
 
 /*
  * Three workers, 12 keep-alive connections of 1 to 3 requests each, all closed. status --json

@@ -2,6 +2,7 @@
 
 #include "unique_fd.h"
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -82,5 +83,16 @@ template <typename F> bool eventually(F condition, std::chrono::milliseconds tim
 
 // Whether this process may load BPF programs and mount bpffs (root in CI).
 bool haveBpfPrivileges();
+
+// Base fixture of the tests that load the real program: skips, saying why, without the
+// privilege (CI runs as root, so nothing skips there).
+class BpfTest : public testing::Test {
+protected:
+  void SetUp() override {
+    if (!haveBpfPrivileges()) {
+      GTEST_SKIP() << "needs root (CAP_BPF + CAP_NET_ADMIN; CAP_SYS_ADMIN to mount bpffs)";
+    }
+  }
+};
 
 } // namespace sockdispatch::test
