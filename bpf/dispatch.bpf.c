@@ -59,6 +59,8 @@ struct line_walk {
 	__u32 position; /* place of the next live slot on the line */
 	__u32 chosen;
 	__u64 best_open;
+	__u64 total_weight;
+	__u64 ticket; /* round_robin: the live position to take; weighted: the weight ticket */
 	int found;
 };
 
@@ -70,8 +72,50 @@ static long count_live(__u32 index, void *data)
 	if (index >= walk->nr_slots)
 		return 1;
 	slot = bpf_map_lookup_elem(&slots, &index);
-	if (slot && sd_slot_selectable(slot->state, slot->draining))
+	if (slot && sd_slot_selectable(slot->state, slot->draining)) {
 		walk->nr_live++;
+		walk->total_weight += slot->weight;
+	}
+	return 0;
+}
+
+/* The live slot at position `ticket` (round_robin, and each of p2c's samples). */
+static long nth_live_step(__u32 index, void *data)
+{
+	struct line_walk *walk = data;
+	struct sd_slot *slot;
+
+	if (index >= walk->nr_slots)
+		return 1;
+	slot = bpf_map_lookup_elem(&slots, &index);
+	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
+		return 0;
+	if (walk->position == walk->ticket) {
+		walk->chosen = index;
+		walk->best_open = slot->open;
+		walk->found = 1;
+		return 1;
+	}
+	walk->position++;
+	return 0;
+}
+
+/* weighted: the live slot whose share of the total weight holds `ticket`. */
+static long weighted_step(__u32 index, void *data)
+{
+	struct line_walk *walk = data;
+	struct sd_slot *slot;
+
+	if (index >= walk->nr_slots)
+		return 1;
+	slot = bpf_map_lookup_elem(&slots, &index);
+	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
+		return 0;
+	if (sd_weighted_takes(&walk->ticket, slot->weight)) {
+		walk->chosen = index;
+		walk->found = 1;
+		return 1;
+	}
 	return 0;
 }
 
@@ -138,7 +182,9 @@ int sd_dispatch(struct sk_reuseport_md *md)
 {
 	struct line_walk walk = {};
 	struct sd_config *cfg;
+	__u64 first_open;
 	__u32 zero = 0;
+	__u32 first;
 
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg) {
@@ -165,6 +211,35 @@ int sd_dispatch(struct sk_reuseport_md *md)
 		return SK_PASS;
 	case SD_POLICY_LEAST_CONN:
 		bpf_loop(SD_MAX_WORKERS, least_conn_step, &walk, 0);
+		break;
+	case SD_POLICY_ROUND_ROBIN:
+	case SD_POLICY_WEIGHTED:
+		bpf_loop(SD_MAX_WORKERS, count_live, &walk, 0);
+		if (walk.nr_live == 0)
+			break;
+		walk.ticket = __sync_fetch_and_add(&cfg->rr_cursor, 1);
+		if (cfg->policy == SD_POLICY_WEIGHTED && walk.total_weight > 0) {
+			walk.ticket %= walk.total_weight;
+			bpf_loop(SD_MAX_WORKERS, weighted_step, &walk, 0);
+		} else {
+			walk.ticket %= walk.nr_live;
+			bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
+		}
+		break;
+	case SD_POLICY_P2C:
+		bpf_loop(SD_MAX_WORKERS, count_live, &walk, 0);
+		if (walk.nr_live == 0)
+			break;
+		walk.ticket = bpf_get_prandom_u32() % walk.nr_live;
+		bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
+		first = walk.chosen;
+		first_open = walk.best_open;
+		walk.ticket = bpf_get_prandom_u32() % walk.nr_live;
+		walk.position = 0;
+		walk.found = 0;
+		bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
+		if (walk.found && !sd_p2c_second_wins(first_open, walk.best_open))
+			walk.chosen = first;
 		break;
 	case SD_POLICY_SKIP_LOAD:
 	default:

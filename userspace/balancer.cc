@@ -2,6 +2,8 @@
 
 #include "sockdispatch/policy.h"
 
+#include <vector>
+
 namespace sockdispatch {
 
 std::optional<uint32_t> skipLoadChoose(std::span<SlotSnapshot> slots) {
@@ -22,6 +24,56 @@ std::optional<uint32_t> skipLoadChoose(std::span<SlotSnapshot> slots) {
     ++position;
   }
   return std::nullopt;
+}
+
+namespace {
+
+std::vector<const SlotSnapshot *> liveLine(std::span<const SlotSnapshot> slots) {
+  std::vector<const SlotSnapshot *> live;
+  for (const auto &slot : slots) {
+    if (sd_slot_selectable(slot.state, slot.draining) != 0) {
+      live.push_back(&slot);
+    }
+  }
+  return live;
+}
+
+} // namespace
+
+std::optional<uint32_t> roundRobinChoose(std::span<const SlotSnapshot> slots, uint64_t ticket) {
+  auto live = liveLine(slots);
+  if (live.empty()) {
+    return std::nullopt;
+  }
+  return live[ticket % live.size()]->slot;
+}
+
+std::optional<uint32_t> weightedChoose(std::span<const SlotSnapshot> slots, uint64_t ticket) {
+  auto live = liveLine(slots);
+  uint64_t total = 0;
+  for (const auto *slot : live) {
+    total += slot->weight;
+  }
+  if (total == 0) {
+    return roundRobinChoose(slots, ticket);
+  }
+  __u64 remaining = ticket % total;
+  for (const auto *slot : live) {
+    if (sd_weighted_takes(&remaining, slot->weight) != 0) {
+      return slot->slot;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t a, uint32_t b) {
+  auto live = liveLine(slots);
+  if (live.empty()) {
+    return std::nullopt;
+  }
+  const SlotSnapshot *first = live[a % live.size()];
+  const SlotSnapshot *second = live[b % live.size()];
+  return sd_p2c_second_wins(first->open, second->open) != 0 ? second->slot : first->slot;
 }
 
 std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots) {

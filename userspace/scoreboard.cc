@@ -46,6 +46,14 @@ void Scoreboard::addRespawn(uint32_t slot) {
   std::atomic_ref<__u64>(slots_[slot].respawns).fetch_add(1, std::memory_order_relaxed);
 }
 
+void Scoreboard::setWeight(uint32_t slot, uint32_t weight) {
+  storeRelease<__u32>(slots_[slot].weight, weight);
+}
+
+void Scoreboard::setDraining(uint32_t slot, bool draining) {
+  storeRelease<__u32>(slots_[slot].draining, draining ? 1 : 0);
+}
+
 sd_slot_state Scoreboard::state(uint32_t slot) const {
   return static_cast<sd_slot_state>(loadRelaxed(slots_[slot].state));
 }

@@ -48,6 +48,10 @@ public:
   void resetOpen(uint32_t slot); // its connections died with its process
   void addRespawn(uint32_t slot);
 
+  // Tuning: the weighted policy's weight, and draining (chosen by no policy).
+  void setWeight(uint32_t slot, uint32_t weight);
+  void setDraining(uint32_t slot, bool draining);
+
   [[nodiscard]] sd_slot_state state(uint32_t slot) const;
   [[nodiscard]] SlotSnapshot snapshot(uint32_t slot) const;
   [[nodiscard]] std::vector<SlotSnapshot> snapshotAll() const;

@@ -32,4 +32,22 @@ static inline int sd_skip_load_keeps(__u64 load, __u32 nr_live, __u32 position)
 	return load % (__u64)(nr_live - 1) == 0;
 }
 
+/*
+ * weighted, one selectable slot's step: `ticket` (cursor modulo the total weight) falls in
+ * this slot's share, or is reduced by it for the next slot. Weight 0 has no share.
+ */
+static inline int sd_weighted_takes(__u64 *ticket, __u32 weight)
+{
+	if (*ticket < weight)
+		return 1;
+	*ticket -= weight;
+	return 0;
+}
+
+/* p2c: of the two sampled slots, the one with fewer open connections wins; ties: the first. */
+static inline int sd_p2c_second_wins(__u64 open_first, __u64 open_second)
+{
+	return open_second < open_first;
+}
+
 #endif /* SOCKDISPATCH_POLICY_H */

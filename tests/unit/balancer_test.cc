@@ -119,5 +119,43 @@ TEST(LeastConnChoose, FewestOpenLowestIndexOnTies) {
   EXPECT_EQ(leastConnChoose(slots), 2U);
 }
 
+TEST(RoundRobinChoose, CyclesOverLiveSlots) {
+  auto slots = liveSlots(4);
+  slots[2].state = SD_SLOT_DEAD;
+  std::vector<uint32_t> chosen;
+  for (uint64_t ticket = 0; ticket < 6; ++ticket) {
+    chosen.push_back(*roundRobinChoose(slots, ticket));
+  }
+  EXPECT_EQ(chosen, (std::vector<uint32_t>{0, 1, 3, 0, 1, 3}));
+}
+
+TEST(WeightedChoose, SharesFollowWeights) {
+  auto slots = liveSlots(3);
+  slots[0].weight = 1;
+  slots[1].weight = 3;
+  slots[2].weight = 0; // no share
+  std::vector<uint32_t> chosen;
+  for (uint64_t ticket = 0; ticket < 8; ++ticket) {
+    chosen.push_back(*weightedChoose(slots, ticket));
+  }
+  EXPECT_EQ(chosen, (std::vector<uint32_t>{0, 1, 1, 1, 0, 1, 1, 1}));
+  for (auto &slot : slots) {
+    slot.weight = 0;
+  }
+  EXPECT_EQ(weightedChoose(slots, 2), 2U) << "all weights 0: round_robin";
+}
+
+TEST(P2cChoose, FewerOpenWinsFirstOnTies) {
+  auto slots = liveSlots(4);
+  slots[1].open = 5;
+  slots[3].open = 2;
+  EXPECT_EQ(p2cChoose(slots, 1, 3), 3U);
+  EXPECT_EQ(p2cChoose(slots, 3, 1), 3U);
+  EXPECT_EQ(p2cChoose(slots, 0, 2), 0U);
+  EXPECT_EQ(p2cChoose(slots, 6, 5), 2U) << "samples are taken modulo the live count";
+  std::vector<SlotSnapshot> none;
+  EXPECT_FALSE(p2cChoose(none, 0, 1).has_value());
+}
+
 } // namespace
 } // namespace sockdispatch
