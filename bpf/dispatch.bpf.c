@@ -53,6 +53,16 @@ static __always_inline void count_verdict(__u32 verdict)
 		*counter += 1;
 }
 
+/* The slot at `index` when it is on the line (running, not draining), else NULL. */
+static __always_inline struct sd_slot *line_slot(__u32 index)
+{
+	struct sd_slot *slot = bpf_map_lookup_elem(&slots, &index);
+
+	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
+		return NULL;
+	return slot;
+}
+
 struct line_walk {
 	__u32 nr_slots;
 	__u32 nr_live;
@@ -71,8 +81,8 @@ static long count_live(__u32 index, void *data)
 
 	if (index >= walk->nr_slots)
 		return 1;
-	slot = bpf_map_lookup_elem(&slots, &index);
-	if (slot && sd_slot_selectable(slot->state, slot->draining)) {
+	slot = line_slot(index);
+	if (slot) {
 		walk->nr_live++;
 		walk->total_weight += slot->weight;
 	}
@@ -87,8 +97,8 @@ static long nth_live_step(__u32 index, void *data)
 
 	if (index >= walk->nr_slots)
 		return 1;
-	slot = bpf_map_lookup_elem(&slots, &index);
-	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
+	slot = line_slot(index);
+	if (!slot)
 		return 0;
 	if (walk->position == walk->ticket) {
 		walk->chosen = index;
@@ -108,8 +118,8 @@ static long weighted_step(__u32 index, void *data)
 
 	if (index >= walk->nr_slots)
 		return 1;
-	slot = bpf_map_lookup_elem(&slots, &index);
-	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
+	slot = line_slot(index);
+	if (!slot)
 		return 0;
 	if (sd_weighted_takes(&walk->ticket, slot->weight)) {
 		walk->chosen = index;
@@ -128,8 +138,8 @@ static long skip_load_step(__u32 index, void *data)
 
 	if (index >= walk->nr_slots)
 		return 1;
-	slot = bpf_map_lookup_elem(&slots, &index);
-	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
+	slot = line_slot(index);
+	if (!slot)
 		return 0;
 	load = slot->open + slot->skipped;
 	__sync_fetch_and_add(&slot->skipped, 1);
@@ -150,8 +160,8 @@ static long least_conn_step(__u32 index, void *data)
 
 	if (index >= walk->nr_slots)
 		return 1;
-	slot = bpf_map_lookup_elem(&slots, &index);
-	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
+	slot = line_slot(index);
+	if (!slot)
 		return 0;
 	if (!walk->found || slot->open < walk->best_open) {
 		walk->best_open = slot->open;

@@ -5,6 +5,7 @@
 #include "balancer.h"
 #include "pinned_attachment.h"
 #include "support/http_client.h"
+#include "support/live_attachment.h"
 #include "support/process.h"
 
 #include <gtest/gtest.h>
@@ -15,20 +16,8 @@
 namespace sockdispatch::test {
 namespace {
 
-class Dispatch : public BpfTest {
+class Dispatch : public LiveAttachmentTest {
 protected:
-  void SetUp() override {
-    BpfTest::SetUp();
-    if (IsSkipped()) {
-      return;
-    }
-    attachment_ = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
-    ASSERT_NE(attachment_, nullptr);
-    auto pinned = PinnedAttachment::open(attachment_->port(), false);
-    ASSERT_TRUE(pinned) << pinned.error().message();
-    pinned_.emplace(std::move(pinned.value()));
-  }
-
   // Waits until every slot's `open` equals what this test holds (workers see closes late).
   bool openCountsSettle(const std::map<uint32_t, uint64_t> &expected) {
     return eventually([&] {
@@ -42,9 +31,6 @@ protected:
       return true;
     });
   }
-
-  std::unique_ptr<Attachment> attachment_;
-  std::optional<PinnedAttachment> pinned_;
 };
 
 /*

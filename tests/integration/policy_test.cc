@@ -4,6 +4,7 @@
 #include "balancer.h"
 #include "pinned_attachment.h"
 #include "support/http_client.h"
+#include "support/live_attachment.h"
 #include "support/process.h"
 
 #include <gtest/gtest.h>
@@ -14,20 +15,8 @@
 namespace sockdispatch::test {
 namespace {
 
-class Policy : public BpfTest {
+class Policy : public LiveAttachmentTest {
 protected:
-  void SetUp() override {
-    BpfTest::SetUp();
-    if (IsSkipped()) {
-      return;
-    }
-    attachment_ = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
-    ASSERT_NE(attachment_, nullptr);
-    auto pinned = PinnedAttachment::open(attachment_->port(), true);
-    ASSERT_TRUE(pinned) << pinned.error().message();
-    pinned_.emplace(std::move(pinned.value()));
-  }
-
   void setPolicy(sd_policy policy) {
     storeRelease<__u32>(pinned_->scoreboard().config()->policy, policy);
   }
@@ -57,9 +46,6 @@ protected:
       }
     }
   }
-
-  std::unique_ptr<Attachment> attachment_;
-  std::optional<PinnedAttachment> pinned_;
 };
 
 /* round_robin walks the live slots in order; a dead slot is left out of the cycle. */

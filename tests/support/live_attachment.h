@@ -1,0 +1,33 @@
+#pragma once
+
+#include "pinned_attachment.h"
+#include "support/process.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <optional>
+
+namespace sockdispatch::test {
+
+// A running `attach 0` with four workers on loopback and its pinned state opened writable
+// (as `bpftool` or `tune` would), for tests that check the kernel program's decisions.
+class LiveAttachmentTest : public BpfTest {
+protected:
+  void SetUp() override {
+    BpfTest::SetUp();
+    if (IsSkipped()) {
+      return;
+    }
+    attachment_ = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
+    ASSERT_NE(attachment_, nullptr);
+    auto pinned = PinnedAttachment::open(attachment_->port(), true);
+    ASSERT_TRUE(pinned) << pinned.error().message();
+    pinned_.emplace(std::move(pinned.value()));
+  }
+
+  std::unique_ptr<Attachment> attachment_;
+  std::optional<PinnedAttachment> pinned_;
+};
+
+} // namespace sockdispatch::test
