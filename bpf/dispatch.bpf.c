@@ -74,6 +74,14 @@ struct line_walk {
 	int found;
 };
 
+/* The walk stops at `index`: it is the chosen slot. */
+static __always_inline long take(struct line_walk *walk, __u32 index)
+{
+	walk->chosen = index;
+	walk->found = 1;
+	return 1;
+}
+
 static long count_live(__u32 index, void *data)
 {
 	struct line_walk *walk = data;
@@ -101,10 +109,8 @@ static long nth_live_step(__u32 index, void *data)
 	if (!slot)
 		return 0;
 	if (walk->position == walk->ticket) {
-		walk->chosen = index;
 		walk->best_open = slot->open;
-		walk->found = 1;
-		return 1;
+		return take(walk, index);
 	}
 	walk->position++;
 	return 0;
@@ -121,11 +127,8 @@ static long weighted_step(__u32 index, void *data)
 	slot = line_slot(index);
 	if (!slot)
 		return 0;
-	if (sd_weighted_takes(&walk->ticket, slot->weight)) {
-		walk->chosen = index;
-		walk->found = 1;
-		return 1;
-	}
+	if (sd_weighted_takes(&walk->ticket, slot->weight))
+		return take(walk, index);
 	return 0;
 }
 
@@ -143,11 +146,8 @@ static long skip_load_step(__u32 index, void *data)
 		return 0;
 	load = slot->open + slot->skipped;
 	__sync_fetch_and_add(&slot->skipped, 1);
-	if (sd_skip_load_keeps(load, walk->nr_live, walk->position)) {
-		walk->chosen = index;
-		walk->found = 1;
-		return 1;
-	}
+	if (sd_skip_load_keeps(load, walk->nr_live, walk->position))
+		return take(walk, index);
 	walk->position++;
 	return 0;
 }

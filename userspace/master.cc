@@ -45,15 +45,6 @@ Master::Master(const AttachOptions &options, ListenerGroup listeners, DispatchPr
   }
 }
 
-Master::~Master() {
-  for (auto &worker : workers_) {
-    worker.respawnTimer.reset();
-  }
-  signals_.reset();
-  readyTimer_.reset();
-  killTimer_.reset();
-}
-
 int Master::run() {
   if (!base_) {
     spdlog::error("Failed to create the master's event loop");

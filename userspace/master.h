@@ -21,7 +21,7 @@ namespace sockdispatch {
 class Master {
 public:
   Master(const AttachOptions &options, ListenerGroup listeners, DispatchProgram &program);
-  ~Master();
+  ~Master() = default;
   Master(const Master &) = delete;
   Master &operator=(const Master &) = delete;
 
@@ -53,6 +53,7 @@ private:
   const AttachOptions &options_;
   ListenerGroup listeners_;
   Scoreboard scoreboard_;
+  // Declared before every libevent object below, so it is freed after all of them.
   EventBasePtr base_;
   std::unique_ptr<SignalSet> signals_;
   EventPtr readyTimer_;

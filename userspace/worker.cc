@@ -21,15 +21,6 @@ Worker::Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener,
       scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
       base_(event_base_new()) {}
 
-Worker::~Worker() {
-  connections_.clear();
-  closed_.clear();
-  listener_.reset();
-  signals_.reset();
-  stopDeadline_.reset();
-  reaper_.reset();
-}
-
 int Worker::run() {
   if (!base_) {
     spdlog::error("Failed to create the event loop");

@@ -20,7 +20,7 @@ class Worker {
 public:
   Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener, Scoreboard scoreboard,
          std::string mode);
-  ~Worker();
+  ~Worker() = default;
   Worker(const Worker &) = delete;
   Worker &operator=(const Worker &) = delete;
 
@@ -40,6 +40,7 @@ private:
   Scoreboard scoreboard_;
   WorkerIdentity identity_;
   std::unique_ptr<Handler> handler_;
+  // Declared before every libevent object below, so it is freed after all of them.
   EventBasePtr base_;
   ListenerPtr listener_;
   std::unique_ptr<SignalSet> signals_;
