@@ -65,7 +65,7 @@ int Master::run() {
   std::signal(SIGPIPE, SIG_IGN);
 
   for (uint32_t slot = 0; slot < workers_.size(); ++slot) {
-    if (!spawn(slot)) {
+    if (!spawn(slot, false)) {
       beginStop(0);
       exitCode_ = kExitFailure;
       break;
@@ -81,9 +81,13 @@ int Master::run() {
   return exitCode_;
 }
 
-bool Master::spawn(uint32_t slot) {
+bool Master::spawn(uint32_t slot, bool isRespawn) {
   pid_t parent = ::getpid();
   scoreboard_.prepareSlot(slot, generation_);
+  if (isRespawn) {
+    // Counted before the fork: once the new process says RUNNING, readers see the count.
+    scoreboard_.addRespawn(slot);
+  }
   pid_t pid = ::fork();
   if (pid < 0) {
     scoreboard_.setState(slot, SD_SLOT_DEAD);
@@ -107,6 +111,9 @@ bool Master::spawn(uint32_t slot) {
         listeners_.sockets[i].reset();
       }
     }
+    // The worker publishes its own pid before it announces RUNNING, so no reader ever sees
+    // a running slot without its pid (the parent's setPid below may come later).
+    scoreboard_.setPid(slot, ::getpid());
     int code = 0;
     {
       Worker worker(options_, slot, std::move(own), scoreboard_, "ebpf");
@@ -195,8 +202,8 @@ void Master::scheduleRespawn(uint32_t slot) {
 
 void Master::respawn(uint32_t slot) {
   workers_[slot].respawnTimer.reset();
-  if (!stopping_ && spawn(slot)) {
-    scoreboard_.addRespawn(slot);
+  if (!stopping_) {
+    spawn(slot, true);
   }
 }
 

@@ -41,7 +41,7 @@ private:
     EventPtr respawnTimer;
   };
 
-  bool spawn(uint32_t slot);
+  bool spawn(uint32_t slot, bool isRespawn);
   void reapChildren();
   void onWorkerExit(uint32_t slot, int status);
   void scheduleRespawn(uint32_t slot);

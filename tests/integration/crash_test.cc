@@ -93,7 +93,7 @@ TEST_F(Crash, RepeatedCrashesAreRespawnedAndTheMasterStaysUp) {
   uint32_t killed = 0;
   auto respawned = [&] {
     auto slot = pinned->scoreboard().snapshot(1);
-    return slot.state == SD_SLOT_RUNNING && slot.pid != killed;
+    return slot.state == SD_SLOT_RUNNING && slot.pid != 0 && slot.pid != killed;
   };
   for (int round = 0; round < 3; ++round) {
     ASSERT_TRUE(eventually(respawned, 10s)) << "round " << round;
