@@ -186,7 +186,10 @@ int runAttach(const AttachOptions &options) {
   PinGuard pins(prepared->pinDir);
   const SocketAddress address = prepared->listeners.address;
   uint32_t programId = prepared->program->programId();
-  Master master(options, std::move(prepared->listeners), *prepared->program);
+  // Started from flags: a reload re-reads nothing and starts a new generation of workers
+  // with the same options.
+  Master master(options, std::move(prepared->listeners), *prepared->program,
+                [options]() -> Result<AttachOptions> { return options; });
   master.onReady([&] {
     std::printf("listening on %s (ebpf mode, %d worker%s, policy skip_load, program id %u)\n",
                 address.toString().c_str(), options.workers, options.workers == 1 ? "" : "s",

@@ -43,6 +43,9 @@ public:
 
   // Answers nothing more: closes once what was already answered has been written.
   void closeWhenIdle();
+  // For a connection accepted while the worker stops: the request the client sends is
+  // answered (with Connection: close), then the connection closes.
+  void answerOnceThenClose() { draining_ = true; }
 
 private:
   static int onMessageBegin(llhttp_t *parser);

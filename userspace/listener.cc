@@ -85,6 +85,17 @@ Result<void> listenAll(ListenerGroup &group, int backlog) {
   return {};
 }
 
+Result<UniqueFd> openGroupListener(const SocketAddress &address, int backlog) {
+  auto fd = bindOne(address);
+  if (!fd) {
+    return fd.error();
+  }
+  if (::listen(fd->get(), backlog) != 0) {
+    return osError("listen on " + address.toString());
+  }
+  return std::move(fd.value());
+}
+
 bool portHasListener(uint16_t port) {
   return fileHasListener("/proc/net/tcp", port) || fileHasListener("/proc/net/tcp6", port);
 }

@@ -20,6 +20,11 @@ struct ListenerGroup {
 Result<ListenerGroup> bindReuseportGroup(const SocketAddress &address, int count);
 Result<void> listenAll(ListenerGroup &group, int backlog);
 
+// One more listening socket on `address` (its port already bound by the group): it joins
+// the same SO_REUSEPORT group, and so the program attached to that group. For the workers
+// of a new generation.
+Result<UniqueFd> openGroupListener(const SocketAddress &address, int backlog);
+
 // Whether any TCP socket listens on `port` now (any address), read from /proc/net/tcp{,6}.
 // Guards against joining another program's SO_REUSEPORT group by accident.
 bool portHasListener(uint16_t port);

@@ -1,7 +1,7 @@
 #include "master.h"
 
+#include "control_channel.h"
 #include "logging.h"
-#include "signal_set.h"
 #include "worker.h"
 
 #include <spdlog/spdlog.h>
@@ -19,7 +19,7 @@ namespace {
 
 constexpr auto kQuickCrash = std::chrono::seconds(5);
 constexpr auto kMaxBackoff = std::chrono::seconds(10);
-constexpr auto kReadyPoll = std::chrono::milliseconds(10);
+constexpr auto kKillGrace = std::chrono::seconds(2);
 
 timeval toTimeval(std::chrono::milliseconds ms) {
   return timeval{static_cast<time_t>(ms.count() / 1000),
@@ -36,12 +36,20 @@ std::string describeExit(int status) {
 
 } // namespace
 
-Master::Master(const AttachOptions &options, ListenerGroup listeners, DispatchProgram &program)
-    : options_(options), listeners_(std::move(listeners)), scoreboard_(program.scoreboard()),
-      base_(event_base_new()), workers_(listeners_.sockets.size()) {
+Master::Master(AttachOptions options, ListenerGroup listeners, DispatchProgram &program,
+               OptionsLoader reloadOptions)
+    : options_(std::make_shared<const AttachOptions>(std::move(options))),
+      reloadOptions_(std::move(reloadOptions)), address_(listeners.address), program_(program),
+      scoreboard_(program.scoreboard()), listeners_(SD_MAX_WORKERS), base_(event_base_new()),
+      workers_(SD_MAX_WORKERS) {
   for (uint32_t slot = 0; slot < workers_.size(); ++slot) {
     workers_[slot].owner = this;
     workers_[slot].slot = slot;
+  }
+  for (uint32_t slot = 0; slot < listeners.sockets.size(); ++slot) {
+    listeners_[slot] = std::move(listeners.sockets[slot]);
+    workers_[slot].generation = generation_;
+    workers_[slot].options = options_;
   }
 }
 
@@ -51,11 +59,14 @@ int Master::run() {
     return kExitFailure;
   }
   signals_ = std::make_unique<SignalSet>(
-      base_.get(), std::initializer_list<int>{SIGTERM, SIGINT, SIGCHLD}, [this](int signo) {
-        if (signo == SIGCHLD) {
-          reapChildren();
-        } else {
-          beginStop(signo);
+      base_.get(), std::initializer_list<int>{SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGCHLD},
+      [this](int signo) {
+        switch (signo) {
+        case SIGCHLD: reapChildren(); break;
+        case SIGQUIT: beginGracefulStop(); break;
+        case SIGHUP: beginReload(true); break;
+        case SIGUSR1: beginReload(false); break;
+        default: beginStop(signo); break;
         }
       });
   if (!signals_->valid()) {
@@ -64,26 +75,38 @@ int Master::run() {
   }
   std::signal(SIGPIPE, SIG_IGN);
 
-  for (uint32_t slot = 0; slot < workers_.size(); ++slot) {
+  for (uint32_t slot : slotsOf(generation_)) {
     if (!spawn(slot, false)) {
-      beginStop(0);
       exitCode_ = kExitFailure;
+      beginStop(0);
       break;
     }
   }
-  readyTimer_.reset(event_new(
-      base_.get(), -1, EV_PERSIST,
-      [](evutil_socket_t, short, void *ctx) { static_cast<Master *>(ctx)->checkReady(); }, this));
-  timeval poll = toTimeval(kReadyPoll);
-  event_add(readyTimer_.get(), &poll);
-
+  if (!stopping_) {
+    watchGeneration();
+  }
   event_base_dispatch(base_.get());
   return exitCode_;
 }
 
+std::vector<uint32_t> Master::slotsOf(uint64_t generation) const {
+  std::vector<uint32_t> slots;
+  for (const auto &worker : workers_) {
+    if (worker.generation == generation && generation != 0 && !worker.retiring) {
+      slots.push_back(worker.slot);
+    }
+  }
+  return slots;
+}
+
 bool Master::spawn(uint32_t slot, bool isRespawn) {
-  pid_t parent = ::getpid();
-  scoreboard_.prepareSlot(slot, generation_);
+  WorkerProcess &worker = workers_[slot];
+  auto channel = makeControlPair();
+  if (!channel) {
+    spdlog::error("{}", channel.error().message());
+    return false;
+  }
+  scoreboard_.prepareSlot(slot, worker.generation);
   if (isRespawn) {
     // Counted before the fork: once the new process says RUNNING, readers see the count.
     scoreboard_.addRespawn(slot);
@@ -95,39 +118,43 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
     return false;
   }
   if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) {
-      ::_exit(kExitFailure);
-    }
-    signals_->abandonInChild();
-    resetSignalsAfterFork();
-    std::signal(SIGPIPE, SIG_IGN);
-    setupLogging("worker " + std::to_string(slot), options_.verbose);
-    UniqueFd own;
-    for (uint32_t i = 0; i < listeners_.sockets.size(); ++i) {
-      if (i == slot) {
-        own = std::move(listeners_.sockets[i]);
-      } else {
-        listeners_.sockets[i].reset();
-      }
-    }
-    // The worker publishes its own pid before it announces RUNNING, so no reader ever sees
-    // a running slot without its pid (the parent's setPid below may come later).
-    scoreboard_.setPid(slot, ::getpid());
-    int code = 0;
-    {
-      Worker worker(options_, slot, std::move(own), scoreboard_, "ebpf");
-      code = worker.run();
-    }
-    spdlog::default_logger()->flush();
-    ::_exit(code);
+    runWorker(slot, std::move(channel->second));
   }
-  WorkerProcess &worker = workers_[slot];
   worker.pid = pid;
   worker.started = std::chrono::steady_clock::now();
+  worker.channel = std::move(channel->first);
+  worker.terminated = false;
   scoreboard_.setPid(slot, pid);
-  spdlog::debug("spawned worker {} as pid {}", slot, pid);
+  spdlog::debug("spawned worker {} (generation {}) as pid {}", slot, worker.generation, pid);
   return true;
+}
+
+void Master::runWorker(uint32_t slot, UniqueFd channel) {
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() == 1) {
+    ::_exit(kExitFailure); // the master died before the line above
+  }
+  signals_->abandonInChild();
+  resetSignalsAfterFork();
+  std::signal(SIGPIPE, SIG_IGN);
+  setupLogging("worker " + std::to_string(slot), options_->verbose);
+  // Keep only this slot's listener and this worker's end of its own channel.
+  UniqueFd own = std::move(listeners_[slot]);
+  for (uint32_t i = 0; i < workers_.size(); ++i) {
+    listeners_[i].reset();
+    workers_[i].channel.reset();
+  }
+  // The worker publishes its own pid before it announces RUNNING, so no reader ever sees a
+  // running slot without its pid (the parent's setPid may come later).
+  scoreboard_.setPid(slot, ::getpid());
+  std::shared_ptr<const AttachOptions> options = workers_[slot].options;
+  int code = 0;
+  {
+    Worker worker(*options, slot, std::move(own), std::move(channel), scoreboard_, "ebpf");
+    code = worker.run();
+  }
+  spdlog::default_logger()->flush();
+  ::_exit(code);
 }
 
 void Master::reapChildren() {
@@ -140,31 +167,43 @@ void Master::reapChildren() {
     auto found = std::find_if(workers_.begin(), workers_.end(),
                               [pid](const WorkerProcess &w) { return w.pid == pid; });
     if (found != workers_.end()) {
-      onWorkerExit(static_cast<uint32_t>(found - workers_.begin()), status);
+      onWorkerExit(found->slot, status);
     }
   }
-  if (stopping_ && !anyWorkerAlive()) {
-    event_base_loopbreak(base_.get());
-  }
+  breakWhenEmpty();
 }
 
 void Master::onWorkerExit(uint32_t slot, int status) {
   WorkerProcess &worker = workers_[slot];
   pid_t pid = worker.pid;
   worker.pid = 0;
+  worker.channel.reset();
+  worker.stopTimer.reset();
   // The program stops choosing the slot at once; the connections the process had accepted
   // died with it. Its listener stays open here, so its queue waits for the respawn.
   scoreboard_.setState(slot, SD_SLOT_DEAD);
   scoreboard_.resetOpen(slot);
-  if (stopping_) {
+  if (worker.retiring || stopping_) {
     spdlog::debug("worker {} (pid {}) {}", slot, pid, describeExit(status));
+    if (worker.retiring) {
+      freeSlot(slot);
+    }
     return;
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == kExitFatalConfig) {
+  bool fatal = WIFEXITED(status) && WEXITSTATUS(status) == kExitFatalConfig;
+  if (worker.generation == nextGeneration_) {
+    finishReload(false, "worker " + std::to_string(slot) + " (pid " + std::to_string(pid) + ") " +
+                            (fatal ? "cannot run with the new configuration"
+                                   : describeExit(status) + " while starting"));
+    return;
+  }
+  if (fatal) {
     spdlog::error("worker {} (pid {}) cannot run with this configuration; not respawning it", slot,
                   pid);
-    if (!anyWorkerAlive() && std::none_of(workers_.begin(), workers_.end(),
-                                          [](auto &w) { return w.respawnTimer != nullptr; })) {
+    bool anyHope = std::any_of(workers_.begin(), workers_.end(), [](const WorkerProcess &w) {
+      return w.pid != 0 || w.respawnTimer != nullptr;
+    });
+    if (!anyHope) {
       spdlog::critical("no worker can run; stopping");
       exitCode_ = kExitFailure;
       beginStop(0);
@@ -173,7 +212,9 @@ void Master::onWorkerExit(uint32_t slot, int status) {
   }
   auto lived = std::chrono::steady_clock::now() - worker.started;
   worker.quickCrashes = lived < kQuickCrash ? worker.quickCrashes + 1 : 0;
-  spdlog::warn("worker {} (pid {}) {}; respawning it", slot, pid, describeExit(status));
+  if (worker.quickCrashes <= 2) {
+    spdlog::warn("worker {} (pid {}) {}; respawning it", slot, pid, describeExit(status));
+  }
   scheduleRespawn(slot);
 }
 
@@ -194,42 +235,104 @@ void Master::scheduleRespawn(uint32_t slot) {
       &worker));
   timeval when = toTimeval(delay);
   evtimer_add(worker.respawnTimer.get(), &when);
-  if (delay.count() > 0) {
+  // A crash loop is logged when the delay grows, and then once per doubling: not per crash.
+  bool powerOfTwo = (worker.quickCrashes & (worker.quickCrashes - 1)) == 0;
+  if (delay.count() > 0 && powerOfTwo) {
     spdlog::warn("worker {} is crash-looping ({} quick exits); next start in {} ms", slot,
                  worker.quickCrashes, delay.count());
   }
 }
 
 void Master::respawn(uint32_t slot) {
-  workers_[slot].respawnTimer.reset();
-  if (!stopping_) {
+  WorkerProcess &worker = workers_[slot];
+  worker.respawnTimer.reset();
+  if (!stopping_ && !worker.retiring && worker.generation != 0) {
     spawn(slot, true);
   }
+}
+
+void Master::freeSlot(uint32_t slot) {
+  WorkerProcess &worker = workers_[slot];
+  worker.generation = 0;
+  worker.retiring = false;
+  worker.quickCrashes = 0;
+  worker.options.reset();
+  worker.respawnTimer.reset();
+  worker.stopTimer.reset();
+  listeners_[slot].reset();
+  scoreboard_.releaseSlot(slot);
+  publishSlotCount();
+}
+
+void Master::retire(uint32_t slot) {
+  WorkerProcess &worker = workers_[slot];
+  worker.retiring = true;
+  worker.respawnTimer.reset();
+  // Chosen by no policy from now on; the migration of its queue picks a live slot.
+  scoreboard_.setDraining(slot, true);
+  scoreboard_.setState(slot, SD_SLOT_STOPPING);
+  listeners_[slot].reset();
+  if (worker.pid == 0) {
+    freeSlot(slot);
+    return;
+  }
+  if (auto sent = sendControl(worker.channel.get(), ControlType::kStopGracefully); !sent) {
+    spdlog::warn("worker {}: {}; sending SIGTERM", slot, sent.error().message());
+    ::kill(worker.pid, SIGTERM);
+    worker.terminated = true;
+  }
+  worker.stopTimer.reset(evtimer_new(
+      base_.get(),
+      [](evutil_socket_t, short, void *ctx) {
+        auto *w = static_cast<WorkerProcess *>(ctx);
+        w->owner->onStopTimer(w->slot);
+      },
+      &worker));
+  auto grace = std::chrono::duration_cast<std::chrono::milliseconds>(
+      worker.options->shutdownTimeout + std::chrono::seconds(1));
+  timeval when = toTimeval(grace);
+  evtimer_add(worker.stopTimer.get(), &when);
+}
+
+void Master::onStopTimer(uint32_t slot) {
+  WorkerProcess &worker = workers_[slot];
+  if (worker.pid == 0) {
+    return;
+  }
+  if (!worker.terminated) {
+    spdlog::warn("worker {} (pid {}) did not stop in time; sending SIGTERM", slot, worker.pid);
+    ::kill(worker.pid, SIGTERM);
+    worker.terminated = true;
+    timeval when = toTimeval(kKillGrace);
+    evtimer_add(worker.stopTimer.get(), &when);
+    return;
+  }
+  spdlog::warn("worker {} (pid {}) ignored SIGTERM; killing it", slot, worker.pid);
+  ::kill(worker.pid, SIGKILL);
+}
+
+void Master::publishSlotCount() {
+  uint32_t count = 0;
+  for (const auto &worker : workers_) {
+    if (worker.generation != 0) {
+      count = worker.slot + 1;
+    }
+  }
+  storeRelease<__u32>(scoreboard_.config()->nr_slots, count);
 }
 
 bool Master::anyWorkerAlive() const {
   return std::any_of(workers_.begin(), workers_.end(), [](auto &w) { return w.pid != 0; });
 }
 
-void Master::checkReady() {
-  if (ready_ || stopping_) {
-    readyTimer_.reset();
-    return;
-  }
-  for (uint32_t slot = 0; slot < workers_.size(); ++slot) {
-    if (scoreboard_.state(slot) != SD_SLOT_RUNNING) {
-      return;
-    }
-  }
-  ready_ = true;
-  readyTimer_.reset();
-  if (readyCallback_) {
-    readyCallback_();
+void Master::breakWhenEmpty() {
+  if (stopping_ && !anyWorkerAlive()) {
+    event_base_loopbreak(base_.get());
   }
 }
 
 void Master::beginStop(int signo) {
-  if (stopping_) {
+  if (stopping_ && killTimer_) {
     if (signo != 0) {
       spdlog::info("signal {} again: killing the workers now", signo);
       for (auto &worker : workers_) {
@@ -242,27 +345,23 @@ void Master::beginStop(int signo) {
   }
   stopping_ = true;
   if (signo != 0) {
-    spdlog::info("{}: stopping {} workers", ::strsignal(signo), workers_.size());
+    spdlog::info("{}: stopping", ::strsignal(signo));
   }
-  for (uint32_t slot = 0; slot < workers_.size(); ++slot) {
-    WorkerProcess &worker = workers_[slot];
+  for (auto &worker : workers_) {
     worker.respawnTimer.reset();
+    worker.stopTimer.reset();
     if (worker.pid != 0) {
-      scoreboard_.setState(slot, SD_SLOT_STOPPING);
+      scoreboard_.setState(worker.slot, SD_SLOT_STOPPING);
       ::kill(worker.pid, SIGTERM);
+      worker.terminated = true;
     }
   }
-  if (!anyWorkerAlive()) {
-    event_base_loopbreak(base_.get());
-    return;
-  }
   // Workers finish in-flight requests within the shutdown timeout; past it (and a grace
-  // second), they are killed.
+  // period), they are killed.
   killTimer_.reset(evtimer_new(
       base_.get(),
       [](evutil_socket_t, short, void *ctx) {
-        auto *self = static_cast<Master *>(ctx);
-        for (auto &worker : self->workers_) {
+        for (auto &worker : static_cast<Master *>(ctx)->workers_) {
           if (worker.pid != 0) {
             spdlog::warn("worker pid {} did not stop in time; killing it", worker.pid);
             ::kill(worker.pid, SIGKILL);
@@ -270,8 +369,30 @@ void Master::beginStop(int signo) {
         }
       },
       this));
-  timeval deadline{static_cast<time_t>(options_.shutdownTimeout.count() + 1), 0};
-  evtimer_add(killTimer_.get(), &deadline);
+  auto deadline = std::chrono::duration_cast<std::chrono::milliseconds>(options_->shutdownTimeout +
+                                                                        kKillGrace);
+  timeval when = toTimeval(deadline);
+  evtimer_add(killTimer_.get(), &when);
+  breakWhenEmpty();
+}
+
+void Master::beginGracefulStop() {
+  if (stopping_) {
+    spdlog::info("graceful stop already under way");
+    return;
+  }
+  spdlog::info("graceful stop: workers serve what they have and leave");
+  if (nextGeneration_ != 0) {
+    finishReload(false, "the attachment is stopping");
+  }
+  stopping_ = true;
+  generationTimer_.reset();
+  for (auto &worker : workers_) {
+    if (worker.generation != 0 && !worker.retiring) {
+      retire(worker.slot);
+    }
+  }
+  breakWhenEmpty();
 }
 
 } // namespace sockdispatch

@@ -4,7 +4,9 @@
 #include "event_ptr.h"
 #include "listener.h"
 #include "options.h"
+#include "result.h"
 #include "signal_set.h"
+#include "unique_fd.h"
 
 #include <sys/types.h>
 
@@ -15,18 +17,40 @@
 
 namespace sockdispatch {
 
-// The master process: forks one worker per slot, keeps every listener open (so a dead
-// worker's accept queue survives it), respawns crashed workers into their slot with
-// backoff, and stops them on SIGTERM/SIGINT. Signal handlers only wake the libevent loop.
+// The master process. It forks one worker per slot of the current generation, keeps every
+// listener of that generation open (so a dead worker's accept queue survives it), respawns
+// crashed workers into their slot with backoff, and changes generations without loss:
+//
+//   SIGTERM, SIGINT  stop: workers finish in-flight requests within --shutdown-timeout
+//   SIGQUIT          graceful stop: workers stop accepting, serve what the kernel already
+//                    queued for them and what is in flight, then exit
+//   SIGHUP           reload: re-read the options, start a new generation, retire the old
+//   SIGUSR1          restart: a new generation with the same options, the old one retired
+//
+// A new generation takes free slots, with new listeners in the same reuseport group, and is
+// put into the sockarray before the old one leaves. A leaving worker is marked draining (the
+// program stops choosing it), its listener is closed here and then, asked over its control
+// channel, by the worker itself, so the kernel migrates whatever is still queued on it to a
+// live worker. Signal handlers only wake the libevent loop (signalfd).
 class Master {
 public:
-  Master(const AttachOptions &options, ListenerGroup listeners, DispatchProgram &program);
+  // Reads the options again for a reload (a configuration file); the current ones when the
+  // attachment was started from flags alone.
+  using OptionsLoader = std::function<Result<AttachOptions>()>;
+
+  Master(AttachOptions options, ListenerGroup listeners, DispatchProgram &program,
+         OptionsLoader reloadOptions);
   ~Master() = default;
   Master(const Master &) = delete;
   Master &operator=(const Master &) = delete;
 
-  // Called once, when every worker serves.
+  // Called once, when every worker of the first generation serves.
   void onReady(std::function<void()> callback) { readyCallback_ = std::move(callback); }
+  // Called when a reload or restart begins, and when it ends (committed or abandoned).
+  void onReloading(std::function<void()> callback) { reloadingCallback_ = std::move(callback); }
+  void onReloaded(std::function<void(bool committed)> callback) {
+    reloadedCallback_ = std::move(callback);
+  }
 
   // Runs until stopped. Returns the process exit code.
   int run();
@@ -36,31 +60,57 @@ private:
     Master *owner = nullptr;
     uint32_t slot = 0;
     pid_t pid = 0;
+    uint64_t generation = 0; // 0: the slot is free
+    bool retiring = false;
+    std::shared_ptr<const AttachOptions> options;
     std::chrono::steady_clock::time_point started;
     int quickCrashes = 0; // consecutive crashes soon after start, for the backoff
+    UniqueFd channel;     // the master's end of the control channel
     EventPtr respawnTimer;
+    EventPtr stopTimer; // SIGTERM, then SIGKILL, for a worker that does not leave in time
+    bool terminated = false;
   };
 
   bool spawn(uint32_t slot, bool isRespawn);
+  [[noreturn]] void runWorker(uint32_t slot, UniqueFd channel);
   void reapChildren();
   void onWorkerExit(uint32_t slot, int status);
   void scheduleRespawn(uint32_t slot);
   void respawn(uint32_t slot);
+  void freeSlot(uint32_t slot);
+  void retire(uint32_t slot);
+  void onStopTimer(uint32_t slot);
   void beginStop(int signo);
-  void checkReady();
+  void beginGracefulStop();
+  void beginReload(bool rereadOptions);
+  void checkGeneration();
+  void finishReload(bool committed, const std::string &why);
+  void watchGeneration();
+  void publishSlotCount();
+  [[nodiscard]] std::vector<uint32_t> slotsOf(uint64_t generation) const;
   [[nodiscard]] bool anyWorkerAlive() const;
+  void breakWhenEmpty();
 
-  const AttachOptions &options_;
-  ListenerGroup listeners_;
+  std::shared_ptr<const AttachOptions> options_; // the current generation's
+  OptionsLoader reloadOptions_;
+  SocketAddress address_;
+  DispatchProgram &program_;
   Scoreboard scoreboard_;
+  std::vector<UniqueFd> listeners_; // by slot; empty once the slot's worker retires
   // Declared before every libevent object below, so it is freed after all of them.
   EventBasePtr base_;
   std::unique_ptr<SignalSet> signals_;
-  EventPtr readyTimer_;
+  EventPtr generationTimer_; // watches a starting generation until it serves
   EventPtr killTimer_;
-  std::vector<WorkerProcess> workers_;
+  std::vector<WorkerProcess> workers_; // by slot, SD_MAX_WORKERS of them
   std::function<void()> readyCallback_;
-  uint64_t generation_ = 1;
+  std::function<void()> reloadingCallback_;
+  std::function<void(bool)> reloadedCallback_;
+  std::shared_ptr<const AttachOptions> pendingOptions_; // the starting generation's
+  uint64_t generation_ = 1;     // the serving generation
+  uint64_t nextGeneration_ = 0; // the starting one during a reload, else 0
+  uint64_t lastGeneration_ = 1;
+  std::chrono::steady_clock::time_point generationDeadline_;
   bool ready_ = false;
   bool stopping_ = false;
   int exitCode_ = kExitOk;

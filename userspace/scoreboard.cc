@@ -46,6 +46,23 @@ void Scoreboard::addRespawn(uint32_t slot) {
   std::atomic_ref<__u64>(slots_[slot].respawns).fetch_add(1, std::memory_order_relaxed);
 }
 
+void Scoreboard::resetCounters(uint32_t slot) {
+  sd_slot &s = slots_[slot];
+  for (__u64 *counter : {&s.respawns, &s.open, &s.accepted, &s.requests, &s.skipped, &s.selected}) {
+    storeRelease<__u64>(*counter, 0);
+  }
+  storeRelease<__u32>(s.weight, 1);
+  storeRelease<__u32>(s.draining, 0);
+}
+
+void Scoreboard::releaseSlot(uint32_t slot) {
+  sd_slot &s = slots_[slot];
+  storeRelease<__u32>(s.state, SD_SLOT_EMPTY);
+  storeRelease<__u32>(s.pid, 0);
+  storeRelease<__u32>(s.draining, 0);
+  storeRelease<__u64>(s.open, 0);
+}
+
 void Scoreboard::setWeight(uint32_t slot, uint32_t weight) {
   storeRelease<__u32>(slots_[slot].weight, weight);
 }

@@ -47,6 +47,10 @@ public:
   void setState(uint32_t slot, sd_slot_state state);
   void resetOpen(uint32_t slot); // its connections died with its process
   void addRespawn(uint32_t slot);
+  // A slot taken by a new generation starts from zero: every counter, weight 1, not draining.
+  void resetCounters(uint32_t slot);
+  // A slot whose worker left for good: EMPTY, no pid, not draining (its totals are kept).
+  void releaseSlot(uint32_t slot);
 
   // Tuning: the weighted policy's weight, and draining (chosen by no policy).
   void setWeight(uint32_t slot, uint32_t weight);

@@ -1,6 +1,7 @@
 #include "worker.h"
 
 #include "builtin_page.h"
+#include "control_channel.h"
 #include "static_files.h"
 
 #include <event2/event.h>
@@ -15,10 +16,10 @@
 
 namespace sockdispatch {
 
-Worker::Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener,
+Worker::Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener, UniqueFd channel,
                Scoreboard scoreboard, std::string mode)
     : options_(options), slot_(slot), listenerFd_(std::move(listener)),
-      scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
+      channel_(std::move(channel)), scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
       base_(event_base_new()) {}
 
 int Worker::run() {
@@ -56,6 +57,12 @@ int Worker::run() {
     spdlog::error("Failed to watch signals: {}", std::strerror(errno));
     return kExitFailure;
   }
+  if (channel_) {
+    controlEvent_.reset(event_new(
+        base_.get(), channel_.get(), EV_READ | EV_PERSIST,
+        [](evutil_socket_t, short, void *ctx) { static_cast<Worker *>(ctx)->onControl(); }, this));
+    event_add(controlEvent_.get(), nullptr);
+  }
   reaper_.reset(event_new(
       base_.get(), -1, 0,
       [](evutil_socket_t, short, void *ctx) { static_cast<Worker *>(ctx)->reapClosed(); }, this));
@@ -79,8 +86,50 @@ void Worker::onAccept(int fd) {
   HttpConnection *key = connection.get();
   connections_.emplace(key, std::move(connection));
   if (stopping_) {
-    key->closeWhenIdle();
+    key->answerOnceThenClose(); // what the client sends first is served, then it closes
   }
+}
+
+void Worker::onControl() {
+  ControlType type{};
+  switch (receiveControl(channel_.get(), type)) {
+  case ControlRead::kMessage:
+    if (type == ControlType::kStopGracefully) {
+      spdlog::debug("asked to stop gracefully");
+      beginStop();
+    }
+    break;
+  case ControlRead::kEof:
+    spdlog::warn("the master is gone; stopping");
+    controlEvent_.reset();
+    channel_.reset();
+    beginStop();
+    break;
+  case ControlRead::kMalformed: spdlog::warn("ignored a malformed control message"); break;
+  case ControlRead::kNone: break;
+  }
+}
+
+// Takes every connection the kernel already completed for this listener, then closes it. A
+// connection that arrives after the last accept finds the listener closed, and the kernel
+// migrates it (with the rest of the queue) to a live worker through the program.
+void Worker::drainListener() {
+  if (!listenerFd_) {
+    return;
+  }
+  evconnlistener_disable(listener_.get());
+  for (;;) {
+    int fd = ::accept4(listenerFd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) {
+        continue;
+      }
+      break; // EAGAIN: the queue is empty (EMFILE and the like: the kernel migrates the rest)
+    }
+    onAccept(fd);
+  }
+  listener_.reset();
+  listenerFd_.reset();
 }
 
 void Worker::onConnectionClosed(HttpConnection *connection) {
@@ -107,15 +156,15 @@ void Worker::beginStop() {
   }
   stopping_ = true;
   scoreboard_.setState(slot_, SD_SLOT_STOPPING);
-  evconnlistener_disable(listener_.get());
-  if (connections_.empty()) {
-    event_base_loopbreak(base_.get());
-    return;
-  }
   std::vector<HttpConnection *> open;
   open.reserve(connections_.size());
   for (auto &entry : connections_) {
     open.push_back(entry.first);
+  }
+  drainListener();
+  if (connections_.empty()) {
+    event_base_loopbreak(base_.get());
+    return;
   }
   for (HttpConnection *connection : open) {
     connection->closeWhenIdle();

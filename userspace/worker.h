@@ -18,18 +18,23 @@ namespace sockdispatch {
 // the reuseport group), serving HTTP, and mirroring its load into its scoreboard slot.
 class Worker {
 public:
-  Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener, Scoreboard scoreboard,
-         std::string mode);
+  // `channel`: the worker's end of its control channel to the master.
+  Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener, UniqueFd channel,
+         Scoreboard scoreboard, std::string mode);
   ~Worker() = default;
   Worker(const Worker &) = delete;
   Worker &operator=(const Worker &) = delete;
 
-  // Runs until SIGTERM/SIGINT (then finishes in-flight requests, bounded by the shutdown
-  // timeout). Returns the process exit code.
+  // Runs until asked to stop (a control message, SIGTERM/SIGINT, or the master's end of the
+  // channel closing): then it stops accepting, accepts what the kernel already queued for it,
+  // closes its listener, and finishes the requests in flight, bounded by the shutdown
+  // timeout. Returns the process exit code.
   int run();
 
 private:
   void onAccept(int fd);
+  void onControl();
+  void drainListener();
   void onConnectionClosed(HttpConnection *connection);
   void beginStop();
   void reapClosed();
@@ -37,6 +42,7 @@ private:
   const AttachOptions &options_;
   uint32_t slot_;
   UniqueFd listenerFd_;
+  UniqueFd channel_;
   Scoreboard scoreboard_;
   WorkerIdentity identity_;
   std::unique_ptr<Handler> handler_;
@@ -44,6 +50,7 @@ private:
   EventBasePtr base_;
   ListenerPtr listener_;
   std::unique_ptr<SignalSet> signals_;
+  EventPtr controlEvent_;
   EventPtr stopDeadline_;
   EventPtr reaper_; // frees closed connections outside their own callbacks
   std::unordered_map<HttpConnection *, std::unique_ptr<HttpConnection>> connections_;
