@@ -359,6 +359,7 @@ void HttpConnection::answer() {
   handler_.handle(request_, response);
   bool keepAlive = request_.keepAlive && !response.close && !draining_;
   writeResponse(response, request_.isHead(), keepAlive);
+  ++answered_;
   if (hooks_.requestAnswered) {
     hooks_.requestAnswered();
   }
@@ -436,6 +437,9 @@ void HttpConnection::finishClose() {
 
 void HttpConnection::closeWhenIdle() {
   draining_ = true;
+  if (answered_ == 0) {
+    return; // a client that just connected is sending its first request: it gets an answer
+  }
   if (!inMessage_ && reading_ && !closeAfterWrite_ && !closed_) {
     // Take what the client already sent: a request that has arrived is answered, not dropped.
     if (!readSocket()) {

@@ -369,8 +369,8 @@ void Master::beginStop(int signo) {
         }
       },
       this));
-  auto deadline = std::chrono::duration_cast<std::chrono::milliseconds>(options_->shutdownTimeout +
-                                                                        kKillGrace);
+  auto deadline =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_->shutdownTimeout + kKillGrace);
   timeval when = toTimeval(deadline);
   evtimer_add(killTimer_.get(), &when);
   breakWhenEmpty();

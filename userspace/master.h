@@ -107,8 +107,8 @@ private:
   std::function<void()> reloadingCallback_;
   std::function<void(bool)> reloadedCallback_;
   std::shared_ptr<const AttachOptions> pendingOptions_; // the starting generation's
-  uint64_t generation_ = 1;     // the serving generation
-  uint64_t nextGeneration_ = 0; // the starting one during a reload, else 0
+  uint64_t generation_ = 1;                             // the serving generation
+  uint64_t nextGeneration_ = 0;                         // the starting one during a reload, else 0
   uint64_t lastGeneration_ = 1;
   std::chrono::steady_clock::time_point generationDeadline_;
   bool ready_ = false;

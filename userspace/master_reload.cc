@@ -1,9 +1,8 @@
 // The master's generations: the first one's start, and reload/restart, which start a new
 // generation beside the serving one and retire the old one only once the new one serves.
-#include "master.h"
-
 #include "address.h"
 #include "listener.h"
+#include "master.h"
 
 #include <spdlog/spdlog.h>
 
@@ -29,8 +28,7 @@ void Master::watchGeneration() {
       base_.get(), -1, EV_PERSIST,
       [](evutil_socket_t, short, void *ctx) { static_cast<Master *>(ctx)->checkGeneration(); },
       this));
-  timeval poll{0, static_cast<suseconds_t>(
-                      std::chrono::microseconds(kGenerationPoll).count())};
+  timeval poll{0, static_cast<suseconds_t>(std::chrono::microseconds(kGenerationPoll).count())};
   event_add(generationTimer_.get(), &poll);
 }
 

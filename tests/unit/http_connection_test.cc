@@ -257,8 +257,27 @@ TEST_F(HttpConnectionTest, CloseWhenIdleAnswersARequestThatAlreadyArrived) {
   EXPECT_TRUE(closed_);
 }
 
-TEST_F(HttpConnectionTest, CloseWhenIdleClosesAnIdleConnectionAtOnce) {
+TEST_F(HttpConnectionTest, CloseWhenIdleClosesAnIdleKeepAliveConnectionAtOnce) {
+  send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].header("connection"), "");
+  EXPECT_FALSE(closed_);
   connection_->closeWhenIdle();
+  EXPECT_TRUE(closed_);
+}
+
+// A client that has just connected is about to send its first request: closing it now would
+// lose that request, so it is answered (with Connection: close) first.
+TEST_F(HttpConnectionTest, CloseWhenIdleStillAnswersTheFirstRequestOfANewConnection) {
+  connection_->closeWhenIdle();
+  EXPECT_FALSE(closed_);
+  send("GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "target=/late");
+  EXPECT_EQ(got[0].header("connection"), "close");
+  replies(1);
   EXPECT_TRUE(closed_);
 }
 
