@@ -277,5 +277,50 @@ TEST_F(Lifecycle, CrashLoopIsRespawnedWithBackoff) {
   EXPECT_FALSE(attachment->process().wait(0ms).has_value()) << "the master must stay up";
 }
 
+/*
+ * A pool of one to four workers under a steady light load. Thirty keep-alive connections
+ * are opened and held: the one worker is busy (more than four open connections), so the
+ * master adds workers, 1 then 2, up to four. The held connections close: after a second of
+ * idleness it retires one worker a second, down to one. The light load runs throughout and
+ * not one of its requests may fail.
+ */
+TEST_F(Lifecycle, PoolGrowsWhenBusyAndShrinksWhenIdleLosingNothing) {
+  auto attachment =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--min-workers", "1", "--max-workers", "4",
+                         "--pool-busy-conns", "4", "--pool-idle-seconds", "1"});
+  ASSERT_NE(attachment, nullptr);
+  uint16_t port = attachment->port();
+  auto pinned = PinnedAttachment::open(port, false);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+  ASSERT_EQ(runningPids(*pinned).size(), 1U);
+
+  Load load(port, 1, 1);
+  ASSERT_TRUE(load.waitFor(100));
+  std::vector<TcpClient> held;
+  for (int i = 0; i < 30; ++i) {
+    auto client = TcpClient::connect(port);
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->send("GET /?held HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto reply = client->readReply();
+    ASSERT_TRUE(reply);
+    ASSERT_EQ(reply->status, 200);
+    held.push_back(std::move(*client));
+  }
+  EXPECT_TRUE(eventually([&] { return runningPids(*pinned).size() == 4; }, 15s))
+      << "the pool did not grow to 4: " << runningPids(*pinned).size();
+  ASSERT_TRUE(load.waitFor(100));
+  held.clear();
+  EXPECT_TRUE(eventually([&] { return runningPids(*pinned).size() == 1; }, 20s))
+      << "the pool did not shrink to 1: " << runningPids(*pinned).size();
+  ASSERT_TRUE(load.waitFor(100));
+  LoadTally tally = load.stop();
+  EXPECT_EQ(tally.failures(), 0U) << tally.describe();
+  std::string log = attachment->process().stderrText();
+  EXPECT_NE(log.find("adding 1"), std::string::npos) << log;
+  EXPECT_NE(log.find("adding 2"), std::string::npos) << log;
+  EXPECT_NE(log.find("retiring worker"), std::string::npos) << log;
+  EXPECT_EQ(attachment->stop(), 0);
+}
+
 } // namespace
 } // namespace sockdispatch::test
