@@ -25,8 +25,8 @@ std::optional<uint32_t> referenceChoice(uint32_t policy, std::span<SlotSnapshot>
   case SD_POLICY_ROUND_ROBIN: return roundRobinChoose(slots, ticket);
   case SD_POLICY_WEIGHTED: return weightedChoose(slots, ticket);
   case SD_POLICY_P2C: {
-    uint64_t samples = mix(ticket);
-    return p2cChoose(slots, static_cast<uint32_t>(samples), static_cast<uint32_t>(samples >> 32U));
+    auto [first, second] = p2cSamples(ticket);
+    return p2cChoose(slots, first, second);
   }
   default: return std::nullopt;
   }
@@ -38,6 +38,11 @@ bool usesSkipLoad(uint32_t policy) {
 }
 
 } // namespace
+
+std::pair<uint32_t, uint32_t> p2cSamples(uint64_t ticket) {
+  uint64_t samples = mix(ticket);
+  return {static_cast<uint32_t>(samples), static_cast<uint32_t>(samples >> 32U)};
+}
 
 LinePosition linePosition(std::span<const SlotSnapshot> slots, uint32_t slot) {
   LinePosition out;

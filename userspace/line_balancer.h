@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 
 namespace sockdispatch {
 
@@ -45,5 +46,9 @@ LinePosition linePosition(std::span<const SlotSnapshot> slots, uint32_t slot);
 // does a connection that has made SD_MAX_WORKERS hops (a line being re-linked cannot make
 // it circle forever).
 LineVerdict decideOnLine(Scoreboard &board, const LineStep &step);
+
+// p2c's two samples (live positions, taken modulo the live count) for a connection's ticket:
+// the same at every hop, so every worker of the line sees the same pair.
+std::pair<uint32_t, uint32_t> p2cSamples(uint64_t ticket);
 
 } // namespace sockdispatch
