@@ -64,7 +64,7 @@ Result<void> checkStale(const std::string &path) {
     return {}; // missing, truncated or of another ABI: nothing worth keeping
   }
   uint32_t pid = loadRelaxed(existing->reader().config()->master_pid);
-  if (processAlive(pid) && pid != static_cast<uint32_t>(::getpid())) {
+  if (processAlive(pid)) {
     return Error{EEXIST, "create scoreboard " + path,
                  "the port is attached by master pid " + std::to_string(pid)};
   }
@@ -132,6 +132,7 @@ Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, sd_config initi
   initial.abi_version = SD_ABI_VERSION;
   initial.mode = SD_MODE_LINE;
   initial.port = port;
+  initial.master_pid = static_cast<uint32_t>(::getpid());
   if (initial.nr_slots > SD_MAX_WORKERS) {
     initial.nr_slots = SD_MAX_WORKERS;
   }

@@ -32,8 +32,9 @@ ScoreboardLayout scoreboardLayout();
 // The CLI opens it read-only to show status.
 class SharedScoreboard {
 public:
-  // The master: writes the file complete (config with this ABI version, zeroed slots of
-  // weight 1) under a temporary name, then renames it into place. A file left behind by a
+  // The master: writes the file complete (`initial` with this ABI version, line mode, the
+  // port and the caller's pid as master_pid; zeroed slots of weight 1) under a temporary
+  // name, then renames it into place. A file left behind by a
   // master that no longer runs is replaced; one whose master runs is refused with EEXIST.
   // The owner removes the file (and the directory, when empty) on destruction.
   static Result<SharedScoreboard> create(uint16_t port, sd_config initial);
