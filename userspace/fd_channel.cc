@@ -144,14 +144,16 @@ Result<std::pair<UniqueFd, UniqueFd>> makeChannelPair() {
 }
 
 Result<void> sendFds(int fd, LineMessage message, std::span<const int> fds, ChannelSyscalls &sys) {
-  std::string context =
-      "send a " + std::string(typeName(message.type)) + " message on fd " + std::to_string(fd);
+  // Built only on failure: the data plane allocates nothing per message.
+  auto context = [&] {
+    return "send a " + std::string(typeName(message.type)) + " message on fd " + std::to_string(fd);
+  };
   if (!knownMessageType(message.type)) {
-    return Error{EINVAL, context, "unknown message type " + std::to_string(message.type)};
+    return Error{EINVAL, context(), "unknown message type " + std::to_string(message.type)};
   }
   size_t allowed = maxFdsFor(message.messageType());
   if (fds.size() > allowed) {
-    return Error{EINVAL, context,
+    return Error{EINVAL, context(),
                  std::to_string(fds.size()) + " fds given, it carries at most " +
                      std::to_string(allowed)};
   }
@@ -181,10 +183,11 @@ Result<void> sendFds(int fd, LineMessage message, std::span<const int> fds, Chan
     }
   }
   if (sent < 0) {
-    return osError(context);
+    int code = errno; // before building the message can touch it
+    return osError(code, context());
   }
   if (static_cast<size_t>(sent) != sizeof(message)) {
-    return Error{EIO, context,
+    return Error{EIO, context(),
                  "sent " + std::to_string(sent) + " of " + std::to_string(sizeof(message)) +
                      " bytes"};
   }
@@ -192,7 +195,7 @@ Result<void> sendFds(int fd, LineMessage message, std::span<const int> fds, Chan
 }
 
 Result<Received> receive(int fd, ChannelSyscalls &sys) {
-  std::string context = "receive a line message on fd " + std::to_string(fd);
+  auto context = [fd] { return "receive a line message on fd " + std::to_string(fd); };
   Received received;
   iovec iov{&received.message, sizeof(received.message)};
   msghdr header{};
@@ -210,13 +213,14 @@ Result<Received> receive(int fd, ChannelSyscalls &sys) {
     }
   }
   if (got < 0) {
-    return osError(context);
+    int code = errno; // before building the message can touch it
+    return osError(code, context());
   }
 
   std::string stray = adoptDescriptors(header, received.fds);
   size_t arrived = received.fds.size();
   if ((header.msg_flags & MSG_CTRUNC) != 0) {
-    return protocolError(context,
+    return protocolError(context(),
                          "control data truncated (MSG_CTRUNC): " + std::to_string(arrived) +
                              " fds arrived and were closed, the kernel dropped the rest");
   }
@@ -225,17 +229,17 @@ Result<Received> receive(int fd, ChannelSyscalls &sys) {
     return received;
   }
   if (!stray.empty()) {
-    return protocolError(context, stray + closedNote(arrived));
+    return protocolError(context(), stray + closedNote(arrived));
   }
   if ((header.msg_flags & MSG_TRUNC) != 0 || static_cast<size_t>(got) != sizeof(LineMessage)) {
     std::string size = (header.msg_flags & MSG_TRUNC) != 0 ? "more than " + std::to_string(got)
                                                            : std::to_string(got);
-    return protocolError(context, "a message of " + size + " bytes (expected " +
-                                      std::to_string(sizeof(LineMessage)) + ")" +
-                                      closedNote(arrived));
+    return protocolError(context(), "a message of " + size + " bytes (expected " +
+                                        std::to_string(sizeof(LineMessage)) + ")" +
+                                        closedNote(arrived));
   }
   if (std::string invalid = validate(received.message, arrived); !invalid.empty()) {
-    return protocolError(context, invalid + closedNote(arrived));
+    return protocolError(context(), invalid + closedNote(arrived));
   }
   return received;
 }
