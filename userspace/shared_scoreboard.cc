@@ -1,9 +1,9 @@
 #include "shared_scoreboard.h"
 
-#include "pinned_attachment.h"
 #include "unique_fd.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,18 +57,25 @@ private:
   std::string path_;
 };
 
-// Refuses to replace the file of a master that still runs.
-Result<void> checkStale(const std::string &path) {
-  auto existing = SharedScoreboard::openPath(path, false);
-  if (!existing) {
-    return {}; // missing, truncated or of another ABI: nothing worth keeping
+// Refuses to replace a file in use. Its creator holds an flock on it, shared with the
+// workers it forks, so the lock (unlike the pid in the file, which the system reuses) says
+// whether anyone still runs on it.
+Result<void> checkInUse(const std::string &path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return errno == ENOENT ? Result<void>{} : Result<void>{osError("open scoreboard " + path)};
   }
-  uint32_t pid = loadRelaxed(existing->reader().config()->master_pid);
-  if (processAlive(pid)) {
-    return Error{EEXIST, "create scoreboard " + path,
-                 "the port is attached by master pid " + std::to_string(pid)};
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) {
+    return {}; // left behind by a master that is gone
   }
-  return {};
+  if (errno != EWOULDBLOCK) {
+    return osError("lock scoreboard " + path);
+  }
+  std::string owner = "another master";
+  if (auto existing = SharedScoreboard::openPath(path, false)) {
+    owner = "master pid " + std::to_string(loadRelaxed(existing->reader().config()->master_pid));
+  }
+  return Error{EEXIST, "create scoreboard " + path, "the port is attached by " + owner};
 }
 
 } // namespace
@@ -97,8 +104,8 @@ Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, sd_config initi
     return made.error();
   }
   std::string path = dir + "/" + kScoreboardFile;
-  if (auto stale = checkStale(path); !stale) {
-    return stale.error();
+  if (auto inUse = checkInUse(path); !inUse) {
+    return inUse.error();
   }
 
   std::string tempPath = path + ".XXXXXX";
@@ -111,6 +118,9 @@ Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, sd_config initi
   tempPath = name.data();
   UnlinkGuard guard(tempPath);
   ScoreboardLayout layout = scoreboardLayout();
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    return osError("lock " + tempPath);
+  }
   if (::fchmod(fd.get(), 0644) != 0) {
     return osError("set the mode of " + tempPath);
   }
@@ -144,6 +154,7 @@ Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, sd_config initi
   guard.disarm();
   board.path_ = path;
   board.ownerPid_ = ::getpid();
+  board.lock_ = std::move(fd);
   return board;
 }
 
@@ -194,6 +205,7 @@ SharedScoreboard &SharedScoreboard::operator=(SharedScoreboard &&other) noexcept
     region_ = std::move(other.region_);
     writable_ = other.writable_;
     ownerPid_ = std::exchange(other.ownerPid_, 0);
+    lock_ = std::move(other.lock_);
   }
   return *this;
 }

@@ -3,6 +3,7 @@
 #include "mapped_region.h"
 #include "result.h"
 #include "scoreboard.h"
+#include "unique_fd.h"
 
 #include <sys/types.h>
 
@@ -34,9 +35,10 @@ class SharedScoreboard {
 public:
   // The master: writes the file complete (`initial` with this ABI version, line mode, the
   // port and the caller's pid as master_pid; zeroed slots of weight 1) under a temporary
-  // name, then renames it into place. A file left behind by a
-  // master that no longer runs is replaced; one whose master runs is refused with EEXIST.
-  // The owner removes the file (and the directory, when empty) on destruction.
+  // name, flocks it, then renames it into place. The lock is inherited by the workers it
+  // forks: a file nobody holds locked (its master and workers are gone) is replaced, one in
+  // use is refused with EEXIST. The owner removes the file (and the directory, when empty)
+  // on destruction.
   static Result<SharedScoreboard> create(uint16_t port, sd_config initial);
   // Anyone else: maps the existing file, writable or read-only. Refuses a file whose ABI
   // version differs or that is shorter than the layout.
@@ -69,6 +71,7 @@ private:
   MappedRegion region_;
   bool writable_ = false;
   pid_t ownerPid_ = 0; // the creating process; its forked children never remove the file
+  UniqueFd lock_;      // the creator's flock, inherited by its workers: "in use"
 };
 
 } // namespace sockdispatch

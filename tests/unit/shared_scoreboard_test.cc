@@ -259,5 +259,23 @@ TEST_F(SharedScoreboardTest, LiveMasterKeepsItsFileAStaleOneIsReplaced) {
   EXPECT_EQ(entries(runDirFor(kPort)), std::vector<std::string>{"scoreboard"});
 }
 
+TEST_F(SharedScoreboardTest, StaleFileWhosePidWasReusedIsReplaced) {
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0) << "fork";
+  if (child == 0) {
+    sd_config config{};
+    ::_exit(SharedScoreboard::create(kPort, config).ok() ? 0 : 1); // dies without cleaning up
+  }
+  ASSERT_EQ(reap(child), 0);
+  {
+    auto stale = SharedScoreboard::open(kPort, true);
+    ASSERT_TRUE(stale.ok()) << stale.error().message();
+    // The dead master's pid now names a running process: this one.
+    stale->writer().config()->master_pid = static_cast<uint32_t>(::getpid());
+  }
+  SharedScoreboard replaced = create();
+  EXPECT_TRUE(replaced.owner()) << "no process holds the lock: the file is stale";
+}
+
 } // namespace
 } // namespace sockdispatch
