@@ -20,6 +20,14 @@ void Scoreboard::requestAnswered(uint32_t slot) {
   std::atomic_ref<__u64>(slots_[slot].requests).fetch_add(1, std::memory_order_relaxed);
 }
 
+uint64_t Scoreboard::countSkip(uint32_t slot) {
+  return std::atomic_ref<__u64>(slots_[slot].skipped).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Scoreboard::countSelected(uint32_t slot) {
+  std::atomic_ref<__u64>(slots_[slot].selected).fetch_add(1, std::memory_order_relaxed);
+}
+
 void Scoreboard::prepareSlot(uint32_t slot, uint64_t generation) {
   sd_slot &s = slots_[slot];
   if (loadRelaxed(s.weight) == 0) {

@@ -40,6 +40,11 @@ public:
   void connectionClosed(uint32_t slot);
   void requestAnswered(uint32_t slot);
 
+  // Line mode: the policy's counters, written as the kernel program writes them.
+  // countSkip returns `skipped` before its increment (skip_load's my_skipped).
+  uint64_t countSkip(uint32_t slot);
+  void countSelected(uint32_t slot);
+
   // Master side.
   // Before fork: STARTING (the worker itself announces RUNNING). Counters are kept.
   void prepareSlot(uint32_t slot, uint64_t generation);
