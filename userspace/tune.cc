@@ -135,14 +135,6 @@ std::optional<Refusal> checkTuneRequest(const TuneRequest &request, const sd_con
 std::vector<std::string> applyTune(const TuneRequest &request, Scoreboard &board) {
   std::vector<std::string> changes;
   sd_config *config = board.config();
-  if (request.policy) {
-    uint32_t before = loadRelaxed(config->policy);
-    storeRelease<__u32>(config->policy, *request.policy);
-    changes.push_back(
-        before == *request.policy
-            ? fmt::format("policy: {} (unchanged)", policyName(before))
-            : fmt::format("policy: {} -> {}", policyName(before), policyName(*request.policy)));
-  }
   for (const auto &[slot, weight] : request.weights) {
     uint32_t before = board.snapshot(slot).weight;
     board.setWeight(slot, weight);
@@ -159,6 +151,15 @@ std::vector<std::string> applyTune(const TuneRequest &request, Scoreboard &board
     bool was = board.snapshot(slot).draining != 0;
     board.setDraining(slot, false);
     changes.push_back(fmt::format("slot {}: serving{}", slot, was ? "" : " (unchanged)"));
+  }
+  // The policy last: a new policy never runs on the old weights or drains.
+  if (request.policy) {
+    uint32_t before = loadRelaxed(config->policy);
+    storeRelease<__u32>(config->policy, *request.policy);
+    changes.push_back(
+        before == *request.policy
+            ? fmt::format("policy: {} (unchanged)", policyName(before))
+            : fmt::format("policy: {} -> {}", policyName(before), policyName(*request.policy)));
   }
   std::atomic_ref<__u64>(config->generation).fetch_add(1, std::memory_order_acq_rel);
   return changes;

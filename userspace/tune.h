@@ -53,10 +53,10 @@ std::variant<TuneRequest, Refusal> parseTuneFlags(const TuneFlags &flags);
 // both drained and undrained.
 std::optional<Refusal> checkTuneRequest(const TuneRequest &request, const sd_config &config);
 
-// Writes a checked request through the live scoreboard (the mmapped pinned maps), then bumps
-// config.generation once. Returns what changed, one line each ("policy: skip_load ->
-// least_conn", "slot 2: draining", "slot 3: weight 1 -> 5"); values already in place are
-// reported as unchanged. The caller holds the attachment's exclusive lock.
+// Writes a checked request through the live scoreboard (the mmapped pinned maps): weights and
+// drains first, the policy last, then bumps config.generation once. Returns what changed, one line
+// each ("policy: skip_load -> least_conn", "slot 2: draining", "slot 3: weight 1 -> 5"); values
+// already in place are reported as unchanged. The caller holds the attachment's exclusive lock.
 std::vector<std::string> applyTune(const TuneRequest &request, Scoreboard &board);
 
 } // namespace sockdispatch
