@@ -141,6 +141,16 @@ bpftool map update pinned $pins/slots key hex 01 00 00 00 value hex ${s[@]#0x}
   EXPECT_EQ(served, (std::vector<int>{2, 0, 2, 2}));
   auto status = runSockdispatch({"status", std::to_string(attachment_->port())});
   EXPECT_NE(status.out.find("policy round_robin"), std::string::npos) << status.out;
+  // The maps carry BTF: bpftool shows the field names.
+  auto dump = Process::start(
+      {"/usr/sbin/bpftool", "map", "dump", "pinned", pinDirFor(attachment_->port()) + "/slots"});
+  ASSERT_NE(dump, nullptr);
+  std::string text;
+  while (auto line = dump->readLine(10s)) {
+    text += *line + "\n";
+  }
+  EXPECT_EQ(dump->wait(10s), 0);
+  EXPECT_NE(text.find("\"draining\": 1"), std::string::npos) << text.substr(0, 2000);
 }
 
 /*
