@@ -112,7 +112,7 @@ Prepared prepare(const AttachOptions &options) {
     }
   }
   Prepared prepared;
-  auto group = bindReuseportGroup(*address, options.workers);
+  auto group = bindReuseportGroup(*address, initialWorkers(options));
   if (!group) {
     fail(group.error());
   }
@@ -131,7 +131,7 @@ Prepared prepare(const AttachOptions &options) {
   sd_config *config = board.config();
   config->abi_version = SD_ABI_VERSION;
   config->policy = SD_POLICY_SKIP_LOAD;
-  config->nr_slots = static_cast<__u32>(options.workers);
+  config->nr_slots = static_cast<__u32>(initialWorkers(options));
   config->mode = SD_MODE_EBPF;
   config->master_pid = static_cast<__u32>(::getpid());
   config->port = port;
@@ -197,10 +197,13 @@ int runAttach(const AttachOptions &options) {
                 [options]() -> Result<AttachOptions> { return options; });
   master.onReady([&] {
     std::printf("listening on %s (ebpf mode, %d worker%s, policy skip_load, program id %u)\n",
-                address.toString().c_str(), options.workers, options.workers == 1 ? "" : "s",
-                programId);
+                address.toString().c_str(), initialWorkers(options),
+                initialWorkers(options) == 1 ? "" : "s", programId);
     std::fflush(stdout);
-    spdlog::info("listening on {} with {} workers", address.toString(), options.workers);
+    spdlog::info("listening on {} with {} workers", address.toString(), initialWorkers(options));
+    if (options.maxWorkers > 0) {
+      spdlog::info("dynamic pool: {} to {} workers", options.minWorkers, options.maxWorkers);
+    }
   });
   int code = master.run();
   spdlog::info("stopped");

@@ -52,8 +52,9 @@ int statusForParseError(llhttp_errno error) {
   }
 }
 
-timeval toTimeval(std::chrono::seconds seconds) {
-  return timeval{static_cast<time_t>(seconds.count()), 0};
+timeval toTimeval(std::chrono::milliseconds ms) {
+  return timeval{static_cast<time_t>(ms.count() / 1000),
+                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
 }
 
 } // namespace
@@ -103,7 +104,13 @@ HttpConnection::~HttpConnection() = default;
 
 void HttpConnection::armTimeout() {
   if (reading_) {
-    timeval timeout = toTimeval(inMessage_ ? limits_.requestTimeout : limits_.idleTimeout);
+    std::chrono::milliseconds wait = limits_.idleTimeout;
+    if (inMessage_) {
+      wait = limits_.requestTimeout;
+    } else if (draining_) {
+      wait = std::min<std::chrono::milliseconds>(wait, limits_.drainLinger);
+    }
+    timeval timeout = toTimeval(wait);
     event_add(readEvent_.get(), &timeout);
   }
 }
@@ -359,6 +366,7 @@ void HttpConnection::answer() {
   handler_.handle(request_, response);
   bool keepAlive = request_.keepAlive && !response.close && !draining_;
   writeResponse(response, request_.isHead(), keepAlive);
+  ++answered_;
   if (hooks_.requestAnswered) {
     hooks_.requestAnswered();
   }
@@ -436,6 +444,9 @@ void HttpConnection::finishClose() {
 
 void HttpConnection::closeWhenIdle() {
   draining_ = true;
+  if (answered_ == 0) {
+    return; // a client that just connected is sending its first request: it gets an answer
+  }
   if (!inMessage_ && reading_ && !closeAfterWrite_ && !closed_) {
     // Take what the client already sent: a request that has arrived is answered, not dropped.
     if (!readSocket()) {
@@ -446,7 +457,7 @@ void HttpConnection::closeWhenIdle() {
   if (closed_ || closeAfterWrite_ || inMessage_) {
     return; // closed, closing, or finishing a request whose answer says Connection: close
   }
-  scheduleClose();
+  armTimeout(); // idle: one more request within the drain linger is answered, then it closes
 }
 
 void HttpConnection::onWritable(short what) {

@@ -41,11 +41,10 @@ public:
   HttpConnection(const HttpConnection &) = delete;
   HttpConnection &operator=(const HttpConnection &) = delete;
 
-  // Answers nothing more: closes once what was already answered has been written.
+  // Answers nothing more: closes once what was already answered has been written. A
+  // connection that has not been answered yet is not idle: its first request (which the
+  // client may still be sending) is answered with Connection: close, then it closes.
   void closeWhenIdle();
-  // For a connection accepted while the worker stops: the request the client sends is
-  // answered (with Connection: close), then the connection closes.
-  void answerOnceThenClose() { draining_ = true; }
 
 private:
   static int onMessageBegin(llhttp_t *parser);
@@ -100,6 +99,7 @@ private:
   bool peerClosed_ = false;
   bool closed_ = false;
   bool draining_ = false; // answer the request in progress with Connection: close
+  uint64_t answered_ = 0; // responses written on this connection
 };
 
 } // namespace sockdispatch

@@ -54,6 +54,10 @@ struct HttpLimits {
   size_t maxPendingOutput = 1024UL * 1024; // stop reading pipelined requests above this
   std::chrono::seconds requestTimeout{30}; // a request must arrive whole within this (408)
   std::chrono::seconds idleTimeout{60};    // keep-alive connection with no request
+  // While its worker stops, an idle keep-alive connection waits this long for one more
+  // request (answered with Connection: close) before it closes: a busy client's next request,
+  // already on its way, is answered instead of meeting a closed connection.
+  std::chrono::milliseconds drainLinger{1000};
 };
 
 // "OK", "Not Found", ...; "Unknown" for a code we never send.

@@ -84,6 +84,7 @@ int Master::run() {
   }
   if (!stopping_) {
     watchGeneration();
+    watchPool();
   }
   event_base_dispatch(base_.get());
   return exitCode_;
@@ -344,6 +345,7 @@ void Master::beginStop(int signo) {
     return;
   }
   stopping_ = true;
+  poolTimer_.reset();
   if (signo != 0) {
     spdlog::info("{}: stopping", ::strsignal(signo));
   }
@@ -369,8 +371,8 @@ void Master::beginStop(int signo) {
         }
       },
       this));
-  auto deadline = std::chrono::duration_cast<std::chrono::milliseconds>(options_->shutdownTimeout +
-                                                                        kKillGrace);
+  auto deadline =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_->shutdownTimeout + kKillGrace);
   timeval when = toTimeval(deadline);
   evtimer_add(killTimer_.get(), &when);
   breakWhenEmpty();
@@ -387,6 +389,7 @@ void Master::beginGracefulStop() {
   }
   stopping_ = true;
   generationTimer_.reset();
+  poolTimer_.reset();
   for (auto &worker : workers_) {
     if (worker.generation != 0 && !worker.retiring) {
       retire(worker.slot);

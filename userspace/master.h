@@ -85,6 +85,11 @@ private:
   void beginReload(bool rereadOptions);
   void checkGeneration();
   void finishReload(bool committed, const std::string &why);
+  // Gives a free slot to `generation`: a new listener in the group, put into the sockarray.
+  Result<void> takeSlot(uint32_t slot, uint64_t generation,
+                        std::shared_ptr<const AttachOptions> options);
+  void watchPool();
+  void checkPool();
   void watchGeneration();
   void publishSlotCount();
   [[nodiscard]] std::vector<uint32_t> slotsOf(uint64_t generation) const;
@@ -102,13 +107,16 @@ private:
   std::unique_ptr<SignalSet> signals_;
   EventPtr generationTimer_; // watches a starting generation until it serves
   EventPtr killTimer_;
+  EventPtr poolTimer_; // the dynamic pool's once-a-second look at the scoreboard
+  int poolGrowStep_ = 1;
+  int poolIdleTicks_ = 0;
   std::vector<WorkerProcess> workers_; // by slot, SD_MAX_WORKERS of them
   std::function<void()> readyCallback_;
   std::function<void()> reloadingCallback_;
   std::function<void(bool)> reloadedCallback_;
   std::shared_ptr<const AttachOptions> pendingOptions_; // the starting generation's
-  uint64_t generation_ = 1;     // the serving generation
-  uint64_t nextGeneration_ = 0; // the starting one during a reload, else 0
+  uint64_t generation_ = 1;                             // the serving generation
+  uint64_t nextGeneration_ = 0;                         // the starting one during a reload, else 0
   uint64_t lastGeneration_ = 1;
   std::chrono::steady_clock::time_point generationDeadline_;
   bool ready_ = false;

@@ -1,9 +1,8 @@
 // The master's generations: the first one's start, and reload/restart, which start a new
 // generation beside the serving one and retire the old one only once the new one serves.
-#include "master.h"
-
 #include "address.h"
 #include "listener.h"
+#include "master.h"
 
 #include <spdlog/spdlog.h>
 
@@ -29,8 +28,7 @@ void Master::watchGeneration() {
       base_.get(), -1, EV_PERSIST,
       [](evutil_socket_t, short, void *ctx) { static_cast<Master *>(ctx)->checkGeneration(); },
       this));
-  timeval poll{0, static_cast<suseconds_t>(
-                      std::chrono::microseconds(kGenerationPoll).count())};
+  timeval poll{0, static_cast<suseconds_t>(std::chrono::microseconds(kGenerationPoll).count())};
   event_add(generationTimer_.get(), &poll);
 }
 
@@ -89,39 +87,27 @@ void Master::beginReload(bool rereadOptions) {
       free.push_back(worker.slot);
     }
   }
-  if (free.size() < static_cast<size_t>(next.workers)) {
+  const auto count = static_cast<size_t>(initialWorkers(next));
+  if (free.size() < count) {
     spdlog::error("{}: {} workers need as many free slots beside the serving generation, and "
                   "{} of {} are free; keeping the running configuration",
-                  what, next.workers, free.size(), SD_MAX_WORKERS);
+                  what, count, free.size(), SD_MAX_WORKERS);
     return;
   }
 
-  spdlog::info("{}: starting generation {} with {} workers", what, lastGeneration_ + 1,
-               next.workers);
+  spdlog::info("{}: starting generation {} with {} workers", what, lastGeneration_ + 1, count);
   if (reloadingCallback_) {
     reloadingCallback_();
   }
   nextGeneration_ = ++lastGeneration_;
   pendingOptions_ = std::make_shared<const AttachOptions>(next);
-  free.resize(static_cast<size_t>(next.workers));
+  free.resize(count);
   for (uint32_t slot : free) {
-    auto listener = openGroupListener(address_, next.backlog);
-    if (!listener) {
-      finishReload(false, listener.error().message());
+    if (auto taken = takeSlot(slot, nextGeneration_, pendingOptions_); !taken) {
+      finishReload(false, taken.error().message());
       return;
     }
-    if (auto set = program_.setSocket(slot, listener->get()); !set) {
-      finishReload(false, set.error().message());
-      return;
-    }
-    listeners_[slot] = std::move(listener.value());
-    WorkerProcess &worker = workers_[slot];
-    worker.generation = nextGeneration_;
-    worker.options = pendingOptions_;
-    worker.quickCrashes = 0;
-    scoreboard_.resetCounters(slot);
   }
-  publishSlotCount();
   for (uint32_t slot : free) {
     if (!spawn(slot, false)) {
       finishReload(false, "could not start the worker for slot " + std::to_string(slot));
@@ -130,6 +116,25 @@ void Master::beginReload(bool rereadOptions) {
   }
   generationDeadline_ = std::chrono::steady_clock::now() + kGenerationStartLimit;
   watchGeneration();
+}
+
+Result<void> Master::takeSlot(uint32_t slot, uint64_t generation,
+                              std::shared_ptr<const AttachOptions> options) {
+  auto listener = openGroupListener(address_, options->backlog);
+  if (!listener) {
+    return listener.error();
+  }
+  if (auto set = program_.setSocket(slot, listener->get()); !set) {
+    return set;
+  }
+  listeners_[slot] = std::move(listener.value());
+  WorkerProcess &worker = workers_[slot];
+  worker.generation = generation;
+  worker.options = std::move(options);
+  worker.quickCrashes = 0;
+  scoreboard_.resetCounters(slot);
+  publishSlotCount();
+  return {};
 }
 
 void Master::finishReload(bool committed, const std::string &why) {

@@ -19,11 +19,23 @@ struct AttachOptions {
   uint16_t port = 0;
   std::string bind = "0.0.0.0";
   int workers = 1;
+  // A dynamic pool when maxWorkers > 0: between minWorkers and maxWorkers workers, grown while
+  // the workers hold more than poolBusyConnections open connections each on average, shrunk
+  // once they have held fewer than a quarter of that for poolIdleSeconds.
+  int minWorkers = 0;
+  int maxWorkers = 0;
+  int poolBusyConnections = 16;
+  int poolIdleSeconds = 10;
   int backlog = 511;
   std::string root; // empty: the built-in page
   std::chrono::seconds shutdownTimeout{10};
   HttpLimits limits;
   bool verbose = false;
 };
+
+// How many workers a generation starts with.
+inline int initialWorkers(const AttachOptions &options) {
+  return options.maxWorkers > 0 ? options.minWorkers : options.workers;
+}
 
 } // namespace sockdispatch

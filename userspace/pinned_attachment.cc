@@ -99,6 +99,9 @@ Scoreboard PinnedAttachment::scoreboard() {
 }
 
 const sd_config &PinnedAttachment::config() {
+  if (!writable_) {
+    (void)refresh(); // on failure, the last copy
+  }
   return writable_ ? *config_.as<sd_config>() : configCopy_;
 }
 

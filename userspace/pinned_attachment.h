@@ -26,6 +26,7 @@ public:
 
   // A view of the slots and config; read-only attachments refresh their copy first.
   [[nodiscard]] Scoreboard scoreboard();
+  // The config record; read-only attachments refresh their copy first.
   [[nodiscard]] const sd_config &config();
   // Verdict counters summed over CPUs.
   [[nodiscard]] Result<std::array<uint64_t, SD_NR_VERDICTS>> verdicts() const;

@@ -19,7 +19,8 @@ namespace sockdispatch {
 Worker::Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener, UniqueFd channel,
                Scoreboard scoreboard, std::string mode)
     : options_(options), slot_(slot), listenerFd_(std::move(listener)),
-      channel_(std::move(channel)), scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
+      channel_(std::move(channel)),
+      scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
       base_(event_base_new()) {}
 
 int Worker::run() {
@@ -86,7 +87,7 @@ void Worker::onAccept(int fd) {
   HttpConnection *key = connection.get();
   connections_.emplace(key, std::move(connection));
   if (stopping_) {
-    key->answerOnceThenClose(); // what the client sends first is served, then it closes
+    key->closeWhenIdle(); // what the client sends first is answered, then it closes
   }
 }
 

@@ -44,6 +44,8 @@ public:
   // Whether the server closed the connection (EOF) within the timeout.
   bool waitForClose(std::chrono::milliseconds timeout = std::chrono::seconds(5));
   void close() { fd_.reset(); }
+  // The peer closed (or reset) the connection, and nothing it sent is left unread.
+  [[nodiscard]] bool closedWithNothingPending() const { return eof_ && buffer_.empty(); }
   [[nodiscard]] int fd() const { return fd_.get(); }
 
 private:

@@ -257,8 +257,47 @@ TEST_F(HttpConnectionTest, CloseWhenIdleAnswersARequestThatAlreadyArrived) {
   EXPECT_TRUE(closed_);
 }
 
-TEST_F(HttpConnectionTest, CloseWhenIdleClosesAnIdleConnectionAtOnce) {
+TEST_F(HttpConnectionTest, CloseWhenIdleClosesAnIdleKeepAliveConnectionAfterTheLinger) {
+  limits_.drainLinger = std::chrono::milliseconds(50);
+  send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].header("connection"), "");
   connection_->closeWhenIdle();
+  EXPECT_FALSE(closed_) << "closed before the linger";
+  for (int i = 0; i < 100 && !closed_; ++i) {
+    ::usleep(5000);
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+  }
+  EXPECT_TRUE(closed_);
+}
+
+// The next request of a busy keep-alive client crosses the stop: it is answered, with
+// Connection: close, instead of meeting a closed connection.
+TEST_F(HttpConnectionTest, CloseWhenIdleAnswersARequestArrivingDuringTheLinger) {
+  send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_EQ(replies(1).size(), 1U);
+  connection_->closeWhenIdle();
+  send("GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "target=/next");
+  EXPECT_EQ(got[0].header("connection"), "close");
+  replies(1);
+  EXPECT_TRUE(closed_);
+}
+
+// A client that has just connected is about to send its first request: closing it now would
+// lose that request, so it is answered (with Connection: close) first.
+TEST_F(HttpConnectionTest, CloseWhenIdleStillAnswersTheFirstRequestOfANewConnection) {
+  connection_->closeWhenIdle();
+  EXPECT_FALSE(closed_);
+  send("GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "target=/late");
+  EXPECT_EQ(got[0].header("connection"), "close");
+  replies(1);
   EXPECT_TRUE(closed_);
 }
 

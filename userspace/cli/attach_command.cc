@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 
 namespace sockdispatch::cli {
@@ -47,14 +48,42 @@ Action addAttachCommand(CLI::App &app) {
   sockdispatch attach 8080 --workers 4 --root /var/www --bind 127.0.0.1
   sockdispatch attach 0 --bind 127.0.0.1           ephemeral port, printed once serving
 
-Runs in the foreground. SIGTERM or SIGINT stops the workers (in-flight requests finish
-within --shutdown-timeout) and removes the pinned state under /sys/fs/bpf/sockdispatch/PORT.
+  sockdispatch attach 8080 --min-workers 2 --max-workers 8   a pool that grows when busy
+
+Runs in the foreground; the pinned state lives under /sys/fs/bpf/sockdispatch/PORT.
+Signals to the master:
+  SIGTERM, SIGINT  stop: workers finish in-flight requests within --shutdown-timeout
+  SIGQUIT          graceful stop: workers stop accepting, serve what is queued and in
+                   flight, close idle connections, then exit
+  SIGHUP           reload: start a new generation of workers with the re-read options,
+                   then retire the old one (nothing queued or in flight is lost)
+  SIGUSR1          restart: a new generation with the same options
 Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad flag or port already attached.)");
   cmd->add_option("port", options->port, "TCP port to serve (0: pick an ephemeral port)")
       ->required()
       ->check(CLI::Range(0, 65535));
-  cmd->add_option("--workers,-w", options->workers, "Worker processes (default: CPU count)")
-      ->check(CLI::Range(1, SD_MAX_WORKERS));
+  auto *workers =
+      cmd->add_option("--workers,-w", options->workers, "Worker processes (default: CPU count)")
+          ->check(CLI::Range(1, SD_MAX_WORKERS));
+  auto *minWorkers =
+      cmd->add_option("--min-workers", options->minWorkers,
+                      "Dynamic pool: fewest workers (with --max-workers; not with --workers)")
+          ->check(CLI::Range(1, SD_MAX_WORKERS))
+          ->excludes(workers);
+  auto *maxWorkers = cmd->add_option("--max-workers", options->maxWorkers,
+                                     "Dynamic pool: most workers, grown while they are busy")
+                         ->check(CLI::Range(1, SD_MAX_WORKERS))
+                         ->excludes(workers);
+  minWorkers->needs(maxWorkers);
+  maxWorkers->needs(minWorkers);
+  cmd->add_option("--pool-busy-conns", options->poolBusyConnections,
+                  "Dynamic pool: grow while workers hold more open connections each")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--pool-idle-seconds", options->poolIdleSeconds,
+                  "Dynamic pool: shrink after this long below a quarter of --pool-busy-conns")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   cmd->add_option("--bind,-b", options->bind, "Numeric IPv4 or IPv6 address to bind")
       ->check(numericAddress())
       ->capture_default_str();
@@ -71,6 +100,12 @@ Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad flag or port already att
   cmd->add_flag("--verbose,-v", options->verbose, "Debug logging (libbpf's log included)");
 
   return [flags] {
+    const AttachOptions &o = flags->options;
+    if (o.maxWorkers > 0 && o.minWorkers > o.maxWorkers) {
+      std::fprintf(stderr, "attach: --min-workers %d is more than --max-workers %d\n", o.minWorkers,
+                   o.maxWorkers);
+      return kExitUsage;
+    }
     flags->options.shutdownTimeout = std::chrono::seconds(flags->shutdownSeconds);
     return runAttach(flags->options);
   };

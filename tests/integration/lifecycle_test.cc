@@ -1,0 +1,326 @@
+// Generations and stops under load: reload, restart and graceful stop lose nothing the kernel
+// accepted; a killed worker loses exactly the connections it held; a crash loop backs off.
+#include "pinned_attachment.h"
+#include "support/http_client.h"
+#include "support/load.h"
+#include "support/process.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <set>
+#include <vector>
+
+namespace sockdispatch::test {
+namespace {
+
+using Lifecycle = BpfTest;
+
+bool processGone(uint32_t pid) {
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+std::set<uint32_t> runningPids(PinnedAttachment &pinned) {
+  std::set<uint32_t> pids;
+  for (const auto &slot : pinned.scoreboard().snapshotAll()) {
+    if (slot.state == SD_SLOT_RUNNING && slot.pid != 0) {
+      pids.insert(slot.pid);
+    }
+  }
+  return pids;
+}
+
+struct GenerationSignal {
+  const char *name;
+  int signo;
+};
+
+class NewGeneration : public testing::TestWithParam<GenerationSignal> {
+protected:
+  void SetUp() override {
+    if (!haveBpfPrivileges()) {
+      GTEST_SKIP() << "needs root (CAP_BPF + CAP_NET_ADMIN; CAP_SYS_ADMIN to mount bpffs)";
+    }
+  }
+};
+
+/*
+ * Four workers serve a steady load from four client threads (two keep-alive, two opening a
+ * new connection per request). Three times, the signal starts a new generation: new
+ * listeners join the group, new workers start in free slots, the old workers are marked
+ * draining, their listeners close (the kernel migrates what was queued on them) and they
+ * leave once their requests are answered. Not one request may fail, each generation must
+ * take over (new pids answer), and every retired process must be gone.
+ */
+TEST_P(NewGeneration, UnderLoadLosesNothing) {
+  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
+  ASSERT_NE(attachment, nullptr);
+  auto pinned = PinnedAttachment::open(attachment->port(), false);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+
+  Load load(attachment->port(), 2, 2);
+  ASSERT_TRUE(load.waitFor(200)) << "the load did not start";
+  std::set<uint32_t> retired;
+  for (int round = 0; round < 3; ++round) {
+    auto before = runningPids(*pinned);
+    ASSERT_EQ(before.size(), 4U) << "round " << round;
+    uint64_t generation = pinned->config().generation;
+    attachment->process().signal(GetParam().signo);
+    ASSERT_TRUE(eventually([&] { return pinned->config().generation == generation + 1; }, 10s))
+        << "round " << round << ": the new generation never took over";
+    retired.insert(before.begin(), before.end());
+    ASSERT_TRUE(load.waitFor(200)) << "round " << round << ": the load stalled";
+  }
+  LoadTally tally = load.stop();
+  EXPECT_EQ(tally.failures(), 0U) << tally.describe();
+  EXPECT_GT(tally.ok, 600U) << tally.describe();
+  RecordProperty("tally", tally.describe());
+
+  auto serving = runningPids(*pinned);
+  EXPECT_EQ(serving.size(), 4U);
+  for (uint32_t pid : serving) {
+    EXPECT_EQ(retired.count(pid), 0U) << "pid " << pid << " was retired yet still runs";
+  }
+  EXPECT_TRUE(eventually(
+      [&] {
+        for (uint32_t pid : retired) {
+          if (!processGone(pid)) {
+            return false;
+          }
+        }
+        return true;
+      },
+      10s))
+      << "a retired worker did not leave";
+  auto verdicts = pinned->verdicts();
+  ASSERT_TRUE(verdicts);
+  EXPECT_EQ((*verdicts)[SD_VERDICT_SELECT_FAILED], 0U) << "the sockarray held a closed socket";
+  EXPECT_EQ(attachment->stop(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, NewGeneration,
+                         testing::Values(GenerationSignal{"reload_SIGHUP", SIGHUP},
+                                         GenerationSignal{"restart_SIGUSR1", SIGUSR1}),
+                         [](const auto &param) { return std::string(param.param.name); });
+
+/*
+ * SIGQUIT while a request is half sent, a keep-alive connection is idle, and six
+ * connections wait in the accept queues of frozen workers. The half-sent request is
+ * completed after the signal and answered with Connection: close; every queued connection is
+ * accepted and answered; the idle connection is closed; the master exits 0 and removes its
+ * pins.
+ */
+TEST_F(Lifecycle, GracefulStopServesQueuedAndInFlightRequests) {
+  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2"});
+  ASSERT_NE(attachment, nullptr);
+  uint16_t port = attachment->port();
+  auto pinned = PinnedAttachment::open(port, false);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+
+  auto idle = TcpClient::connect(port);
+  ASSERT_TRUE(idle);
+  ASSERT_TRUE(idle->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto first = idle->readReply();
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->status, 200);
+
+  auto halfSent = TcpClient::connect(port);
+  ASSERT_TRUE(halfSent);
+  ASSERT_TRUE(halfSent->send("GET /?half HTTP/1.1\r\nHost: x\r\n"));
+  ASSERT_TRUE(eventually([&] {
+    uint64_t open = 0;
+    for (const auto &slot : pinned->scoreboard().snapshotAll()) {
+      open += slot.open;
+    }
+    return open == 2;
+  })) << "both connections accepted";
+
+  auto workers = pinned->scoreboard().snapshotAll();
+  for (const auto &slot : workers) {
+    ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGSTOP), 0) << "SIGSTOP slot " << slot.slot;
+  }
+  std::vector<TcpClient> queued;
+  for (int i = 0; i < 6; ++i) {
+    auto client = TcpClient::connect(port);
+    ASSERT_TRUE(client) << "connect " << i << " (queued in the kernel)";
+    ASSERT_TRUE(client->send("GET /?queued HTTP/1.1\r\nHost: x\r\n\r\n"));
+    queued.push_back(std::move(*client));
+  }
+
+  attachment->process().signal(SIGQUIT);
+  ::usleep(100000); // the master closes its listener copies and asks the workers to stop
+  for (const auto &slot : workers) {
+    ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGCONT), 0) << "SIGCONT slot " << slot.slot;
+  }
+  ASSERT_TRUE(halfSent->send("\r\n"));
+  auto completed = halfSent->readReply();
+  ASSERT_TRUE(completed) << "the request in flight was not answered";
+  EXPECT_EQ(completed->status, 200);
+  EXPECT_EQ(completed->header("connection"), "close");
+  for (size_t i = 0; i < queued.size(); ++i) {
+    auto reply = queued[i].readReply();
+    ASSERT_TRUE(reply) << "queued connection " << i << " was lost";
+    EXPECT_EQ(reply->status, 200);
+  }
+  EXPECT_TRUE(idle->waitForClose()) << "the idle keep-alive connection stayed open";
+  EXPECT_EQ(attachment->process().wait(10s), 0);
+  EXPECT_FALSE(PinnedAttachment::open(port, false)) << "the pins outlived the attachment";
+}
+
+/*
+ * A worker holds three answered keep-alive connections and has more connections queued
+ * (all workers frozen while they connect). SIGKILL: exactly the connections it held die
+ * with it; the queued ones are answered by its respawn; the other workers' connections
+ * keep working.
+ */
+TEST_F(Lifecycle, KilledWorkerLosesExactlyTheConnectionsItHeld) {
+  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
+  ASSERT_NE(attachment, nullptr);
+  uint16_t port = attachment->port();
+  auto pinned = PinnedAttachment::open(port, false);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+
+  struct Held {
+    TcpClient client;
+    int slot;
+  };
+  std::vector<Held> held;
+  for (int i = 0; i < 12; ++i) {
+    auto client = TcpClient::connect(port);
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto reply = client->readReply();
+    ASSERT_TRUE(reply);
+    held.push_back({std::move(*client), reply->workerSlot()});
+  }
+  std::map<int, int> heldBySlot;
+  for (const auto &h : held) {
+    ++heldBySlot[h.slot];
+  }
+  int victim = heldBySlot.begin()->first;
+  for (const auto &[slot, n] : heldBySlot) {
+    if (n > heldBySlot[victim]) {
+      victim = slot;
+    }
+  }
+  auto before = pinned->scoreboard().snapshotAll();
+  for (const auto &slot : before) {
+    ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGSTOP), 0);
+  }
+  std::vector<TcpClient> queued;
+  for (int i = 0; i < 16; ++i) {
+    auto client = TcpClient::connect(port);
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->send("GET /?queued HTTP/1.1\r\nHost: x\r\n\r\n"));
+    queued.push_back(std::move(*client));
+  }
+  ASSERT_EQ(::kill(static_cast<pid_t>(before[static_cast<size_t>(victim)].pid), SIGKILL), 0);
+  for (const auto &slot : before) {
+    if (static_cast<int>(slot.slot) != victim) {
+      ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGCONT), 0);
+    }
+  }
+
+  for (size_t i = 0; i < queued.size(); ++i) {
+    auto reply = queued[i].readReply(10s);
+    ASSERT_TRUE(reply) << "queued connection " << i << " was lost";
+    EXPECT_EQ(reply->status, 200);
+  }
+  int lost = 0;
+  int kept = 0;
+  for (auto &h : held) {
+    bool sent = h.client.send("GET /?again HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto reply = sent ? h.client.readReply() : std::nullopt;
+    if (h.slot == victim) {
+      EXPECT_FALSE(reply) << "a connection of the killed worker was answered";
+      lost += reply ? 0 : 1;
+    } else {
+      ASSERT_TRUE(reply) << "a connection of slot " << h.slot << " died";
+      EXPECT_EQ(reply->status, 200);
+      EXPECT_EQ(reply->workerSlot(), h.slot);
+      ++kept;
+    }
+  }
+  EXPECT_EQ(lost, heldBySlot[victim]);
+  EXPECT_EQ(kept, 12 - heldBySlot[victim]);
+}
+
+/*
+ * A worker killed again and again, each time soon after it started, is respawned with a
+ * growing delay, logged as a crash loop once per doubling; the master stays up and the other
+ * worker serves throughout.
+ */
+TEST_F(Lifecycle, CrashLoopIsRespawnedWithBackoff) {
+  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2"});
+  ASSERT_NE(attachment, nullptr);
+  auto pinned = PinnedAttachment::open(attachment->port(), false);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+  uint32_t killed = 0;
+  auto respawned = [&] {
+    auto slot = pinned->scoreboard().snapshot(1);
+    return slot.state == SD_SLOT_RUNNING && slot.pid != 0 && slot.pid != killed;
+  };
+  for (int round = 0; round < 5; ++round) {
+    ASSERT_TRUE(eventually(respawned, 10s)) << "round " << round;
+    killed = pinned->scoreboard().snapshot(1).pid;
+    ASSERT_EQ(::kill(static_cast<pid_t>(killed), SIGKILL), 0);
+    auto reply = fetch(attachment->port());
+    ASSERT_TRUE(reply) << "round " << round;
+    EXPECT_EQ(reply->status, 200);
+  }
+  ASSERT_TRUE(eventually(respawned, 10s));
+  EXPECT_EQ(pinned->scoreboard().snapshot(1).respawns, 5U);
+  std::string log = attachment->process().stderrText();
+  EXPECT_NE(log.find("(2 quick exits); next start in 100 ms"), std::string::npos) << log;
+  EXPECT_NE(log.find("(4 quick exits); next start in 400 ms"), std::string::npos) << log;
+  EXPECT_EQ(log.find("(3 quick exits)"), std::string::npos) << "logged per crash: " << log;
+  EXPECT_FALSE(attachment->process().wait(0ms).has_value()) << "the master must stay up";
+}
+
+/*
+ * A pool of one to four workers under a steady light load. Thirty keep-alive connections
+ * are opened and held: the one worker is busy (more than four open connections), so the
+ * master adds workers, 1 then 2, up to four. The held connections close: after a second of
+ * idleness it retires one worker a second, down to one. The light load runs throughout and
+ * not one of its requests may fail.
+ */
+TEST_F(Lifecycle, PoolGrowsWhenBusyAndShrinksWhenIdleLosingNothing) {
+  auto attachment =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--min-workers", "1", "--max-workers", "4",
+                         "--pool-busy-conns", "4", "--pool-idle-seconds", "1"});
+  ASSERT_NE(attachment, nullptr);
+  uint16_t port = attachment->port();
+  auto pinned = PinnedAttachment::open(port, false);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+  ASSERT_EQ(runningPids(*pinned).size(), 1U);
+
+  Load load(port, 1, 1);
+  ASSERT_TRUE(load.waitFor(100));
+  std::vector<TcpClient> held;
+  for (int i = 0; i < 30; ++i) {
+    auto client = TcpClient::connect(port);
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->send("GET /?held HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto reply = client->readReply();
+    ASSERT_TRUE(reply);
+    ASSERT_EQ(reply->status, 200);
+    held.push_back(std::move(*client));
+  }
+  EXPECT_TRUE(eventually([&] { return runningPids(*pinned).size() == 4; }, 15s))
+      << "the pool did not grow to 4: " << runningPids(*pinned).size();
+  ASSERT_TRUE(load.waitFor(100));
+  held.clear();
+  EXPECT_TRUE(eventually([&] { return runningPids(*pinned).size() == 1; }, 20s))
+      << "the pool did not shrink to 1: " << runningPids(*pinned).size();
+  ASSERT_TRUE(load.waitFor(100));
+  LoadTally tally = load.stop();
+  EXPECT_EQ(tally.failures(), 0U) << tally.describe();
+  std::string log = attachment->process().stderrText();
+  EXPECT_NE(log.find("adding 1"), std::string::npos) << log;
+  EXPECT_NE(log.find("adding 2"), std::string::npos) << log;
+  EXPECT_NE(log.find("retiring worker"), std::string::npos) << log;
+  EXPECT_EQ(attachment->stop(), 0);
+}
+
+} // namespace
+} // namespace sockdispatch::test
