@@ -156,12 +156,17 @@ Prepared prepare(const AttachOptions &options) {
   // bpffs refuses names with a dot; attachments are the all-digit entries.
   std::string staging = pinBaseDir() + "/staging-" + std::to_string(::getpid());
   (void)removePinDir(staging);
-  if (::mkdir(staging.c_str(), 0755) != 0) {
+  if (::mkdir(staging.c_str(), 0700) != 0) {
     fail(osError("create directory " + staging));
   }
   if (auto pinned = prepared.program->pinInto(staging); !pinned) {
     (void)removePinDir(staging);
     fail(pinned.error());
+  }
+  // Readable by the monitoring group (status without root), writable by root only.
+  if (auto restricted = restrictPinDir(staging); !restricted) {
+    (void)removePinDir(staging);
+    fail(restricted.error());
   }
   if (::rename(staging.c_str(), prepared.pinDir.c_str()) != 0) {
     Error error = osError("move " + staging + " to " + prepared.pinDir);

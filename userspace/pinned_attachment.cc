@@ -7,6 +7,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <vector>
 
 namespace sockdispatch {
@@ -121,8 +123,64 @@ Result<std::array<uint64_t, SD_NR_VERDICTS>> PinnedAttachment::verdicts() const 
   return totals;
 }
 
+uint32_t PinnedAttachment::configMapId() const {
+  bpf_map_info info{};
+  uint32_t length = sizeof(info);
+  if (bpf_obj_get_info_by_fd(configFd_.get(), &info, &length) != 0) {
+    return 0;
+  }
+  return info.id;
+}
+
+Result<LockedAttachment> openLocked(uint16_t port, bool exclusive, bool writable,
+                                    std::chrono::milliseconds timeout) {
+  auto lock = DirLock::acquire(pinDirFor(port), exclusive, timeout);
+  if (!lock) {
+    return lock.error();
+  }
+  auto pins = PinnedAttachment::open(port, writable);
+  if (!pins) {
+    return pins.error();
+  }
+  return LockedAttachment{std::move(lock.value()), std::move(pins.value())};
+}
+
 bool processAlive(uint32_t pid) {
-  return pid != 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+  if (pid == 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM)) {
+    return false;
+  }
+  // /proc/PID/stat: "pid (comm) S ...", where comm may hold spaces and parentheses.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) {
+    return true; // no /proc: kill(0) is all we know
+  }
+  auto close = line.rfind(')');
+  if (close == std::string::npos || close + 2 >= line.size()) {
+    return true;
+  }
+  char state = line[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
+std::optional<bool> processHoldsMap(uint32_t pid, uint32_t mapId) {
+  std::error_code error;
+  std::filesystem::directory_iterator entries("/proc/" + std::to_string(pid) + "/fdinfo", error);
+  if (error) {
+    return error == std::errc::no_such_file_or_directory ? std::optional<bool>(false)
+                                                         : std::nullopt;
+  }
+  const std::string wanted = "map_id:\t" + std::to_string(mapId);
+  for (; entries != std::filesystem::directory_iterator(); entries.increment(error)) {
+    std::ifstream info(entries->path());
+    std::string line;
+    while (std::getline(info, line)) {
+      if (line == wanted) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 } // namespace sockdispatch

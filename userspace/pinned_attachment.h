@@ -1,12 +1,15 @@
 #pragma once
 
 #include "mapped_region.h"
+#include "pin_dir.h"
 #include "result.h"
 #include "scoreboard.h"
 #include "unique_fd.h"
 
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +30,8 @@ public:
   [[nodiscard]] const sd_config &config();
   // Verdict counters summed over CPUs.
   [[nodiscard]] Result<std::array<uint64_t, SD_NR_VERDICTS>> verdicts() const;
+  // The kernel's id of the config map (0 if unknown): which process holds this attachment.
+  [[nodiscard]] uint32_t configMapId() const;
 
 private:
   PinnedAttachment() = default;
@@ -42,7 +47,27 @@ private:
   MappedRegion config_;
 };
 
-// Whether a process with this pid runs now (a stale attachment's master does not).
+// An attachment opened under its directory's flock: shared for readers (status), exclusive
+// for writers (tune, detach). The lock is held as long as this lives.
+struct LockedAttachment {
+  DirLock lock;
+  PinnedAttachment pins;
+};
+
+// How long a command waits for another one's lock before it gives up.
+inline constexpr std::chrono::milliseconds kPinLockTimeout{5000};
+
+// Locks pinDirFor(port), then opens its pins. ENOENT when the port is not attached.
+Result<LockedAttachment> openLocked(uint16_t port, bool exclusive, bool writable,
+                                    std::chrono::milliseconds timeout = kPinLockTimeout);
+
+// Whether a process with this pid runs now (a stale attachment's master does not; neither does
+// a zombie nobody has reaped yet).
 bool processAlive(uint32_t pid);
+
+// Whether process `pid` holds an fd of the BPF map `mapId`: proof that a pid read from the
+// pins is still their master, not an unrelated process that reused the number. nullopt when
+// /proc does not tell us (another user's process).
+std::optional<bool> processHoldsMap(uint32_t pid, uint32_t mapId);
 
 } // namespace sockdispatch

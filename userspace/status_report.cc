@@ -88,10 +88,11 @@ std::vector<uint16_t> attachedPorts() {
 }
 
 Result<AttachmentStatus> readStatus(uint16_t port) {
-  auto attachment = PinnedAttachment::open(port, false);
-  if (!attachment) {
-    return attachment.error();
+  auto locked = openLocked(port, false, false);
+  if (!locked) {
+    return locked.error();
   }
+  PinnedAttachment *attachment = &locked->pins;
   AttachmentStatus status;
   status.port = port;
   Scoreboard board = attachment->scoreboard();

@@ -10,7 +10,10 @@ namespace sockdispatch::cli {
 using Action = std::function<int()>;
 
 Action addAttachCommand(CLI::App &app);
+Action addDetachCommand(CLI::App &app);
+Action addReloadCommand(CLI::App &app);
 Action addStatusCommand(CLI::App &app);
+Action addTuneCommand(CLI::App &app);
 Action addVersionCommand(CLI::App &app);
 
 } // namespace sockdispatch::cli

@@ -20,7 +20,9 @@ Action addStatusCommand(CLI::App &app) {
   sockdispatch status 8080 --json     one port, as JSON (schema in docs/operations.md)
   sockdispatch status --prometheus    text exposition format, for a textfile collector
 
-Reads the pinned maps under /sys/fs/bpf/sockdispatch; changes nothing.
+Reads the pinned maps under /sys/fs/bpf/sockdispatch; changes nothing. Without root,
+members of the group sockdispatch may read attachments pinned while that group existed;
+listing every port skips (and names) the ones this user may not read.
 Exit codes: 0 shown, 1 state unreadable, 2 bad flag or port not attached.)");
   cmd->add_option("port", flags->port, "Show only this port")->check(CLI::Range(0, 65535));
   auto *json = cmd->add_flag("--json", flags->json, "JSON output");
@@ -35,10 +37,22 @@ Exit codes: 0 shown, 1 state unreadable, 2 bad flag or port not attached.)");
       ports = attachedPorts();
     }
     std::vector<AttachmentStatus> all;
+    bool listing = flags->port < 0;
     for (uint16_t port : ports) {
       auto status = readStatus(port);
       if (!status) {
-        if (status.error().code == ENOENT) {
+        int code = status.error().code;
+        // Listing every port: one that went away meanwhile is not shown, one this user may
+        // not read (root-only pins) is named and skipped.
+        if (listing && code == ENOENT) {
+          continue;
+        }
+        if (listing && (code == EACCES || code == EPERM)) {
+          std::fprintf(stderr, "status: skipping port %u: %s\n", port,
+                       status.error().message().c_str());
+          continue;
+        }
+        if (code == ENOENT) {
           std::fprintf(stderr, "status: port %u is not attached\n", port);
           return kExitUsage;
         }
