@@ -20,8 +20,8 @@ public:
   // at the empty line that ends the head (what follows is body or the next message). Once a
   // verdict other than ok is returned the stream cannot be trusted; it keeps being returned.
   Verdict feed(const char *data, size_t length);
-  // Whether the empty line that ends the head has been seen.
-  [[nodiscard]] bool headDone() const { return state_ == State::done; }
+  // Whether the head ended cleanly (its closing empty line seen, no bad framing before it).
+  [[nodiscard]] bool headDone() const { return state_ == State::done && verdict_ == Verdict::ok; }
   // Ready for the head of the next message.
   void reset() { *this = HeadFraming{}; }
 
