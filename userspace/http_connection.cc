@@ -246,7 +246,9 @@ int HttpConnection::onHeadersComplete(llhttp_t *parser) {
     evbuffer_add_printf(c.output_.get(), "HTTP/1.1 100 Continue\r\n\r\n");
     c.flush();
   }
-  c.enterPhase(Phase::body);
+  if ((parser->flags & F_CHUNKED) != 0 || parser->content_length > 0) {
+    c.enterPhase(Phase::body); // a request without a body goes straight back to idle
+  }
   return HPE_OK;
 }
 
