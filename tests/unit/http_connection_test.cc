@@ -354,7 +354,7 @@ TEST_F(HttpConnectionLimits, WriteTimeoutClosesAClientThatStopsReading) {
 TEST_F(HttpConnectionLimits, PipelinedBacklogStopsReadingUntilAnswersDrain) {
   limits_.maxPendingOutput = 4096;
   limits_.maxRequestsPerConnection = 0; // no budget: this test is about the backlog alone
-  constexpr int kRequests = 2000; // 16 MiB of answers: far beyond the socket buffers
+  constexpr int kRequests = 2000;       // 16 MiB of answers: far beyond the socket buffers
   std::string batch;
   for (int i = 0; i < kRequests; ++i) {
     batch += "GET /pad HTTP/1.1\r\nHost: x\r\n\r\n";
