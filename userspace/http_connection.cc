@@ -46,15 +46,17 @@ bool isToken(std::string_view text) {
 
 int statusForParseError(llhttp_errno error) {
   switch (error) {
-  case HPE_INVALID_TRANSFER_ENCODING: return 501;
   case HPE_INVALID_VERSION: return 505;
   default: return 400;
   }
 }
 
-timeval toTimeval(std::chrono::milliseconds ms) {
-  return timeval{static_cast<time_t>(ms.count() / 1000),
-                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+timeval toTimeval(std::chrono::steady_clock::duration left) {
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(left).count();
+  if (micros < 0) {
+    micros = 0;
+  }
+  return timeval{static_cast<time_t>(micros / 1000000), static_cast<suseconds_t>(micros % 1000000)};
 }
 
 } // namespace
@@ -87,31 +89,77 @@ HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
   evbuffer_set_flags(output_.get(), EVBUFFER_FLAG_DRAINS_TO_FD);
   readEvent_.reset(event_new(
       base, fd, EV_READ | EV_PERSIST,
-      [](evutil_socket_t, short what, void *ctx) {
-        static_cast<HttpConnection *>(ctx)->onReadable(what);
-      },
+      [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onReadable(); },
       this));
   writeEvent_.reset(event_new(
       base, fd, EV_WRITE | EV_PERSIST,
-      [](evutil_socket_t, short what, void *ctx) {
-        static_cast<HttpConnection *>(ctx)->onWritable(what);
-      },
+      [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onWritable(); },
       this));
-  armTimeout();
+  timer_.reset(evtimer_new(
+      base,
+      [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onTimer(); },
+      this));
+  startReading();
+  readDeadline_ = Clock::now() + limits_.idleTimeout;
+  armTimer();
 }
 
 HttpConnection::~HttpConnection() = default;
 
-void HttpConnection::armTimeout() {
-  if (reading_) {
-    std::chrono::milliseconds wait = limits_.idleTimeout;
-    if (inMessage_) {
-      wait = limits_.requestTimeout;
-    } else if (draining_) {
-      wait = std::min<std::chrono::milliseconds>(wait, limits_.drainLinger);
+void HttpConnection::enterPhase(Phase phase) {
+  if (phase == phase_) {
+    return;
+  }
+  phase_ = phase;
+  std::chrono::milliseconds timeout = phase == Phase::idle   ? idleWait()
+                                      : phase == Phase::head ? limits_.headerTimeout
+                                                             : limits_.bodyTimeout;
+  readDeadline_ = Clock::now() + timeout;
+  armTimer();
+}
+
+std::chrono::milliseconds HttpConnection::idleWait() const {
+  return draining_ ? std::min(limits_.idleTimeout, limits_.drainLinger) : limits_.idleTimeout;
+}
+
+// Arms the one timer for the deadline that governs now: the write deadline while answers
+// wait for the client, else the deadline of the read phase.
+void HttpConnection::armTimer() {
+  if (closed_) {
+    return;
+  }
+  if (!writeArmed_ && closeAfterWrite_) {
+    event_del(timer_.get());
+    return;
+  }
+  timeval left = toTimeval((writeArmed_ ? writeDeadline_ : readDeadline_) - Clock::now());
+  event_add(timer_.get(), &left);
+}
+
+void HttpConnection::onTimer() {
+  Clock::time_point now = Clock::now();
+  if (writeArmed_) {
+    if (now < writeDeadline_) {
+      armTimer(); // writes made progress since the timer was armed: wait for the new deadline
+      return;
     }
-    timeval timeout = toTimeval(wait);
-    event_add(readEvent_.get(), &timeout);
+    finishClose(); // the client stopped reading its answers
+    return;
+  }
+  if (closeAfterWrite_) {
+    return;
+  }
+  if (phase_ == Phase::idle) {
+    finishClose(); // nothing asked within the keep-alive timeout: close quietly
+    return;
+  }
+  rejectAndClose(408); // the head or the body did not arrive whole in time
+}
+
+void HttpConnection::startReading() {
+  if (!reading_ && !closed_) {
+    reading_ = true;
+    event_add(readEvent_.get(), nullptr);
   }
 }
 
@@ -126,8 +174,7 @@ int HttpConnection::onMessageBegin(llhttp_t *parser) {
   HttpConnection &c = self(parser);
   c.request_ = Request{};
   c.headerBytes_ = 0;
-  c.inMessage_ = true;
-  c.armTimeout();
+  c.enterPhase(Phase::head);
   return HPE_OK;
 }
 
@@ -193,12 +240,18 @@ int HttpConnection::onHeadersComplete(llhttp_t *parser) {
   }
   r.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(parser)));
   r.keepAlive = llhttp_should_keep_alive(parser) != 0;
+  if (int status = transferEncodingStatus(r); status != 0) {
+    return c.failWith(status, "unsupported Transfer-Encoding");
+  }
   if (parser->content_length > c.limits_.maxBodyBytes && (parser->flags & F_CONTENT_LENGTH) != 0) {
     return c.failWith(413, "request body too large");
   }
   if (r.versionMinor == 1 && r.header("Expect") == "100-continue") {
     evbuffer_add_printf(c.output_.get(), "HTTP/1.1 100 Continue\r\n\r\n");
     c.flush();
+  }
+  if ((parser->flags & F_CHUNKED) != 0 || parser->content_length > 0) {
+    c.enterPhase(Phase::body); // a request without a body goes straight back to idle
   }
   return HPE_OK;
 }
@@ -215,20 +268,13 @@ int HttpConnection::onBody(llhttp_t *parser, const char *at, size_t length) {
 int HttpConnection::onMessageComplete(llhttp_t *parser) {
   HttpConnection &c = self(parser);
   c.messageReady_ = true;
-  c.inMessage_ = false;
+  c.framing_.reset();
+  c.enterPhase(Phase::idle);
   // Stop after each message: the next pipelined one is parsed only once this one is answered.
   return HPE_PAUSED;
 }
 
-void HttpConnection::onReadable(short what) {
-  if ((what & EV_TIMEOUT) != 0) {
-    if (inMessage_ && !closeAfterWrite_) {
-      rejectAndClose(408); // the request did not arrive whole in time
-    } else {
-      finishClose(); // idle keep-alive connection
-    }
-    return;
-  }
+void HttpConnection::onReadable() {
   if (!readSocket()) {
     return;
   }
@@ -290,6 +336,9 @@ void HttpConnection::processInput() {
       break;
     }
     const char *data = static_cast<const char *>(chunk.iov_base);
+    if (!checkFraming(data, chunk.iov_len)) {
+      return;
+    }
     llhttp_errno error = llhttp_execute(&parser_, data, chunk.iov_len);
     size_t consumed = chunk.iov_len;
     if (error == HPE_PAUSED) {
@@ -297,6 +346,10 @@ void HttpConnection::processInput() {
       llhttp_resume(&parser_);
     } else if (error != HPE_OK) {
       int status = pendingStatus_;
+      if (status == 0 && error == HPE_INVALID_TRANSFER_ENCODING) {
+        request_.versionMinor = llhttp_get_http_minor(&parser_);
+        status = transferEncodingStatus(request_);
+      }
       if (status == 0) {
         const char *end = llhttp_get_error_pos(&parser_);
         status = error == HPE_INVALID_METHOD && looksLikeMethod(data, end ? end : data)
@@ -314,12 +367,24 @@ void HttpConnection::processInput() {
     }
   }
   flush();
-  if (!closed_) {
-    armTimeout();
+}
+
+// The head's line framing, checked before llhttp sees the bytes (HeadFraming).
+bool HttpConnection::checkFraming(const char *data, size_t length) {
+  if (framing_.headDone()) {
+    return true;
   }
+  HeadFraming::Verdict verdict = framing_.feed(data, length);
+  if (verdict == HeadFraming::Verdict::ok) {
+    return true;
+  }
+  evbuffer_drain(input_.get(), evbuffer_get_length(input_.get()));
+  rejectAndClose(400);
+  return false;
 }
 
 void HttpConnection::flush() {
+  size_t before = evbuffer_get_length(output_.get());
   while (!closed_ && evbuffer_get_length(output_.get()) > 0) {
     int n = evbuffer_write(output_.get(), fd_.get());
     if (n < 0) {
@@ -336,17 +401,26 @@ void HttpConnection::flush() {
   if (closed_) {
     return;
   }
-  if (evbuffer_get_length(output_.get()) > 0) {
+  size_t left = evbuffer_get_length(output_.get());
+  if (left > 0) {
     if (!writeArmed_) {
       writeArmed_ = true;
-      timeval timeout = toTimeval(limits_.idleTimeout);
-      event_add(writeEvent_.get(), &timeout);
+      writeDeadline_ = Clock::now() + limits_.writeTimeout;
+      event_add(writeEvent_.get(), nullptr);
+      armTimer();
+    } else if (left < before) {
+      // Progress: move the deadline on; the timer notices when it fires (no re-arm per write).
+      writeDeadline_ = Clock::now() + limits_.writeTimeout;
     }
     return;
   }
   if (writeArmed_) {
     writeArmed_ = false;
     event_del(writeEvent_.get());
+    if (phase_ == Phase::idle) {
+      readDeadline_ = Clock::now() + limits_.idleTimeout; // idle from now on
+    }
+    armTimer();
   }
   if (closeAfterWrite_) {
     finishClose();
@@ -355,8 +429,7 @@ void HttpConnection::flush() {
   if (waitingForDrain_) {
     // Answers drained: take up the pipelined requests still buffered, on the next loop turn.
     waitingForDrain_ = false;
-    reading_ = true;
-    armTimeout();
+    startReading();
     event_active(readEvent_.get(), EV_READ, 0);
   }
 }
@@ -364,9 +437,13 @@ void HttpConnection::flush() {
 void HttpConnection::answer() {
   Response response;
   handler_.handle(request_, response);
-  bool keepAlive = request_.keepAlive && !response.close && !draining_;
+  ++requestsAnswered_;
+  bool lastAllowed = limits_.maxRequestsPerConnection != 0 &&
+                     requestsAnswered_ >= limits_.maxRequestsPerConnection;
+  // An upgrade is not taken: answer, then close, as the protocol switch never happened.
+  bool keepAlive =
+      request_.keepAlive && !response.close && !draining_ && !lastAllowed && parser_.upgrade == 0;
   writeResponse(response, request_.isHead(), keepAlive);
-  ++answered_;
   if (hooks_.requestAnswered) {
     hooks_.requestAnswered();
   }
@@ -439,32 +516,31 @@ void HttpConnection::finishClose() {
   closed_ = true;
   stopReading();
   event_del(writeEvent_.get());
+  event_del(timer_.get());
   hooks_.closed(this); // the owner frees this object later, outside our callbacks
 }
 
 void HttpConnection::closeWhenIdle() {
   draining_ = true;
-  if (answered_ == 0) {
+  if (requestsAnswered_ == 0) {
     return; // a client that just connected is sending its first request: it gets an answer
   }
-  if (!inMessage_ && reading_ && !closeAfterWrite_ && !closed_) {
+  if (phase_ == Phase::idle && reading_ && !closeAfterWrite_ && !closed_) {
     // Take what the client already sent: a request that has arrived is answered, not dropped.
     if (!readSocket()) {
       return;
     }
     processInput();
   }
-  if (closed_ || closeAfterWrite_ || inMessage_) {
+  if (closed_ || closeAfterWrite_ || phase_ != Phase::idle) {
     return; // closed, closing, or finishing a request whose answer says Connection: close
   }
-  armTimeout(); // idle: one more request within the drain linger is answered, then it closes
+  // Idle: one more request within the drain linger is answered, then it closes.
+  readDeadline_ = std::min(readDeadline_, Clock::now() + idleWait());
+  armTimer();
 }
 
-void HttpConnection::onWritable(short what) {
-  if ((what & EV_TIMEOUT) != 0) {
-    finishClose(); // the client stopped reading its answers
-    return;
-  }
+void HttpConnection::onWritable() {
   flush();
 }
 

@@ -2,6 +2,7 @@
 
 #include "event_ptr.h"
 #include "handler.h"
+#include "http_framing.h"
 #include "http_message.h"
 #include "unique_fd.h"
 
@@ -9,6 +10,7 @@
 #include <event2/event.h>
 #include <llhttp.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 
@@ -22,6 +24,10 @@ using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferDeleter>;
 // One client connection: reads requests with llhttp (strict mode), answers them in order
 // through the Handler (pipelined requests included), keeps the connection alive when
 // HTTP allows it, and answers malformed input with the precise status before closing.
+//
+// Timeouts: one timer per connection, re-armed when the connection changes phase (waiting
+// for a request, reading its head, reading its body, waiting for the client to take its
+// answers), never per byte, so a client trickling bytes cannot keep a deadline moving.
 //
 // I/O is done directly on the socket: answers are written as soon as they are made (one
 // writev, or sendfile for large files), and a write event is armed only when the socket
@@ -61,45 +67,59 @@ private:
   int failWith(int status, const char *reason);
   int countHeaderBytes(size_t length);
 
-  void onReadable(short what);
-  void onWritable(short what);
+  using Clock = std::chrono::steady_clock;
+  // What the connection waits for; each phase has its own timeout (HttpLimits).
+  enum class Phase { idle, head, body };
+  void enterPhase(Phase phase);
+  void armTimer();
+  // How long an idle connection waits for its next request (shorter while draining).
+  [[nodiscard]] std::chrono::milliseconds idleWait() const;
+  void onTimer();
+
+  void onReadable();
+  void onWritable();
   bool readSocket(); // false when the connection is closed
   void flush();
   void processInput();
+  bool checkFraming(const char *data, size_t length);
   void answer();
   void writeResponse(Response &response, bool head, bool keepAlive);
   void rejectAndClose(int status);
   void scheduleClose();
   void finishClose();
-  void armTimeout();
   void stopReading();
+  void startReading();
 
   UniqueFd fd_;
   EvbufferPtr input_;
   EvbufferPtr output_;
   EventPtr readEvent_;
   EventPtr writeEvent_;
+  EventPtr timer_;
   const Handler &handler_;
   const WorkerIdentity &who_;
   const HttpLimits &limits_;
   Hooks hooks_;
   llhttp_t parser_{};
+  HeadFraming framing_;
 
   Request request_;
   std::string headerField_;
   std::string headerValue_;
   size_t headerBytes_ = 0;
-  bool inMessage_ = false;
+  uint32_t requestsAnswered_ = 0;
+  Phase phase_ = Phase::idle;
+  Clock::time_point readDeadline_;  // of the current phase
+  Clock::time_point writeDeadline_; // moved on by every write that makes progress
   bool messageReady_ = false;
   int pendingStatus_ = 0; // status chosen by a callback that failed the parse
   bool closeAfterWrite_ = false;
   bool waitingForDrain_ = false;
   bool writeArmed_ = false;
-  bool reading_ = true;
+  bool reading_ = false;
   bool peerClosed_ = false;
   bool closed_ = false;
   bool draining_ = false; // answer the request in progress with Connection: close
-  uint64_t answered_ = 0; // responses written on this connection
 };
 
 } // namespace sockdispatch

@@ -46,14 +46,19 @@ struct Response {
   [[nodiscard]] uint64_t contentLength() const { return file.valid() ? fileLength : body.size(); }
 };
 
-// Limits one connection enforces; each maps to the status the client receives.
+// Limits one connection enforces; each maps to the status the client receives. Every one is
+// an `attach` flag (docs/operations.md).
 struct HttpLimits {
-  size_t maxTargetBytes = 8UL * 1024;      // 414 above
-  size_t maxHeaderBytes = 32UL * 1024;     // 431 above (request line and headers together)
-  size_t maxBodyBytes = 1024UL * 1024;     // 413 above
-  size_t maxPendingOutput = 1024UL * 1024; // stop reading pipelined requests above this
-  std::chrono::seconds requestTimeout{30}; // a request must arrive whole within this (408)
-  std::chrono::seconds idleTimeout{60};    // keep-alive connection with no request
+  size_t maxTargetBytes = 8UL * 1024;       // 414 above
+  size_t maxHeaderBytes = 32UL * 1024;      // 431 above (request line and headers together)
+  size_t maxBodyBytes = 1024UL * 1024;      // 413 above
+  size_t maxPendingOutput = 1024UL * 1024;  // stop reading pipelined requests above this
+  uint32_t maxRequestsPerConnection = 1000; // the last one is answered with Connection: close
+  // One timer per connection, armed when the connection changes phase (never per byte).
+  std::chrono::milliseconds headerTimeout{10000}; // first byte to end of headers, else 408
+  std::chrono::milliseconds bodyTimeout{30000};   // end of headers to end of body, else 408
+  std::chrono::milliseconds idleTimeout{60000};   // keep-alive wait for the next request
+  std::chrono::milliseconds writeTimeout{30000};  // answers pending with no progress: close
   // While its worker stops, an idle keep-alive connection waits this long for one more
   // request (answered with Connection: close) before it closes: a busy client's next request,
   // already on its way, is answered instead of meeting a closed connection.

@@ -1,5 +1,6 @@
 #include "static_files.h"
 
+#include "http_range.h"
 #include "mime.h"
 
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace sockdispatch {
@@ -88,8 +90,15 @@ std::optional<ResolvedPath> resolveTarget(std::string_view target) {
     return std::nullopt;
   }
   auto decoded = percentDecode(target);
-  if (!decoded || decoded->find('\0') != std::string::npos) {
+  if (!decoded) {
     return std::nullopt;
+  }
+  for (char c : *decoded) {
+    // NUL and other control bytes name no file we serve; a backslash is a Windows path
+    // separator some tools honour ("..\\"), refused so no component ever sees one.
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '\\') {
+      return std::nullopt;
+    }
   }
   std::vector<std::string_view> segments;
   std::string_view rest = *decoded;
@@ -117,15 +126,18 @@ std::optional<ResolvedPath> resolveTarget(std::string_view target) {
     resolved.relative += segment;
   }
   resolved.trailingSlash = decoded->back() == '/';
+  resolved.hidden = std::any_of(segments.begin(), segments.end(),
+                                [](std::string_view segment) { return segment.front() == '.'; });
   return resolved;
 }
 
-Result<std::unique_ptr<StaticFileHandler>> StaticFileHandler::open(const std::string &root) {
+Result<std::unique_ptr<StaticFileHandler>> StaticFileHandler::open(const std::string &root,
+                                                                   Options options) {
   UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) {
     return osError("open document root " + root);
   }
-  return std::unique_ptr<StaticFileHandler>(new StaticFileHandler(std::move(fd)));
+  return std::unique_ptr<StaticFileHandler>(new StaticFileHandler(std::move(fd), options));
 }
 
 void StaticFileHandler::handle(const Request &request, Response &response) const {
@@ -137,6 +149,10 @@ void StaticFileHandler::handle(const Request &request, Response &response) const
   auto path = resolveTarget(request.target);
   if (!path) {
     response = simpleResponse(400, "Bad Request");
+    return;
+  }
+  if (path->hidden && !options_.serveDotfiles) {
+    response = simpleResponse(404, "Not Found"); // as if it did not exist
     return;
   }
   // A directory target ("/", "/docs/") goes straight for its index file: one open, not two.
@@ -180,22 +196,64 @@ void StaticFileHandler::handle(const Request &request, Response &response) const
     response = simpleResponse(403, "Forbidden");
     return;
   }
-  response.status = 200;
-  response.setHeader("Content-Type", std::string(mimeTypeFor(name)));
-  response.setHeader("Last-Modified", httpDate(info.st_mtime));
+  serveFile(request, name, std::move(file), info, response);
+}
+
+void StaticFileHandler::serveFile(const Request &request, const std::string &name, UniqueFd file,
+                                  const struct stat &info, Response &response) {
   auto size = static_cast<uint64_t>(info.st_size);
-  if (size <= kInlineFileBytes && request.method == "GET") {
-    // Small files travel in the same write as the headers: one segment on the wire instead
+  std::string etag = entityTag(info);
+  std::string lastModified = httpDate(info.st_mtime);
+  // RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it.
+  std::string_view ifNoneMatch = request.header("If-None-Match");
+  bool notModified = false;
+  if (!ifNoneMatch.empty()) {
+    notModified = noneMatchHits(ifNoneMatch, etag);
+  } else if (auto since = parseHttpDate(request.header("If-Modified-Since"))) {
+    notModified = info.st_mtime <= *since;
+  }
+  if (notModified) {
+    response.status = 304;
+    response.setHeader("ETag", etag);
+    response.setHeader("Last-Modified", lastModified);
+    return;
+  }
+  RangeRequest range;
+  std::string_view ifRange = request.header("If-Range");
+  // If-Range: the range applies only to the representation the client already holds.
+  if (request.method == "GET" && (ifRange.empty() || ifRange == etag || ifRange == lastModified)) {
+    range = parseRange(request.header("Range"), size);
+  }
+  if (range.kind == RangeRequest::Kind::unsatisfiable) {
+    response = simpleResponse(416, "Range Not Satisfiable");
+    response.setHeader("Content-Range", contentRange(range, size));
+    return;
+  }
+  uint64_t offset = 0;
+  uint64_t length = size;
+  response.status = 200;
+  if (range.kind == RangeRequest::Kind::satisfiable) {
+    response.status = 206;
+    offset = range.first;
+    length = range.length;
+    response.setHeader("Content-Range", contentRange(range, size));
+  }
+  response.setHeader("Content-Type", std::string(mimeTypeFor(name)));
+  response.setHeader("Last-Modified", lastModified);
+  response.setHeader("ETag", etag);
+  response.setHeader("Accept-Ranges", "bytes");
+  if (length <= kInlineFileBytes && request.method == "GET") {
+    // Small bodies travel in the same write as the headers: one segment on the wire instead
     // of a writev plus a sendfile.
-    response.body.resize(size);
-    ssize_t got = ::pread(file.get(), response.body.data(), size, 0);
-    if (got == static_cast<ssize_t>(size)) {
+    response.body.resize(length);
+    ssize_t got = ::pread(file.get(), response.body.data(), length, static_cast<off_t>(offset));
+    if (got == static_cast<ssize_t>(length)) {
       return;
     }
     response.body.clear();
   }
-  response.fileLength = size;
-  response.fileOffset = 0;
+  response.fileLength = length;
+  response.fileOffset = static_cast<off_t>(offset);
   response.file = std::move(file);
 }
 

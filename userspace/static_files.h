@@ -4,6 +4,8 @@
 #include "result.h"
 #include "unique_fd.h"
 
+#include <sys/stat.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,25 +15,37 @@ namespace sockdispatch {
 
 // A request target turned into a path relative to the root: query and fragment dropped,
 // percent-decoded exactly once, "." and empty segments removed, ".." applied. nullopt when
-// the target is malformed, holds a NUL byte, or climbs above the root (all answered 400).
-// "" is the root itself. `trailingSlash` tells whether the target named a directory.
+// the target is malformed, holds a NUL or another control byte or a backslash, or climbs
+// above the root (all answered 400). "" is the root itself. `trailingSlash` tells whether the
+// target named a directory; `hidden` whether a segment starts with a dot.
 struct ResolvedPath {
   std::string relative;
   bool trailingSlash = false;
+  bool hidden = false;
 };
 std::optional<ResolvedPath> resolveTarget(std::string_view target);
 
 // GET and HEAD of files under a root directory. Files are opened with openat2(2) and
 // RESOLVE_BENEATH, so no path, symlink or race can leave the root; bodies go out with
-// sendfile(2).
+// sendfile(2). Conditional requests (If-None-Match, If-Modified-Since) get 304, a single
+// Range gets 206 (416 when it starts past the end).
 class StaticFileHandler : public Handler {
 public:
-  static Result<std::unique_ptr<StaticFileHandler>> open(const std::string &root);
+  struct Options {
+    bool serveDotfiles = false; // ".git", ".env", ...: 404 unless this is set
+  };
+  static Result<std::unique_ptr<StaticFileHandler>> open(const std::string &root) {
+    return open(root, Options{});
+  }
+  static Result<std::unique_ptr<StaticFileHandler>> open(const std::string &root, Options options);
   void handle(const Request &request, Response &response) const override;
 
 private:
-  explicit StaticFileHandler(UniqueFd root) : root_(std::move(root)) {}
+  StaticFileHandler(UniqueFd root, Options options) : root_(std::move(root)), options_(options) {}
+  static void serveFile(const Request &request, const std::string &name, UniqueFd file,
+                        const struct stat &info, Response &response);
   UniqueFd root_;
+  Options options_;
 };
 
 } // namespace sockdispatch

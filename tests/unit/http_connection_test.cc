@@ -33,6 +33,12 @@ public:
     if (request.target == "/close") {
       response.close = true;
     }
+    if (request.target == "/pad") {
+      response.body.assign(8UL * 1024, 'p'); // pipelining backlog tests
+    }
+    if (request.target == "/big") {
+      response.body.assign(4UL * 1024 * 1024, 'b'); // more than any socket buffer holds
+    }
   }
 };
 
@@ -301,6 +307,137 @@ TEST_F(HttpConnectionTest, CloseWhenIdleStillAnswersTheFirstRequestOfANewConnect
   EXPECT_TRUE(closed_);
 }
 
+/*
+ * Limits beyond one request: the keep-alive request budget, the phase timeouts, and the
+ * pipelining backlog.
+ */
+class HttpConnectionLimits : public HttpConnectionTest {
+protected:
+  // Runs the loop for up to `seconds`, calling `tick` every ~20 ms, until the server closes.
+  template <typename F> void runUntilClosed(double seconds, F tick) {
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<int>(seconds * 1000));
+    while (!closed_ && std::chrono::steady_clock::now() < deadline) {
+      tick();
+      event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+      pump();
+      ::usleep(20000);
+      event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+    }
+    pump();
+  }
+};
+
+TEST_F(HttpConnectionLimits, LastRequestOfTheBudgetSaysClose) {
+  limits_.maxRequestsPerConnection = 3;
+  std::string batch;
+  for (int i = 0; i < 4; ++i) {
+    batch += "GET /k" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  }
+  send(batch);
+  auto got = replies(4);
+  ASSERT_EQ(got.size(), 3U);
+  EXPECT_EQ(got[0].header("connection"), "");
+  EXPECT_EQ(got[1].header("connection"), "");
+  EXPECT_EQ(got[2].header("connection"), "close");
+  EXPECT_TRUE(closed_);
+}
+
+TEST_F(HttpConnectionLimits, HeaderTimeoutIsNotMovedByTricklingBytes) {
+  limits_.headerTimeout = std::chrono::milliseconds(300);
+  send("GET / HTTP/1.1\r\n");
+  int line = 0;
+  // A header line every ~20 ms: a timer re-armed per read would never fire.
+  runUntilClosed(3.0, [&] {
+    std::string header = "X-" + std::to_string(line++) + ": y\r\n";
+    ::send(peer_.get(), header.data(), header.size(), MSG_NOSIGNAL);
+  });
+  EXPECT_TRUE(closed_);
+  auto reply = takeReply(buffer_, true);
+  ASSERT_TRUE(reply.has_value()) << buffer_;
+  EXPECT_EQ(reply->status, 408);
+  EXPECT_EQ(reply->header("connection"), "close");
+}
+
+TEST_F(HttpConnectionLimits, BodyTimeoutAnswers408) {
+  limits_.bodyTimeout = std::chrono::milliseconds(200);
+  send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab");
+  runUntilClosed(3.0, [] {});
+  EXPECT_TRUE(closed_);
+  auto reply = takeReply(buffer_, true);
+  ASSERT_TRUE(reply.has_value()) << buffer_;
+  EXPECT_EQ(reply->status, 408);
+}
+
+TEST_F(HttpConnectionLimits, IdleKeepAliveClosesQuietly) {
+  limits_.idleTimeout = std::chrono::milliseconds(200);
+  send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_EQ(replies(1).size(), 1U);
+  runUntilClosed(3.0, [] {});
+  EXPECT_TRUE(closed_);
+  EXPECT_TRUE(buffer_.empty()) << "an idle close sends nothing: " << buffer_;
+}
+
+TEST_F(HttpConnectionLimits, WriteTimeoutClosesAClientThatStopsReading) {
+  limits_.writeTimeout = std::chrono::milliseconds(200);
+  send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The peer never reads: the answer cannot drain.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!closed_ && std::chrono::steady_clock::now() < deadline) {
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+    ::usleep(20000);
+  }
+  EXPECT_TRUE(closed_);
+}
+
+TEST_F(HttpConnectionLimits, PipelinedBacklogStopsReadingUntilAnswersDrain) {
+  limits_.maxPendingOutput = 4096;
+  limits_.maxRequestsPerConnection = 0; // no budget: this test is about the backlog alone
+  constexpr int kRequests = 2000;       // 16 MiB of answers: far beyond the socket buffers
+  std::string batch;
+  for (int i = 0; i < kRequests; ++i) {
+    batch += "GET /pad HTTP/1.1\r\nHost: x\r\n\r\n";
+  }
+  size_t sent = 0;
+  for (int round = 0; round < 50; ++round) {
+    ssize_t n = ::send(peer_.get(), batch.data() + sent, batch.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+    }
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+    ::usleep(2000);
+  }
+  // Nothing was read by the client: the server answered what fits and stopped there.
+  EXPECT_GT(answered_, 0);
+  EXPECT_LT(answered_, kRequests / 4) << "answers piled up instead of reading stopping";
+  int stalled = answered_;
+  for (int round = 0; round < 20; ++round) {
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+    ::usleep(2000);
+  }
+  EXPECT_EQ(answered_, stalled) << "the server kept reading with its backlog full";
+  // The client reads: everything is answered, in order, nothing lost.
+  std::vector<HttpReply> got;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (got.size() < static_cast<size_t>(kRequests) &&
+         std::chrono::steady_clock::now() < deadline) {
+    if (sent < batch.size()) {
+      ssize_t n = ::send(peer_.get(), batch.data() + sent, batch.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      }
+    }
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+    pump();
+    while (auto reply = takeReply(buffer_, false)) {
+      got.push_back(*reply);
+    }
+  }
+  ASSERT_EQ(got.size(), static_cast<size_t>(kRequests));
+  EXPECT_EQ(got.back().body.size(), 8U * 1024);
+  EXPECT_FALSE(closed_);
+}
+
 struct BadCase {
   const char *name;
   std::string request;
@@ -353,7 +490,36 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"length_and_chunked",
                 "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
         BadCase{"bad_content_length", "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400},
-        BadCase{"space_before_colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400}),
+        BadCase{"space_before_colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400},
+        BadCase{"bare_lf_request_line", "GET / HTTP/1.1\nHost: x\r\n\r\n", 400},
+        BadCase{"bare_lf_header", "GET / HTTP/1.1\r\nHost: x\nA: b\r\n\r\n", 400},
+        BadCase{"bare_lf_end_of_head", "GET / HTTP/1.1\r\nHost: x\r\n\n", 400},
+        BadCase{"bare_cr_header", "GET / HTTP/1.1\r\nHost: x\rA: b\r\n\r\n", 400},
+        BadCase{"obs_fold", "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n c\r\n\r\n", 400},
+        BadCase{"te_gzip", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+        BadCase{"te_gzip_then_chunked",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+                501},
+        BadCase{"te_chunked_twice",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                400},
+        BadCase{"chunked_then_length",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+        BadCase{"content_length_conflict",
+                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
+        BadCase{"content_length_repeated",
+                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", 400},
+        BadCase{"content_length_list", "POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\na", 400},
+        BadCase{"chunk_without_crlf",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400},
+        BadCase{"chunk_size_hex_prefix",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+                400},
+        BadCase{"chunk_size_overflow",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n", 400},
+        BadCase{"http_1_0_chunked",
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400}),
     [](const testing::TestParamInfo<BadCase> &p) { return p.param.name; });
 
 } // namespace

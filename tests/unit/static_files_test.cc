@@ -58,7 +58,14 @@ INSTANTIATE_TEST_SUITE_P(
                     ResolveCase{"truncated_escape", "/a%2", false, ""},
                     ResolveCase{"relative_target", "a/b", false, ""},
                     ResolveCase{"absolute_form", "http://example.com/a/b", true, "a/b"},
-                    ResolveCase{"absolute_form_no_path", "http://example.com", true, ""}),
+                    ResolveCase{"absolute_form_no_path", "http://example.com", true, ""},
+                    ResolveCase{"backslash_dotdot", "/..\\..\\etc\\passwd", false, ""},
+                    ResolveCase{"encoded_backslash", "/a%5c..%5c..%5cetc", false, ""},
+                    ResolveCase{"encoded_newline", "/a%0a.txt", false, ""},
+                    ResolveCase{"encoded_del", "/a%7f.txt", false, ""},
+                    ResolveCase{"double_encoded_slash", "/a%252f..%252fb", true, "a%2f..%2fb"},
+                    ResolveCase{"dotfile_kept", "/.env", true, ".env"},
+                    ResolveCase{"dot_dir_kept", "/a/.git/config", true, "a/.git/config"}),
     [](const testing::TestParamInfo<ResolveCase> &p) { return p.param.name; });
 
 class StaticFiles : public testing::Test {
@@ -195,6 +202,116 @@ TEST_F(StaticFiles, OnlyGetAndHead) {
   EXPECT_EQ(post.status, 405);
   EXPECT_EQ(headerOf(post, "Allow"), "GET, HEAD");
   EXPECT_EQ(get("/hello.txt", "DELETE").status, 405);
+}
+
+TEST(ResolveTargetHidden, FlagsAnySegmentStartingWithADot) {
+  EXPECT_TRUE(resolveTarget("/.env")->hidden);
+  EXPECT_TRUE(resolveTarget("/a/.git/config")->hidden);
+  EXPECT_TRUE(resolveTarget("/%2egit/HEAD")->hidden);
+  EXPECT_FALSE(resolveTarget("/a/b.txt")->hidden);
+  EXPECT_FALSE(resolveTarget("/a/./b/../c.txt")->hidden);
+}
+
+TEST_F(StaticFiles, DotfilesAreHiddenByDefault) {
+  write(root_ / ".env", "SECRET=1");
+  std::filesystem::create_directories(root_ / ".git");
+  write(root_ / ".git" / "config", "[core]");
+  EXPECT_EQ(get("/.env").status, 404);
+  EXPECT_EQ(get("/%2eenv").status, 404);
+  EXPECT_EQ(get("/.git/config").status, 404);
+  EXPECT_EQ(get("/docs/../.env").status, 404);
+  auto shown = StaticFileHandler::open(root_.string(), StaticFileHandler::Options{true});
+  ASSERT_TRUE(shown) << shown.error().message();
+  Request request;
+  request.method = "GET";
+  request.target = "/.env";
+  Response response;
+  shown.value()->handle(request, response);
+  EXPECT_EQ(response.status, 200);
+}
+
+class StaticFilesConditional : public StaticFiles {
+protected:
+  Response getWith(const std::string &target, HeaderList headers,
+                   const std::string &method = "GET") {
+    Request request;
+    request.method = method;
+    request.target = target;
+    request.headers = std::move(headers);
+    Response response;
+    handler_->handle(request, response);
+    return response;
+  }
+};
+
+TEST_F(StaticFilesConditional, EtagAndIfNoneMatchGive304) {
+  auto first = get("/hello.txt");
+  std::string etag = headerOf(first, "ETag");
+  ASSERT_FALSE(etag.empty());
+  EXPECT_EQ(headerOf(first, "Accept-Ranges"), "bytes");
+  auto again = getWith("/hello.txt", {{"If-None-Match", etag}});
+  EXPECT_EQ(again.status, 304);
+  EXPECT_TRUE(again.body.empty());
+  EXPECT_EQ(headerOf(again, "ETag"), etag);
+  EXPECT_EQ(getWith("/hello.txt", {{"If-None-Match", "\"other\", " + etag}}).status, 304);
+  EXPECT_EQ(getWith("/hello.txt", {{"If-None-Match", "*"}}).status, 304);
+  EXPECT_EQ(getWith("/hello.txt", {{"If-None-Match", "\"other\""}}).status, 200);
+  EXPECT_EQ(getWith("/hello.txt", {{"If-None-Match", etag}}, "HEAD").status, 304);
+}
+
+TEST_F(StaticFilesConditional, IfModifiedSince) {
+  auto first = get("/hello.txt");
+  std::string lastModified = headerOf(first, "Last-Modified");
+  EXPECT_EQ(getWith("/hello.txt", {{"If-Modified-Since", lastModified}}).status, 304);
+  EXPECT_EQ(getWith("/hello.txt", {{"If-Modified-Since", httpDate(::time(nullptr) + 3600)}}).status,
+            304);
+  EXPECT_EQ(getWith("/hello.txt", {{"If-Modified-Since", "Thu, 01 Jan 1998 00:00:00 GMT"}}).status,
+            200);
+  EXPECT_EQ(getWith("/hello.txt", {{"If-Modified-Since", "yesterday"}}).status, 200);
+  // If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+  EXPECT_EQ(
+      getWith("/hello.txt", {{"If-None-Match", "\"other\""}, {"If-Modified-Since", lastModified}})
+          .status,
+      200);
+}
+
+TEST_F(StaticFilesConditional, SingleRangeGives206) {
+  auto part = getWith("/hello.txt", {{"Range", "bytes=7-11"}});
+  EXPECT_EQ(part.status, 206);
+  EXPECT_EQ(headerOf(part, "Content-Range"), "bytes 7-11/13");
+  EXPECT_EQ(fileText(part), "World");
+  auto tail = getWith("/hello.txt", {{"Range", "bytes=-6"}});
+  EXPECT_EQ(tail.status, 206);
+  EXPECT_EQ(fileText(tail), "World!");
+}
+
+TEST_F(StaticFilesConditional, RangeOfALargeFileIsSentFromTheFile) {
+  std::string big(100 * 1024, 'q');
+  big[50000] = 'X';
+  write(root_ / "big.bin", big);
+  auto part = getWith("/big.bin", {{"Range", "bytes=50000-99999"}});
+  EXPECT_EQ(part.status, 206);
+  ASSERT_TRUE(part.file.valid());
+  EXPECT_EQ(part.fileOffset, 50000);
+  EXPECT_EQ(part.fileLength, 50000U);
+  EXPECT_EQ(fileText(part), big.substr(50000, 50000));
+}
+
+TEST_F(StaticFilesConditional, UnsatisfiableRangeGives416) {
+  auto response = getWith("/hello.txt", {{"Range", "bytes=13-"}});
+  EXPECT_EQ(response.status, 416);
+  EXPECT_EQ(headerOf(response, "Content-Range"), "bytes */13");
+}
+
+TEST_F(StaticFilesConditional, IgnoredRangesServeTheWholeFile) {
+  EXPECT_EQ(getWith("/hello.txt", {{"Range", "bytes=0-1,3-4"}}).status, 200);
+  EXPECT_EQ(getWith("/hello.txt", {{"Range", "lines=1-2"}}).status, 200);
+  EXPECT_EQ(getWith("/hello.txt", {{"Range", "bytes=0-1"}}, "HEAD").status, 200);
+  auto stale = getWith("/hello.txt", {{"Range", "bytes=0-1"}, {"If-Range", "\"old\""}});
+  EXPECT_EQ(stale.status, 200);
+  EXPECT_EQ(fileText(stale), "Hello, World!");
+  std::string etag = headerOf(get("/hello.txt"), "ETag");
+  EXPECT_EQ(getWith("/hello.txt", {{"Range", "bytes=0-1"}, {"If-Range", etag}}).status, 206);
 }
 
 TEST_F(StaticFiles, UnreadableFileIsForbidden) {

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -27,6 +29,51 @@ CLI::Validator numericAddress() {
         return {};
       },
       "ADDRESS");
+}
+
+// A timeout flag in seconds (fractions allowed) written into a millisecond field.
+void addTimeoutFlag(CLI::App *cmd, const std::string &name, std::chrono::milliseconds &field,
+                    const std::string &help) {
+  cmd->add_option_function<double>(
+         name,
+         [&field](const double &value) {
+           field = std::chrono::milliseconds(std::llround(value * 1000.0));
+         },
+         help)
+      ->check(CLI::Range(0.001, 86400.0))
+      ->default_str(CLI::detail::to_string(static_cast<double>(field.count()) / 1000.0));
+}
+
+void addHttpFlags(CLI::App *cmd, HttpLimits &limits) {
+  cmd->add_option("--max-target-bytes", limits.maxTargetBytes,
+                  "Longest request target; longer is answered 414")
+      ->check(CLI::Range(64UL, 1UL << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-header-bytes", limits.maxHeaderBytes,
+                  "Largest request line plus header fields; larger is answered 431")
+      ->check(CLI::Range(256UL, 1UL << 24))
+      ->capture_default_str();
+  cmd->add_option("--max-body-bytes", limits.maxBodyBytes,
+                  "Largest request body; larger is answered 413")
+      ->check(CLI::Range(0UL, 1UL << 32))
+      ->capture_default_str();
+  cmd->add_option("--max-pending-output", limits.maxPendingOutput,
+                  "Answer bytes a connection may have unsent before its requests stop being read")
+      ->check(CLI::Range(4096UL, 1UL << 30))
+      ->capture_default_str();
+  cmd->add_option("--max-keepalive-requests", limits.maxRequestsPerConnection,
+                  "Requests per connection; the last is answered with Connection: close (0: no "
+                  "limit)")
+      ->check(CLI::Range(0U, 1U << 30))
+      ->capture_default_str();
+  addTimeoutFlag(cmd, "--header-timeout", limits.headerTimeout,
+                 "Seconds from a request's first byte to the end of its header fields (408)");
+  addTimeoutFlag(cmd, "--body-timeout", limits.bodyTimeout,
+                 "Seconds from the end of the header fields to the end of the body (408)");
+  addTimeoutFlag(cmd, "--idle-timeout", limits.idleTimeout,
+                 "Seconds a keep-alive connection may wait for its next request");
+  addTimeoutFlag(cmd, "--write-timeout", limits.writeTimeout,
+                 "Seconds without progress writing answers before the connection is closed");
 }
 
 } // namespace
@@ -97,6 +144,7 @@ Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad flag or port already att
                   "Seconds workers get to finish in-flight requests on stop")
       ->check(CLI::Range(0, 3600))
       ->capture_default_str();
+  addHttpFlags(cmd, options->limits);
   cmd->add_flag("--verbose,-v", options->verbose, "Debug logging (libbpf's log included)");
 
   return [flags] {
