@@ -4,6 +4,7 @@
 #include "listener.h"
 #include "logging.h"
 #include "master.h"
+#include "notify.h"
 #include "pin_dir.h"
 #include "pinned_attachment.h"
 
@@ -193,8 +194,10 @@ int runAttach(const AttachOptions &options) {
                 programId);
     std::fflush(stdout);
     spdlog::info("listening on {} with {} workers", address.toString(), options.workers);
+    notifyReady(fmt::format("listening on {}, {} workers", address.toString(), options.workers));
   });
   int code = master.run();
+  notifyStopping();
   spdlog::info("stopped");
   return code;
 }

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "options.h"
+
 #include <CLI/CLI.hpp>
 
 #include <functional>
@@ -10,6 +12,9 @@ namespace sockdispatch::cli {
 using Action = std::function<int()>;
 
 Action addAttachCommand(CLI::App &app);
+// What `attach` uses when neither a flag nor a configuration file says otherwise.
+AttachOptions defaultAttachOptions();
+Action addCheckConfigCommand(CLI::App &app);
 Action addStatusCommand(CLI::App &app);
 Action addVersionCommand(CLI::App &app);
 

@@ -19,6 +19,7 @@ int run(int argc, char **argv) {
   app.require_subcommand(1);
   std::map<std::string, cli::Action> actions{
       {"attach", cli::addAttachCommand(app)},
+      {"check-config", cli::addCheckConfigCommand(app)},
       {"status", cli::addStatusCommand(app)},
       {"version", cli::addVersionCommand(app)},
   };
