@@ -115,6 +115,15 @@ else
   echo "skipped: systemd-analyze is not installed"
 fi
 
+step "an enabled instance (offline: systemctl enable only writes its link)"
+wants=/etc/systemd/system/multi-user.target.wants/sockdispatch@test.service
+if command -v systemctl >/dev/null; then
+  timeout 60 systemctl enable sockdispatch@test.service 2>&1
+  [[ -L "$wants" ]] || fail "systemctl enable did not link $wants"
+else
+  echo "skipped: systemctl is not installed"
+fi
+
 step "the installed binary serves"
 /usr/sbin/sockdispatch attach 0 --bind 127.0.0.1 --workers 2 >"$work/attach.out" \
   2>"$work/attach.err" &
@@ -158,14 +167,18 @@ installed && fail "$package is still installed"
 left=()
 while IFS= read -r path; do
   [[ -e "$path" || -L "$path" ]] || continue
-  # A directory other packages share (/usr/sbin, /lib/systemd/system, ...) stays.
-  if [[ -d "$path" && ! -L "$path" ]] && dpkg-query -S "$path" >/dev/null 2>&1; then
+  # A directory other packages share (/usr/sbin, /lib/systemd/system, ...) stays, as does the
+  # root; so does /lib, a link to usr/lib on merged-/usr systems.
+  [[ "$path" == "/." ]] && continue
+  if [[ -d "$path" ]] && dpkg-query -S "$path" >/dev/null 2>&1; then
     continue
   fi
+  [[ -L "$path" && -d "$path" && "$path" =~ ^/(lib|bin|sbin|lib64)$ ]] && continue
   left+=("$path")
 done <"$work/files"
 ((${#left[@]} == 0)) || fail "left after purge: ${left[*]}"
 echo "no file of the package remains ($(wc -l <"$work/files") entries checked)"
+[[ ! -L "$wants" ]] || fail "purge left the instance's enablement link $wants"
 # Kept on purge by design (docs/packaging.md).
 getent passwd "$package" >/dev/null || fail "purge removed the system user (it must keep it)"
 
