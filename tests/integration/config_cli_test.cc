@@ -1,6 +1,7 @@
 // Configuration files from the command line: `check-config FILE` validates without starting,
 // `attach --config FILE` serves with the file's settings, flags given beside it win. Every bad
 // file exits 2 from both verbs with the same message naming the file, the line and the key.
+#include "config_file.h"
 #include "pinned_attachment.h"
 #include "support/http_client.h"
 #include "support/process.h"
@@ -134,6 +135,22 @@ TEST(CheckConfig, FileWithoutPortIsRefused) {
   EXPECT_NE(attach.err.find("attach: no port: give PORT, or set 'port' in the --config file"),
             std::string::npos)
       << attach.err;
+}
+
+/* Every key of the file mirrors a flag attach really has (the file-over-defaults merge looks
+ * each one up by that name). */
+TEST(AttachConfig, EveryKeyNamesAnAttachFlag) {
+  auto help = runSockdispatch({"attach", "--help"});
+  ASSERT_EQ(help.code, 0) << help.err;
+  for (const ConfigKey &key : configKeys()) {
+    std::string flag(key.flag);
+    if (flag == "port") {
+      EXPECT_NE(help.out.find("Positionals:\n  port "), std::string::npos) << help.out;
+      continue;
+    }
+    EXPECT_EQ(flag, "--" + std::string(key.name)) << "key and flag named alike";
+    EXPECT_NE(help.out.find(flag + " "), std::string::npos) << flag << " not in:\n" << help.out;
+  }
 }
 
 TEST(AttachConfig, NoPortAndNoConfigIsAUsageError) {
