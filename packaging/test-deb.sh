@@ -81,6 +81,12 @@ echo "built in $((SECONDS - started)) s:"
 ls "$work"/*.deb
 deb=$(ls "$work"/${package}_*.deb)
 changes=$(ls "$work"/${package}_*.changes)
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $depends"
+# ${shlibs:Depends} was computed: the libraries the binary links are there.
+for library in libbpf libevent libspdlog libtomlplusplus libsystemd0 libc6; do
+  [[ "$depends" == *"$library"* ]] || fail "Depends lacks $library"
+done
 
 step "lintian (errors fail)"
 lintian_code=0
