@@ -13,6 +13,8 @@ build_deps=(
   libgtest-dev libgmock-dev
   clang-format clang-tidy libclang-rt-14-dev
   iproute2 util-linux procps curl python3
+  # the Debian package and its test (packaging/test-deb.sh), systemd-analyze for the unit
+  dpkg-dev debhelper lintian adduser systemd man-db
 )
 bench_deps=(nginx-light wrk python3-matplotlib)
 

@@ -4,6 +4,7 @@
 #include "listener.h"
 #include "logging.h"
 #include "master.h"
+#include "notify.h"
 #include "pin_dir.h"
 #include "pinned_attachment.h"
 
@@ -178,7 +179,7 @@ Prepared prepare(const AttachOptions &options) {
 
 } // namespace
 
-int runAttach(const AttachOptions &options) {
+int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadOptions) {
   setupLogging("master", options.verbose);
   bridgeLibbpfLog();
   std::optional<Prepared> prepared;
@@ -191,10 +192,13 @@ int runAttach(const AttachOptions &options) {
   PinGuard pins(prepared->pinDir);
   const SocketAddress address = prepared->listeners.address;
   uint32_t programId = prepared->program->programId();
-  // Started from flags: a reload re-reads nothing and starts a new generation of workers
-  // with the same options.
-  Master master(options, std::move(prepared->listeners), *prepared->program,
-                [options]() -> Result<AttachOptions> { return options; });
+  Master master(options, std::move(prepared->listeners), *prepared->program, reloadOptions);
+  master.onReloading([] { notifyReloading(); });
+  master.onReloaded([](bool committed) {
+    notifyReady(committed ? "reloaded: a new generation serves"
+                          : "reload abandoned: the running generation serves");
+  });
+  master.onStopping([] { notifyStopping(); });
   master.onReady([&] {
     std::printf("listening on %s (ebpf mode, %d worker%s, policy skip_load, program id %u)\n",
                 address.toString().c_str(), initialWorkers(options),
@@ -204,6 +208,8 @@ int runAttach(const AttachOptions &options) {
     if (options.maxWorkers > 0) {
       spdlog::info("dynamic pool: {} to {} workers", options.minWorkers, options.maxWorkers);
     }
+    notifyReady(
+        fmt::format("listening on {}, {} workers", address.toString(), initialWorkers(options)));
   });
   int code = master.run();
   spdlog::info("stopped");

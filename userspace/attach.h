@@ -1,5 +1,6 @@
 #pragma once
 
+#include "master.h"
 #include "options.h"
 
 namespace sockdispatch {
@@ -7,7 +8,8 @@ namespace sockdispatch {
 // `sockdispatch attach`: binds the group, loads and attaches the dispatch program, pins its
 // state under pinDirFor(port), runs the master until SIGTERM/SIGINT, then removes the pins.
 // Prints "listening on ADDRESS:PORT ..." on stdout once every worker serves.
+// `reloadOptions` gives the options again on SIGHUP (re-reading the configuration file).
 // Returns the process exit code (kExitUsage for a port attached already).
-int runAttach(const AttachOptions &options);
+int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadOptions);
 
 } // namespace sockdispatch

@@ -332,6 +332,13 @@ void Master::breakWhenEmpty() {
   }
 }
 
+void Master::announceStop() {
+  stopping_ = true;
+  if (stoppingCallback_) {
+    stoppingCallback_();
+  }
+}
+
 void Master::beginStop(int signo) {
   if (stopping_ && killTimer_) {
     if (signo != 0) {
@@ -344,7 +351,7 @@ void Master::beginStop(int signo) {
     }
     return;
   }
-  stopping_ = true;
+  announceStop();
   poolTimer_.reset();
   if (signo != 0) {
     spdlog::info("{}: stopping", ::strsignal(signo));
@@ -387,7 +394,7 @@ void Master::beginGracefulStop() {
   if (nextGeneration_ != 0) {
     finishReload(false, "the attachment is stopping");
   }
-  stopping_ = true;
+  announceStop();
   generationTimer_.reset();
   poolTimer_.reset();
   for (auto &worker : workers_) {

@@ -52,6 +52,9 @@ public:
     reloadedCallback_ = std::move(callback);
   }
 
+  // Called once, when a stop (of any kind) begins.
+  void onStopping(std::function<void()> callback) { stoppingCallback_ = std::move(callback); }
+
   // Runs until stopped. Returns the process exit code.
   int run();
 
@@ -95,6 +98,7 @@ private:
   [[nodiscard]] std::vector<uint32_t> slotsOf(uint64_t generation) const;
   [[nodiscard]] bool anyWorkerAlive() const;
   void breakWhenEmpty();
+  void announceStop();
 
   std::shared_ptr<const AttachOptions> options_; // the current generation's
   OptionsLoader reloadOptions_;
@@ -114,6 +118,7 @@ private:
   std::function<void()> readyCallback_;
   std::function<void()> reloadingCallback_;
   std::function<void(bool)> reloadedCallback_;
+  std::function<void()> stoppingCallback_;
   std::shared_ptr<const AttachOptions> pendingOptions_; // the starting generation's
   uint64_t generation_ = 1;                             // the serving generation
   uint64_t nextGeneration_ = 0;                         // the starting one during a reload, else 0

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "options.h"
+
 #include <CLI/CLI.hpp>
 
 #include <functional>
@@ -12,6 +14,9 @@ using Action = std::function<int()>;
 Action addAttachCommand(CLI::App &app);
 Action addDetachCommand(CLI::App &app);
 Action addReloadCommand(CLI::App &app);
+// What `attach` uses when neither a flag nor a configuration file says otherwise.
+AttachOptions defaultAttachOptions();
+Action addCheckConfigCommand(CLI::App &app);
 Action addStatusCommand(CLI::App &app);
 Action addTuneCommand(CLI::App &app);
 Action addVersionCommand(CLI::App &app);
