@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds sockdispatch and runs the whole test suite: style checks,
-# the suites (unit and integration: real BPF, real processes, real TCP on loopback), then the
-# suites again built with AddressSanitizer and UndefinedBehaviorSanitizer.
+# the suites (unit and integration: real BPF, real processes, real TCP on loopback), the
+# suites again built with AddressSanitizer and UndefinedBehaviorSanitizer, a bounded fuzzing
+# run of the request path, and the Debian package built, linted, installed, used and purged.
 # Run as root on Debian 12 (the integration tests load BPF programs and mount bpffs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,3 +32,9 @@ cmake --build build-sanitize -j "$jobs"
 (cd build-sanitize &&
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j "$jobs" --timeout 300)
+
+echo "== fuzzing the request path (bounded)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash packaging/fuzz.sh
+
+echo "== Debian package"
+bash packaging/test-deb.sh

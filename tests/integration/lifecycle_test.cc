@@ -8,6 +8,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <vector>
 
@@ -320,6 +323,60 @@ TEST_F(Lifecycle, PoolGrowsWhenBusyAndShrinksWhenIdleLosingNothing) {
   EXPECT_NE(log.find("adding 2"), std::string::npos) << log;
   EXPECT_NE(log.find("retiring worker"), std::string::npos) << log;
   EXPECT_EQ(attachment->stop(), 0);
+}
+
+/*
+ * An attachment started from a configuration file, under a steady load. The file is changed
+ * to four workers and SIGHUP starts a generation of four; then to one worker, and SIGHUP
+ * starts a generation of one; then to an invalid value, and SIGHUP changes nothing (the
+ * reason is logged, the one worker keeps serving). Not one request of the load may fail.
+ */
+TEST_F(Lifecycle, ReloadAppliesTheConfigurationFileAndRefusesABadOne) {
+  char dir[] = "/tmp/sockdispatch-reload-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/web.toml";
+  auto writeConfig = [&](const std::string &workers) {
+    std::ofstream(path) << "bind = \"127.0.0.1\"\nworkers = " << workers << "\n";
+  };
+  writeConfig("2");
+  auto attachment = Attachment::start({"0", "--config", path});
+  ASSERT_NE(attachment, nullptr);
+  auto pinned = PinnedAttachment::open(attachment->port(), false);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+  ASSERT_EQ(runningPids(*pinned).size(), 2U);
+
+  Load load(attachment->port(), 2, 2);
+  ASSERT_TRUE(load.waitFor(200));
+  for (const char *workers : {"4", "1"}) {
+    writeConfig(workers);
+    uint64_t generation = pinned->config().generation;
+    attachment->process().signal(SIGHUP);
+    ASSERT_TRUE(eventually([&] { return pinned->config().generation == generation + 1; }, 10s))
+        << "reload to " << workers << " workers";
+    EXPECT_TRUE(eventually(
+        [&] { return runningPids(*pinned).size() == std::strtoul(workers, nullptr, 10); }, 10s))
+        << "reload to " << workers << " workers: " << runningPids(*pinned).size() << " run";
+    ASSERT_TRUE(load.waitFor(200));
+  }
+  writeConfig("0");
+  uint64_t generation = pinned->config().generation;
+  attachment->process().signal(SIGHUP);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return attachment->process().stderrText().find("keeping the running configuration") !=
+               std::string::npos;
+      },
+      10s));
+  ASSERT_TRUE(load.waitFor(200));
+  EXPECT_EQ(pinned->config().generation, generation) << "a bad file started a generation";
+  EXPECT_EQ(runningPids(*pinned).size(), 1U);
+  LoadTally tally = load.stop();
+  EXPECT_EQ(tally.failures(), 0U) << tally.describe();
+  EXPECT_NE(attachment->process().stderrText().find("key 'workers': 0 is not in range"),
+            std::string::npos)
+      << attachment->process().stderrText();
+  EXPECT_EQ(attachment->stop(), 0);
+  std::filesystem::remove_all(dir);
 }
 
 } // namespace
