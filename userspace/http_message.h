@@ -71,6 +71,9 @@ std::string_view reasonPhrase(int status);
 // Whether responses with this status carry no body (1xx, 204, 304).
 bool statusHasNoBody(int status);
 
+// `text` without the optional white space (SP, HTAB) around a header field's value.
+std::string_view trimmed(std::string_view text);
+
 // The IMF-fixdate for now, cached per second ("Tue, 24 Nov 2026 11:25:17 GMT").
 std::string_view httpDateNow();
 std::string httpDate(time_t when);

@@ -1,5 +1,7 @@
 #include "http_range.h"
 
+#include "http_message.h"
+
 #include <strings.h>
 
 #include <cstdio>
@@ -7,16 +9,6 @@
 namespace sockdispatch {
 
 namespace {
-
-std::string_view trimmed(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
 
 // Decimal digits only (no sign, no space), without overflow.
 std::optional<uint64_t> parseNumber(std::string_view text) {

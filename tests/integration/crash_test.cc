@@ -81,33 +81,5 @@ TEST_F(Crash, KilledWorkersQueuedConnectionsAreAllAnswered) {
   EXPECT_EQ(after.state, SD_SLOT_RUNNING);
 }
 
-/*
- * A worker that keeps crashing is respawned each time and the master stays up; the other
- * workers keep serving throughout.
- */
-TEST_F(Crash, RepeatedCrashesAreRespawnedAndTheMasterStaysUp) {
-  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2"});
-  ASSERT_NE(attachment, nullptr);
-  auto pinned = PinnedAttachment::open(attachment->port(), false);
-  ASSERT_TRUE(pinned) << pinned.error().message();
-  uint32_t killed = 0;
-  auto respawned = [&] {
-    auto slot = pinned->scoreboard().snapshot(1);
-    return slot.state == SD_SLOT_RUNNING && slot.pid != 0 && slot.pid != killed;
-  };
-  for (int round = 0; round < 3; ++round) {
-    ASSERT_TRUE(eventually(respawned, 10s)) << "round " << round;
-    killed = pinned->scoreboard().snapshot(1).pid;
-    ASSERT_EQ(::kill(static_cast<pid_t>(killed), SIGKILL), 0);
-    auto reply = fetch(attachment->port());
-    ASSERT_TRUE(reply.has_value()) << "round " << round;
-    EXPECT_EQ(reply->status, 200);
-  }
-  ASSERT_TRUE(eventually(respawned, 10s));
-  EXPECT_EQ(pinned->scoreboard().snapshot(1).respawns, 3U);
-  EXPECT_FALSE(attachment->process().wait(0ms).has_value()) << "the master must stay up";
-  EXPECT_NE(attachment->process().stderrText().find("killed by signal 9"), std::string::npos);
-}
-
 } // namespace
 } // namespace sockdispatch::test
