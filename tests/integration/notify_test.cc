@@ -107,10 +107,10 @@ using Notify = BpfTest;
 /*
  * attach with $NOTIFY_SOCKET sends READY=1 (with a STATUS= line naming the address) from the
  * master's pid only once every worker serves: right after it, the scoreboard shows every slot
- * RUNNING and a request is answered 200. It sends nothing before. On SIGTERM it sends
- * STOPPING=1 and exits 0.
+ * RUNNING and a request is answered 200. It sends nothing before. SIGHUP brings RELOADING=1,
+ * then READY=1 once the new generation serves. On SIGTERM it sends STOPPING=1 and exits 0.
  */
-TEST_F(Notify, ReadyOnlyWhenEveryWorkerServesAndStoppingOnSigterm) {
+TEST_F(Notify, ReadyOnlyWhenEveryWorkerServesReloadingAroundAReloadAndStoppingOnSigterm) {
   NotifySocket socket;
   std::unique_ptr<Process> attach;
   {
@@ -141,6 +141,27 @@ TEST_F(Notify, ReadyOnlyWhenEveryWorkerServesAndStoppingOnSigterm) {
   EXPECT_EQ(reply->status, 200);
 
   EXPECT_FALSE(socket.receive(200ms).has_value()) << "nothing more while serving";
+
+  // A reload: RELOADING=1 as it begins, READY=1 only once the new generation serves.
+  uint64_t generation = pinned->config().generation;
+  attach->signal(SIGHUP);
+  auto reloading = socket.receive(20s);
+  ASSERT_TRUE(reloading.has_value()) << "no RELOADING=1; stderr:\n" << attach->stderrText();
+  EXPECT_TRUE(std::regex_match(reloading->text, std::regex(R"(^RELOADING=1\nMONOTONIC_USEC=\d+$)")))
+      << reloading->text;
+  EXPECT_EQ(reloading->sender, attach->pid());
+  auto reloaded = socket.receive(20s);
+  ASSERT_TRUE(reloaded.has_value()) << "no READY=1 after the reload";
+  EXPECT_EQ(reloaded->text, "READY=1\nSTATUS=reloaded: a new generation serves");
+  EXPECT_EQ(pinned->config().generation, generation + 1) << "READY=1 before the new generation";
+  uint32_t running = 0;
+  for (const auto &slot : pinned->scoreboard().snapshotAll()) {
+    running += slot.state == SD_SLOT_RUNNING && slot.generation > 1 ? 1 : 0;
+  }
+  EXPECT_EQ(running, 2U) << "the new generation's two workers serve";
+  reply = fetch(port);
+  ASSERT_TRUE(reply.has_value()) << "no answer right after the reload's READY=1";
+  EXPECT_EQ(reply->status, 200);
 
   attach->signal(SIGTERM);
   auto stopping = socket.receive(20s);
