@@ -5,6 +5,7 @@
 #include "pinned_attachment.h"
 #include "support/http_client.h"
 #include "support/process.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -15,31 +16,6 @@
 
 namespace sockdispatch::test {
 namespace {
-
-// A temporary directory for the test's files, removed afterwards.
-class TempDir {
-public:
-  TempDir() {
-    char base[] = "/tmp/sockdispatch-config-cli-XXXXXX";
-    if (::mkdtemp(base) == nullptr) {
-      throw std::runtime_error("mkdtemp failed");
-    }
-    path_ = base;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir &) = delete;
-  TempDir &operator=(const TempDir &) = delete;
-
-  [[nodiscard]] std::string write(const std::string &name, const std::string &text) const {
-    std::string file = path_ + "/" + name;
-    std::ofstream(file) << text;
-    return file;
-  }
-  [[nodiscard]] const std::string &path() const { return path_; }
-
-private:
-  std::string path_;
-};
 
 /* A valid file: exit 0 and one line naming the file and the settings that matter. */
 TEST(CheckConfig, ValidFilePrintsOneOkLine) {

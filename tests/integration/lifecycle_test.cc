@@ -4,13 +4,12 @@
 #include "support/http_client.h"
 #include "support/load.h"
 #include "support/process.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <set>
 #include <vector>
 
@@ -332,13 +331,11 @@ TEST_F(Lifecycle, PoolGrowsWhenBusyAndShrinksWhenIdleLosingNothing) {
  * reason is logged, the one worker keeps serving). Not one request of the load may fail.
  */
 TEST_F(Lifecycle, ReloadAppliesTheConfigurationFileAndRefusesABadOne) {
-  char dir[] = "/tmp/sockdispatch-reload-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  std::string path = std::string(dir) + "/web.toml";
+  TempDir dir;
   auto writeConfig = [&](const std::string &workers) {
-    std::ofstream(path) << "bind = \"127.0.0.1\"\nworkers = " << workers << "\n";
+    return dir.write("web.toml", "bind = \"127.0.0.1\"\nworkers = " + workers + "\n");
   };
-  writeConfig("2");
+  std::string path = writeConfig("2");
   auto attachment = Attachment::start({"0", "--config", path});
   ASSERT_NE(attachment, nullptr);
   auto pinned = PinnedAttachment::open(attachment->port(), false);
@@ -348,7 +345,7 @@ TEST_F(Lifecycle, ReloadAppliesTheConfigurationFileAndRefusesABadOne) {
   Load load(attachment->port(), 2, 2);
   ASSERT_TRUE(load.waitFor(200));
   for (const char *workers : {"4", "1"}) {
-    writeConfig(workers);
+    (void)writeConfig(workers);
     uint64_t generation = pinned->config().generation;
     attachment->process().signal(SIGHUP);
     ASSERT_TRUE(eventually([&] { return pinned->config().generation == generation + 1; }, 10s))
@@ -358,7 +355,7 @@ TEST_F(Lifecycle, ReloadAppliesTheConfigurationFileAndRefusesABadOne) {
         << "reload to " << workers << " workers: " << runningPids(*pinned).size() << " run";
     ASSERT_TRUE(load.waitFor(200));
   }
-  writeConfig("0");
+  (void)writeConfig("0");
   uint64_t generation = pinned->config().generation;
   attachment->process().signal(SIGHUP);
   EXPECT_TRUE(eventually(
@@ -376,7 +373,6 @@ TEST_F(Lifecycle, ReloadAppliesTheConfigurationFileAndRefusesABadOne) {
             std::string::npos)
       << attachment->process().stderrText();
   EXPECT_EQ(attachment->stop(), 0);
-  std::filesystem::remove_all(dir);
 }
 
 } // namespace

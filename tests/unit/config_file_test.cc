@@ -2,6 +2,7 @@
 // input is refused with a message naming the file, the line and the key.
 #include "config_file.h"
 #include "option_ranges.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -17,30 +18,7 @@
 namespace sockdispatch {
 namespace {
 
-// A temporary directory with the files a case writes, removed afterwards.
-class TempDir {
-public:
-  TempDir() {
-    char base[] = "/tmp/sockdispatch-config-XXXXXX";
-    if (::mkdtemp(base) == nullptr) {
-      throw std::runtime_error("mkdtemp failed");
-    }
-    path_ = base;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir &) = delete;
-  TempDir &operator=(const TempDir &) = delete;
-
-  [[nodiscard]] std::string write(const std::string &name, const std::string &text) const {
-    std::string file = (path_ / name).string();
-    std::ofstream(file) << text;
-    return file;
-  }
-  [[nodiscard]] std::string path() const { return path_.string(); }
-
-private:
-  std::filesystem::path path_;
-};
+using test::TempDir;
 
 struct GoodKey {
   const char *key;
