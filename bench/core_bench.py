@@ -170,6 +170,31 @@ def summarize(runs):
     return out
 
 
+def require_tools(script, binary):
+    for tool in ("wrk", "nginx", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{script}: {tool} not found; run packaging/install-deps.sh --bench")
+    if not os.path.exists(binary):
+        sys.exit(f"{script}: {binary} not found; build first")
+
+
+def make_docroot(prefix):
+    """A temporary directory with www/index.html holding BODY: (workdir, docroot)."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    docroot = os.path.join(workdir, "www")
+    os.makedirs(docroot)
+    with open(os.path.join(docroot, "index.html"), "wb") as f:
+        f.write(BODY)
+    os.chmod(workdir, 0o755)
+    return workdir, docroot
+
+
+def relative_args(args):
+    """The arguments for the report, paths inside the repository made relative to it."""
+    return {k: (os.path.relpath(v, ROOT) if isinstance(v, str) and v.startswith(ROOT) else v)
+            for k, v in vars(args).items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,18 +207,8 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, "build", "sockdispatch"))
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "core.json"))
     args = parser.parse_args()
-    for tool in ("wrk", "nginx", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"core_bench: {tool} not found; run packaging/install-deps.sh --bench")
-    if not os.path.exists(args.binary):
-        sys.exit(f"core_bench: {args.binary} not found; build first")
-
-    workdir = tempfile.mkdtemp(prefix="sockdispatch-bench-")
-    docroot = os.path.join(workdir, "www")
-    os.makedirs(docroot)
-    with open(os.path.join(docroot, "index.html"), "wb") as f:
-        f.write(BODY)
-    os.chmod(workdir, 0o755)
+    require_tools("core_bench", args.binary)
+    workdir, docroot = make_docroot("sockdispatch-bench-")
 
     servers = {
         "sockdispatch": start_sockdispatch(args.binary, docroot, args.workers, args.server_cpus),
@@ -221,8 +236,7 @@ def main():
         "kernel": os.uname().release,
         "cpus": os.cpu_count(),
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
-        "args": {k: (os.path.relpath(v, ROOT) if isinstance(v, str) and v.startswith(ROOT) else v)
-                 for k, v in vars(args).items()},
+        "args": relative_args(args),
         "summary": summary,
         "runs": {f"{n}/{m}": r for (n, m), r in runs.items()},
     }

@@ -24,7 +24,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -86,18 +85,8 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, "build", "sockdispatch"))
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "reload.json"))
     args = parser.parse_args()
-    for tool in ("wrk", "nginx", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"reload_bench: {tool} not found; run packaging/install-deps.sh --bench")
-    if not os.path.exists(args.binary):
-        sys.exit(f"reload_bench: {args.binary} not found; build first")
-
-    workdir = tempfile.mkdtemp(prefix="sockdispatch-reload-")
-    docroot = os.path.join(workdir, "www")
-    os.makedirs(docroot)
-    with open(os.path.join(docroot, "index.html"), "wb") as f:
-        f.write(core_bench.BODY)
-    os.chmod(workdir, 0o755)
+    core_bench.require_tools("reload_bench", args.binary)
+    workdir, docroot = core_bench.make_docroot("sockdispatch-reload-")
 
     sd = core_bench.start_sockdispatch(args.binary, docroot, args.workers, args.server_cpus)
     ng = core_bench.start_nginx(workdir, docroot, args.workers, args.server_cpus)
@@ -127,8 +116,7 @@ def main():
         "kernel": os.uname().release,
         "cpus": os.cpu_count(),
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
-        "args": {k: (os.path.relpath(v, ROOT) if isinstance(v, str) and v.startswith(ROOT) else v)
-                 for k, v in vars(args).items()},
+        "args": core_bench.relative_args(args),
         "results": results,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
