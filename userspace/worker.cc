@@ -102,7 +102,7 @@ void Worker::onControl() {
     break;
   case ControlRead::kEof:
     spdlog::warn("the master is gone; stopping");
-    controlEvent_.reset();
+    event_del(controlEvent_.get()); // freed with the worker, not inside its own callback
     channel_.reset();
     beginStop();
     break;
