@@ -1,6 +1,6 @@
 #include "master.h"
 
-#include "control_channel.h"
+#include "fd_channel.h"
 #include "logging.h"
 #include "worker.h"
 
@@ -102,7 +102,7 @@ std::vector<uint32_t> Master::slotsOf(uint64_t generation) const {
 
 bool Master::spawn(uint32_t slot, bool isRespawn) {
   WorkerProcess &worker = workers_[slot];
-  auto channel = makeControlPair();
+  auto channel = makeChannelPair();
   if (!channel) {
     spdlog::error("{}", channel.error().message());
     return false;
@@ -277,7 +277,9 @@ void Master::retire(uint32_t slot) {
     freeSlot(slot);
     return;
   }
-  if (auto sent = sendControl(worker.channel.get(), ControlType::kStopGracefully); !sent) {
+  if (auto sent =
+          sendFds(worker.channel.get(), LineMessage::make(LineMessageType::kStopGracefully), {});
+      !sent) {
     spdlog::warn("worker {}: {}; sending SIGTERM", slot, sent.error().message());
     ::kill(worker.pid, SIGTERM);
     worker.terminated = true;

@@ -1,7 +1,7 @@
 #include "worker.h"
 
 #include "builtin_page.h"
-#include "control_channel.h"
+#include "fd_channel.h"
 #include "static_files.h"
 
 #include <event2/event.h>
@@ -92,22 +92,23 @@ void Worker::onAccept(int fd) {
 }
 
 void Worker::onControl() {
-  ControlType type{};
-  switch (receiveControl(channel_.get(), type)) {
-  case ControlRead::kMessage:
-    if (type == ControlType::kStopGracefully) {
-      spdlog::debug("asked to stop gracefully");
-      beginStop();
+  auto received = receive(channel_.get());
+  if (!received) {
+    if (!wouldBlock(received.error())) {
+      spdlog::warn("ignored a control message: {}", received.error().message());
     }
-    break;
-  case ControlRead::kEof:
+    return;
+  }
+  if (received->peerClosed) {
     spdlog::warn("the master is gone; stopping");
     event_del(controlEvent_.get()); // freed with the worker, not inside its own callback
     channel_.reset();
     beginStop();
-    break;
-  case ControlRead::kMalformed: spdlog::warn("ignored a malformed control message"); break;
-  case ControlRead::kNone: break;
+    return;
+  }
+  if (received->message.messageType() == LineMessageType::kStopGracefully) {
+    spdlog::debug("asked to stop gracefully");
+    beginStop();
   }
 }
 
