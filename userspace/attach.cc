@@ -7,12 +7,14 @@
 #include "notify.h"
 #include "pin_dir.h"
 #include "pinned_attachment.h"
+#include "shared_scoreboard.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 
@@ -43,7 +45,9 @@ std::string bpfLoadHint(int code) {
   }
 }
 
-// Refuses a port some live master holds; removes the pins a dead master left behind.
+// Refuses a port some live master holds; removes the pins a dead master left behind. (A line
+// mode attachment's scoreboard file is checked when it is created: one in use is refused, one
+// left by a dead master replaced.)
 void claimPort(uint16_t port) {
   std::string dir = pinDirFor(port);
   if (::access(dir.c_str(), F_OK) != 0) {
@@ -88,55 +92,41 @@ private:
 
 struct Prepared {
   ListenerGroup listeners;
-  std::unique_ptr<DispatchProgram> program;
-  std::string pinDir;
+  std::unique_ptr<DispatchProgram> program; // null in line mode
+  std::optional<SharedScoreboard> sharedBoard; // line mode's scoreboard
+  std::string pinDir;                           // eBPF mode's pins
+  std::string fallbackReason;                   // why auto mode serves in line mode
 };
 
-Prepared prepare(const AttachOptions &options) {
-  auto address = parseAddress(options.bind, options.port);
-  if (!address) {
-    throw StartupError(kExitUsage,
-                       "--bind " + options.bind + " is not a numeric IPv4 or IPv6 address");
-  }
-  if (auto mounted = ensureBpffs(); !mounted) {
-    fail(mounted.error());
-  }
-  auto lock = DirLock::acquire(pinBaseDir(), true);
-  if (!lock) {
-    fail(lock.error());
-  }
-  if (options.port != 0) {
-    claimPort(options.port);
-    if (portHasListener(options.port)) {
-      throw StartupError(kExitFailure, "port " + std::to_string(options.port) +
-                                           " is already in use by another listener");
-    }
-  }
-  Prepared prepared;
-  auto group = bindReuseportGroup(*address, initialWorkers(options));
-  if (!group) {
-    fail(group.error());
-  }
-  prepared.listeners = std::move(group.value());
-  uint16_t port = prepared.listeners.address.port();
-  if (options.port == 0) {
-    claimPort(port); // an ephemeral port may still carry a dead master's pins
-  }
-
-  auto program = DispatchProgram::load();
-  if (!program) {
-    throw StartupError(kExitFailure, program.error().message() + bpfLoadHint(program.error().code));
-  }
-  prepared.program = std::move(program.value());
-  Scoreboard board = prepared.program->scoreboard();
-  sd_config *config = board.config();
+void writeConfig(sd_config *config, const AttachOptions &options, uint16_t port, sd_mode mode) {
   config->abi_version = SD_ABI_VERSION;
   config->policy = SD_POLICY_SKIP_LOAD;
   config->nr_slots = static_cast<__u32>(initialWorkers(options));
-  config->mode = SD_MODE_EBPF;
+  config->mode = mode;
   config->master_pid = static_cast<__u32>(::getpid());
   config->port = port;
   config->generation = 1;
+}
+
+// The eBPF path's first step, before any socket exists: bpffs and the program. An error
+// names the cause and what it means.
+Result<std::unique_ptr<DispatchProgram>> loadProgram() {
+  if (auto mounted = ensureBpffs(); !mounted) {
+    return mounted.error();
+  }
+  auto program = DispatchProgram::load();
+  if (!program) {
+    Error error = program.error();
+    error.detail = std::string(std::strerror(error.code)) + bpfLoadHint(error.code);
+    return error;
+  }
+  return std::move(program.value());
+}
+
+void prepareEbpf(Prepared &prepared, const AttachOptions &options) {
+  Scoreboard board = prepared.program->scoreboard();
+  uint16_t port = prepared.listeners.address.port();
+  writeConfig(board.config(), options, port, SD_MODE_EBPF);
 
   // Attach before listen(): no SYN is ever hashed past the program.
   if (auto attached = prepared.program->attachTo(prepared.listeners.sockets[0].get()); !attached) {
@@ -174,6 +164,74 @@ Prepared prepare(const AttachOptions &options) {
     (void)removePinDir(staging);
     fail(error);
   }
+}
+
+void prepareLine(Prepared &prepared, const AttachOptions &options) {
+  uint16_t port = prepared.listeners.address.port();
+  sd_config initial{};
+  writeConfig(&initial, options, port, SD_MODE_LINE);
+  auto board = SharedScoreboard::create(port, initial);
+  if (!board) {
+    throw StartupError(board.error().code == EEXIST ? kExitUsage : kExitFailure,
+                       board.error().message());
+  }
+  prepared.sharedBoard.emplace(std::move(board.value()));
+  if (auto listening = listenAll(prepared.listeners, options.backlog); !listening) {
+    fail(listening.error());
+  }
+}
+
+Prepared prepare(const AttachOptions &options) {
+  auto address = parseAddress(options.bind, options.port);
+  if (!address) {
+    throw StartupError(kExitUsage,
+                       "--bind " + options.bind + " is not a numeric IPv4 or IPv6 address");
+  }
+  Prepared prepared;
+  if (options.mode != DispatchModeOption::kLine) {
+    auto program = loadProgram();
+    if (program) {
+      prepared.program = std::move(program.value());
+    } else if (options.mode == DispatchModeOption::kEbpf) {
+      fail(program.error());
+    } else {
+      prepared.fallbackReason = program.error().message();
+    }
+  }
+  const bool line = prepared.program == nullptr;
+
+  // One attach at a time decides who holds a port (the pins' base directory in eBPF mode,
+  // the run directory's in line mode).
+  std::optional<DirLock> lock;
+  if (!line) {
+    auto locked = DirLock::acquire(pinBaseDir(), true);
+    if (!locked) {
+      fail(locked.error());
+    }
+    lock.emplace(std::move(locked.value()));
+  }
+  if (options.port != 0) {
+    claimPort(options.port);
+    if (portHasListener(options.port)) {
+      throw StartupError(kExitFailure, "port " + std::to_string(options.port) +
+                                           " is already in use by another listener");
+    }
+  }
+  // Line mode accepts on one socket (a group of one: SO_REUSEPORT stays on, so a reload
+  // could join it, and the same code binds both modes).
+  auto group = bindReuseportGroup(*address, line ? 1 : initialWorkers(options));
+  if (!group) {
+    fail(group.error());
+  }
+  prepared.listeners = std::move(group.value());
+  if (options.port == 0) {
+    claimPort(prepared.listeners.address.port()); // a dead master's state may remain
+  }
+  if (line) {
+    prepareLine(prepared, options);
+  } else {
+    prepareEbpf(prepared, options);
+  }
   return prepared;
 }
 
@@ -189,10 +247,25 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
     spdlog::error("attach: {}", error.what());
     return error.code;
   }
-  PinGuard pins(prepared->pinDir);
+  std::optional<PinGuard> pins;
+  if (!prepared->pinDir.empty()) {
+    pins.emplace(prepared->pinDir);
+  }
   const SocketAddress address = prepared->listeners.address;
-  uint32_t programId = prepared->program->programId();
-  Master master(options, std::move(prepared->listeners), *prepared->program, reloadOptions);
+  const bool line = prepared->program == nullptr;
+  uint32_t programId = line ? 0 : prepared->program->programId();
+  if (!prepared->fallbackReason.empty()) {
+    spdlog::warn("the dispatch program cannot run here ({}); serving in line mode: the master "
+                 "accepts and the workers pass connections down a line (--mode ebpf refuses "
+                 "to start instead)",
+                 prepared->fallbackReason);
+  }
+  MasterDispatch dispatch;
+  dispatch.listeners = std::move(prepared->listeners);
+  dispatch.program = prepared->program.get();
+  dispatch.scoreboard =
+      line ? prepared->sharedBoard->writer() : prepared->program->scoreboard();
+  Master master(options, std::move(dispatch), reloadOptions);
   master.onReloading([] { notifyReloading(); });
   master.onReloaded([](bool committed) {
     notifyReady(committed ? "reloaded: a new generation serves"
@@ -200,11 +273,18 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
   });
   master.onStopping([] { notifyStopping(); });
   master.onReady([&] {
-    std::printf("listening on %s (ebpf mode, %d worker%s, policy skip_load, program id %u)\n",
-                address.toString().c_str(), initialWorkers(options),
-                initialWorkers(options) == 1 ? "" : "s", programId);
+    if (line) {
+      std::printf("listening on %s (line mode, %d worker%s, policy skip_load)\n",
+                  address.toString().c_str(), initialWorkers(options),
+                  initialWorkers(options) == 1 ? "" : "s");
+    } else {
+      std::printf("listening on %s (ebpf mode, %d worker%s, policy skip_load, program id %u)\n",
+                  address.toString().c_str(), initialWorkers(options),
+                  initialWorkers(options) == 1 ? "" : "s", programId);
+    }
     std::fflush(stdout);
-    spdlog::info("listening on {} with {} workers", address.toString(), initialWorkers(options));
+    spdlog::info("listening on {} with {} workers ({} mode)", address.toString(),
+                 initialWorkers(options), line ? "line" : "ebpf");
     if (options.maxWorkers > 0) {
       spdlog::info("dynamic pool: {} to {} workers", options.minWorkers, options.maxWorkers);
     }

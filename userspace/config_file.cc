@@ -161,6 +161,23 @@ std::optional<std::string> existingDirectory(const std::string &value) {
   return std::nullopt;
 }
 
+// `mode`: auto, ebpf or line.
+KeySpec modeKey() {
+  Apply apply = [](const toml::node &node, AttachOptions &options) -> std::optional<std::string> {
+    if (!node.is_string()) {
+      return wrongType("a string", node);
+    }
+    const std::string &value = node.as_string()->get();
+    auto mode = parseDispatchMode(value);
+    if (!mode) {
+      return fmt::format("'{}' is not a mode (auto, ebpf or line)", value);
+    }
+    options.mode = *mode;
+    return std::nullopt;
+  };
+  return {{"mode", "--mode", "string"}, std::move(apply), copier(&AttachOptions::mode)};
+}
+
 // Every key of the file: one line each. The ranges are the ones the flags check.
 const std::vector<KeySpec> &keyTable() {
   static const std::vector<KeySpec> table{
@@ -174,6 +191,8 @@ const std::vector<KeySpec> &keyTable() {
               kPoolIdleSecondsRange),
       string("bind", "--bind", &AttachOptions::bind, numericAddress),
       integer("backlog", "--backlog", &AttachOptions::backlog, kBacklogRange),
+      modeKey(),
+      integer("max-conns", "--max-conns", &AttachOptions::maxConnections, kMaxConnsRange),
       string("root", "--root", &AttachOptions::root, existingDirectory),
       seconds("shutdown-timeout", "--shutdown-timeout", &AttachOptions::shutdownTimeout,
               kShutdownTimeoutRange),

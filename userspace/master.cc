@@ -36,18 +36,28 @@ std::string describeExit(int status) {
 
 } // namespace
 
-Master::Master(AttachOptions options, ListenerGroup listeners, DispatchProgram &program,
-               OptionsLoader reloadOptions)
+Master::Master(AttachOptions options, MasterDispatch dispatch, OptionsLoader reloadOptions)
     : options_(std::make_shared<const AttachOptions>(std::move(options))),
-      reloadOptions_(std::move(reloadOptions)), address_(listeners.address), program_(program),
-      scoreboard_(program.scoreboard()), listeners_(SD_MAX_WORKERS), base_(event_base_new()),
-      workers_(SD_MAX_WORKERS) {
+      reloadOptions_(std::move(reloadOptions)), address_(dispatch.listeners.address),
+      program_(dispatch.program), scoreboard_(dispatch.scoreboard), listeners_(SD_MAX_WORKERS),
+      base_(event_base_new()), workers_(SD_MAX_WORKERS) {
   for (uint32_t slot = 0; slot < workers_.size(); ++slot) {
     workers_[slot].owner = this;
     workers_[slot].slot = slot;
   }
-  for (uint32_t slot = 0; slot < listeners.sockets.size(); ++slot) {
-    listeners_[slot] = std::move(listeners.sockets[slot]);
+  auto &sockets = dispatch.listeners.sockets;
+  if (program_ == nullptr) {
+    LineDispatcher::Hooks hooks;
+    hooks.head = [this] { return lineHead(); };
+    hooks.lineFull = [this] { return lineFull(); };
+    line_ = std::make_unique<LineDispatcher>(base_.get(), std::move(sockets.at(0)),
+                                             std::move(hooks));
+  }
+  const auto first = static_cast<uint32_t>(line_ ? initialWorkers(*options_) : sockets.size());
+  for (uint32_t slot = 0; slot < first; ++slot) {
+    if (!line_) {
+      listeners_[slot] = std::move(sockets[slot]);
+    }
     workers_[slot].generation = generation_;
     workers_[slot].options = options_;
   }
@@ -82,6 +92,13 @@ int Master::run() {
       break;
     }
   }
+  if (!stopping_ && line_) {
+    if (auto started = line_->start(); !started) {
+      spdlog::error("{}", started.error().message());
+      exitCode_ = kExitFailure;
+      beginStop(0);
+    }
+  }
   if (!stopping_) {
     watchGeneration();
     watchPool();
@@ -107,6 +124,14 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
     spdlog::error("{}", channel.error().message());
     return false;
   }
+  if (line_) {
+    if (auto made = line_->ensureChannel(slot); !made) {
+      spdlog::error("{}", made.error().message());
+      return false;
+    }
+    line_->handOver(slot); // the worker reads its input from now on
+    worker.successor = lineSuccessorOf(slot);
+  }
   scoreboard_.prepareSlot(slot, worker.generation);
   if (isRespawn) {
     // Counted before the fork: once the new process says RUNNING, readers see the count.
@@ -116,6 +141,9 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
   if (pid < 0) {
     scoreboard_.setState(slot, SD_SLOT_DEAD);
     spdlog::error("Failed to fork the worker for slot {}: {}", slot, std::strerror(errno));
+    if (line_) {
+      line_->recoverFrom(slot);
+    }
     return false;
   }
   if (pid == 0) {
@@ -127,6 +155,9 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
   worker.terminated = false;
   scoreboard_.setPid(slot, pid);
   spdlog::debug("spawned worker {} (generation {}) as pid {}", slot, worker.generation, pid);
+  if (line_) {
+    relinkLine(); // its predecessor passes to it from now on
+  }
   return true;
 }
 
@@ -139,8 +170,16 @@ void Master::runWorker(uint32_t slot, UniqueFd channel) {
   resetSignalsAfterFork();
   std::signal(SIGPIPE, SIG_IGN);
   setupLogging("worker " + std::to_string(slot), options_->verbose);
-  // Keep only this slot's listener and this worker's end of its own channel.
-  UniqueFd own = std::move(listeners_[slot]);
+  // Keep only this slot's listener (or line ends) and this worker's end of its own channel.
+  WorkerSockets sockets;
+  sockets.control = std::move(channel);
+  if (line_) {
+    auto ends = line_->takeInChild(slot, workers_[slot].successor);
+    sockets.lineInput = std::move(ends.input);
+    sockets.lineSuccessor = std::move(ends.successor);
+  } else {
+    sockets.listener = std::move(listeners_[slot]);
+  }
   for (uint32_t i = 0; i < workers_.size(); ++i) {
     listeners_[i].reset();
     workers_[i].channel.reset();
@@ -151,7 +190,7 @@ void Master::runWorker(uint32_t slot, UniqueFd channel) {
   std::shared_ptr<const AttachOptions> options = workers_[slot].options;
   int code = 0;
   {
-    Worker worker(*options, slot, std::move(own), std::move(channel), scoreboard_, "ebpf");
+    Worker worker(*options, slot, std::move(sockets), scoreboard_, line_ ? "line" : "ebpf");
     code = worker.run();
   }
   spdlog::default_logger()->flush();
@@ -184,6 +223,12 @@ void Master::onWorkerExit(uint32_t slot, int status) {
   // died with it. Its listener stays open here, so its queue waits for the respawn.
   scoreboard_.setState(slot, SD_SLOT_DEAD);
   scoreboard_.resetOpen(slot);
+  if (line_) {
+    // Its predecessor passes around it; what was already queued for it is sent again.
+    worker.successor.reset();
+    relinkLine();
+    line_->recoverFrom(slot);
+  }
   if (worker.retiring || stopping_) {
     spdlog::debug("worker {} (pid {}) {}", slot, pid, describeExit(status));
     if (worker.retiring) {
@@ -277,6 +322,9 @@ void Master::retire(uint32_t slot) {
     freeSlot(slot);
     return;
   }
+  if (line_) {
+    relinkLine(); // nothing new is passed to it
+  }
   if (auto sent =
           sendFds(worker.channel.get(), LineMessage::make(LineMessageType::kStopGracefully), {});
       !sent) {
@@ -330,12 +378,18 @@ bool Master::anyWorkerAlive() const {
 
 void Master::breakWhenEmpty() {
   if (stopping_ && !anyWorkerAlive()) {
+    answerLineLeftovers();
     event_base_loopbreak(base_.get());
   }
 }
 
 void Master::announceStop() {
   stopping_ = true;
+  if (line_) {
+    // What the kernel already queued goes down the line; nothing more is accepted.
+    line_->stopAccepting();
+    relinkLine(); // every worker keeps what reaches it now
+  }
   if (stoppingCallback_) {
     stoppingCallback_();
   }

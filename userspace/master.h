@@ -2,6 +2,7 @@
 
 #include "dispatch_program.h"
 #include "event_ptr.h"
+#include "line_dispatcher.h"
 #include "listener.h"
 #include "options.h"
 #include "result.h"
@@ -13,9 +14,19 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace sockdispatch {
+
+// How connections reach the workers. eBPF: `listeners` holds one socket per slot of the first
+// generation and `program` chooses among them. Line (no program): `listeners` holds the one
+// socket the master accepts on, and the workers pass connections down the line.
+struct MasterDispatch {
+  ListenerGroup listeners;
+  DispatchProgram *program = nullptr;
+  Scoreboard scoreboard{nullptr, nullptr};
+};
 
 // The master process. It forks one worker per slot of the current generation, keeps every
 // listener of that generation open (so a dead worker's accept queue survives it), respawns
@@ -32,14 +43,18 @@ namespace sockdispatch {
 // program stops choosing it), its listener is closed here and then, asked over its control
 // channel, by the worker itself, so the kernel migrates whatever is still queued on it to a
 // live worker. Signal handlers only wake the libevent loop (signalfd).
+//
+// In line mode the master accepts on one listener and hands connections to the first worker
+// of the line (LineDispatcher); it links each worker to the next one that takes connections
+// (kSuccessor over the control channel) and re-links the line whenever a worker starts,
+// leaves or dies. What was queued for a worker that died is read back and sent again.
 class Master {
 public:
   // Reads the options again for a reload (a configuration file); the current ones when the
   // attachment was started from flags alone.
   using OptionsLoader = std::function<Result<AttachOptions>()>;
 
-  Master(AttachOptions options, ListenerGroup listeners, DispatchProgram &program,
-         OptionsLoader reloadOptions);
+  Master(AttachOptions options, MasterDispatch dispatch, OptionsLoader reloadOptions);
   ~Master() = default;
   Master(const Master &) = delete;
   Master &operator=(const Master &) = delete;
@@ -72,6 +87,7 @@ private:
     EventPtr respawnTimer;
     EventPtr stopTimer; // SIGTERM, then SIGKILL, for a worker that does not leave in time
     bool terminated = false;
+    std::optional<uint32_t> successor; // line mode: where the worker passes, as last told
   };
 
   bool spawn(uint32_t slot, bool isRespawn);
@@ -99,11 +115,19 @@ private:
   [[nodiscard]] bool anyWorkerAlive() const;
   void breakWhenEmpty();
   void announceStop();
+  // Line mode (master_line.cc).
+  [[nodiscard]] bool lineMode() const { return line_ != nullptr; }
+  [[nodiscard]] bool takesConnections(const WorkerProcess &worker) const;
+  [[nodiscard]] std::optional<uint32_t> lineSuccessorOf(uint32_t slot) const;
+  [[nodiscard]] std::optional<uint32_t> lineHead() const;
+  [[nodiscard]] bool lineFull() const;
+  void relinkLine();
+  void answerLineLeftovers();
 
   std::shared_ptr<const AttachOptions> options_; // the current generation's
   OptionsLoader reloadOptions_;
   SocketAddress address_;
-  DispatchProgram &program_;
+  DispatchProgram *program_; // null in line mode
   Scoreboard scoreboard_;
   std::vector<UniqueFd> listeners_; // by slot; empty once the slot's worker retires
   // Declared before every libevent object below, so it is freed after all of them.
@@ -112,6 +136,8 @@ private:
   EventPtr generationTimer_; // watches a starting generation until it serves
   EventPtr killTimer_;
   EventPtr poolTimer_; // the dynamic pool's once-a-second look at the scoreboard
+  EventPtr relinkTimer_; // retries a re-linking the control channels could not take at once
+  std::unique_ptr<LineDispatcher> line_; // line mode only
   int poolGrowStep_ = 1;
   int poolIdleTicks_ = 0;
   std::vector<WorkerProcess> workers_; // by slot, SD_MAX_WORKERS of them

@@ -2,6 +2,7 @@
 
 #include "pin_dir.h"
 #include "pinned_attachment.h"
+#include "shared_scoreboard.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -18,16 +19,28 @@ constexpr auto kPoll = std::chrono::milliseconds(20);
 
 struct Owner {
   uint32_t pid = 0;
-  uint32_t configMapId = 0;
+  uint32_t configMapId = 0;   // eBPF mode: the maps the master holds
+  std::string scoreboardPath; // line mode: the file whose lock the master holds
 };
 
-Owner ownerOf(PinnedAttachment &pins) {
-  return Owner{loadRelaxed(pins.config().master_pid), pins.configMapId()};
+Owner ownerOf(PinnedAttachment &pins, uint16_t port) {
+  Owner owner{loadRelaxed(pins.config().master_pid), pins.configMapId(), {}};
+  if (pins.lineMode()) {
+    owner.scoreboardPath = runDirFor(port) + "/" + kScoreboardFile;
+  }
+  return owner;
 }
 
-// The master runs and still holds these pins (not some process that reused its pid).
+// The master runs and still holds this state (not some process that reused its pid).
 bool masterRuns(const Owner &owner) {
-  return processAlive(owner.pid) && processHoldsMap(owner.pid, owner.configMapId).value_or(true);
+  if (!processAlive(owner.pid)) {
+    return false;
+  }
+  if (owner.scoreboardPath.empty()) {
+    return processHoldsMap(owner.pid, owner.configMapId).value_or(true);
+  }
+  auto inUse = scoreboardInUse(owner.scoreboardPath);
+  return inUse ? inUse.value() : inUse.error().code != ENOENT;
 }
 
 std::chrono::milliseconds since(Clock::time_point start) {
@@ -41,11 +54,11 @@ Result<bool> removeIfLeftBy(uint16_t port, const Owner &owner) {
   if (!locked) {
     return locked.error().code == ENOENT ? Result<bool>(false) : Result<bool>(locked.error());
   }
-  Owner current = ownerOf(locked->pins);
+  Owner current = ownerOf(locked->pins, port);
   if (current.pid != owner.pid || current.configMapId != owner.configMapId || masterRuns(current)) {
     return false;
   }
-  if (auto removed = removePinDir(pinDirFor(port)); !removed) {
+  if (auto removed = removePinDir(stateDirFor(port)); !removed) {
     return removed.error();
   }
   return true;
@@ -55,7 +68,7 @@ Result<bool> removeIfLeftBy(uint16_t port, const Owner &owner) {
 
 Result<DetachOutcome> detachPort(uint16_t port, std::chrono::milliseconds timeout) {
   auto start = Clock::now();
-  std::string dir = pinDirFor(port);
+  std::string dir = stateDirFor(port);
   DetachOutcome outcome;
   Owner owner;
   {
@@ -68,7 +81,7 @@ Result<DetachOutcome> detachPort(uint16_t port, std::chrono::milliseconds timeou
       }
       return locked.error();
     }
-    owner = ownerOf(locked->pins);
+    owner = ownerOf(locked->pins, port);
     outcome.masterPid = owner.pid;
     bool signalled = masterRuns(owner) && ::kill(static_cast<pid_t>(owner.pid), SIGQUIT) == 0;
     if (!signalled) {
@@ -115,7 +128,7 @@ Result<ReloadOutcome> reloadPort(uint16_t port, std::chrono::milliseconds timeou
     if (!locked) {
       return locked.error();
     }
-    owner = ownerOf(locked->pins);
+    owner = ownerOf(locked->pins, port);
     outcome.masterPid = owner.pid;
     outcome.generationBefore = loadRelaxed(locked->pins.config().generation);
     if (!masterRuns(owner)) {

@@ -120,14 +120,20 @@ void Master::beginReload(bool rereadOptions) {
 
 Result<void> Master::takeSlot(uint32_t slot, uint64_t generation,
                               std::shared_ptr<const AttachOptions> options) {
-  auto listener = openGroupListener(address_, options->backlog);
-  if (!listener) {
-    return listener.error();
+  if (line_) {
+    if (auto made = line_->ensureChannel(slot); !made) {
+      return made;
+    }
+  } else {
+    auto listener = openGroupListener(address_, options->backlog);
+    if (!listener) {
+      return listener.error();
+    }
+    if (auto set = program_->setSocket(slot, listener->get()); !set) {
+      return set;
+    }
+    listeners_[slot] = std::move(listener.value());
   }
-  if (auto set = program_.setSocket(slot, listener->get()); !set) {
-    return set;
-  }
-  listeners_[slot] = std::move(listener.value());
   WorkerProcess &worker = workers_[slot];
   worker.generation = generation;
   worker.options = std::move(options);

@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace sockdispatch {
 
@@ -13,6 +15,23 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;      // a runtime failure (bind, BPF load, ...)
 inline constexpr int kExitUsage = 2;        // bad flag, value or configuration
 inline constexpr int kExitFatalConfig = 78; // a worker that must not be respawned (EX_CONFIG)
+
+// --mode: how connections reach the workers. kAuto: the eBPF program where it loads, else
+// the line (with one warning saying why).
+enum class DispatchModeOption { kAuto, kEbpf, kLine };
+
+inline std::optional<DispatchModeOption> parseDispatchMode(std::string_view name) {
+  if (name == "auto") {
+    return DispatchModeOption::kAuto;
+  }
+  if (name == "ebpf") {
+    return DispatchModeOption::kEbpf;
+  }
+  if (name == "line") {
+    return DispatchModeOption::kLine;
+  }
+  return std::nullopt;
+}
 
 // Everything `sockdispatch attach` is told.
 struct AttachOptions {
@@ -27,6 +46,11 @@ struct AttachOptions {
   int poolBusyConnections = 16;
   int poolIdleSeconds = 10;
   int backlog = 511;
+  // Open connections at which a worker takes no more (0: no limit). In line mode a full
+  // worker passes new connections on, and when every worker is full the master stops
+  // accepting; in eBPF mode a full worker leaves the line (SD_SLOT_FULL) until one closes.
+  uint32_t maxConnections = 0;
+  DispatchModeOption mode = DispatchModeOption::kAuto;
   std::string root; // empty: the built-in page
   std::chrono::seconds shutdownTimeout{10};
   HttpLimits limits;

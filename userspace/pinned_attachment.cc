@@ -5,6 +5,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -28,10 +29,30 @@ Result<UniqueFd> openPin(const std::string &path, bool writable) {
 
 } // namespace
 
+std::string stateDirFor(uint16_t port) {
+  std::string pins = pinDirFor(port);
+  if (::access(pins.c_str(), F_OK) == 0) {
+    return pins;
+  }
+  std::string run = runDirFor(port);
+  return ::access(run.c_str(), F_OK) == 0 ? run : pins;
+}
+
 Result<PinnedAttachment> PinnedAttachment::open(uint16_t port, bool writable) {
   std::string dir = pinDirFor(port);
   PinnedAttachment attachment;
   attachment.writable_ = writable;
+  if (::access(dir.c_str(), F_OK) != 0 && errno == ENOENT) {
+    auto board = SharedScoreboard::open(port, writable);
+    if (board) {
+      attachment.shared_.emplace(std::move(board.value()));
+      return attachment;
+    }
+    if (board.error().code != ENOENT) {
+      return board.error();
+    }
+    // Neither: the pins' ENOENT below names what is missing.
+  }
   auto config = openPin(dir + "/" + kPinConfig, writable);
   if (!config) {
     return config.error();
@@ -91,6 +112,9 @@ Result<void> PinnedAttachment::refresh() {
 }
 
 Scoreboard PinnedAttachment::scoreboard() {
+  if (shared_) {
+    return writable_ ? shared_->writer() : shared_->reader();
+  }
   if (writable_) {
     return Scoreboard(slots_.as<sd_slot>(), config_.as<sd_config>());
   }
@@ -99,6 +123,9 @@ Scoreboard PinnedAttachment::scoreboard() {
 }
 
 const sd_config &PinnedAttachment::config() {
+  if (shared_) {
+    return *shared_->reader().config();
+  }
   if (!writable_) {
     (void)refresh(); // on failure, the last copy
   }
@@ -106,6 +133,14 @@ const sd_config &PinnedAttachment::config() {
 }
 
 Result<std::array<uint64_t, SD_NR_VERDICTS>> PinnedAttachment::verdicts() const {
+  if (shared_) {
+    // No kernel program: every connection went where the line's policy chose.
+    std::array<uint64_t, SD_NR_VERDICTS> totals{};
+    for (const SlotSnapshot &slot : shared_->reader().snapshotAll()) {
+      totals[SD_VERDICT_SELECTED] += slot.selected;
+    }
+    return totals;
+  }
   int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) {
     return osError(-cpus, "count possible CPUs");
@@ -123,7 +158,21 @@ Result<std::array<uint64_t, SD_NR_VERDICTS>> PinnedAttachment::verdicts() const 
   return totals;
 }
 
+std::optional<bool> PinnedAttachment::heldBy(uint32_t pid) const {
+  if (shared_) {
+    if (!processAlive(pid)) {
+      return false;
+    }
+    auto inUse = scoreboardInUse(shared_->path());
+    return inUse ? std::optional<bool>(inUse.value()) : std::nullopt;
+  }
+  return processHoldsMap(pid, configMapId());
+}
+
 uint32_t PinnedAttachment::configMapId() const {
+  if (shared_) {
+    return 0;
+  }
   bpf_map_info info{};
   uint32_t length = sizeof(info);
   if (bpf_obj_get_info_by_fd(configFd_.get(), &info, &length) != 0) {
@@ -134,7 +183,7 @@ uint32_t PinnedAttachment::configMapId() const {
 
 Result<LockedAttachment> openLocked(uint16_t port, bool exclusive, bool writable,
                                     std::chrono::milliseconds timeout) {
-  auto lock = DirLock::acquire(pinDirFor(port), exclusive, timeout);
+  auto lock = DirLock::acquire(stateDirFor(port), exclusive, timeout);
   if (!lock) {
     return lock.error();
   }

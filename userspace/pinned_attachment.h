@@ -4,6 +4,7 @@
 #include "pin_dir.h"
 #include "result.h"
 #include "scoreboard.h"
+#include "shared_scoreboard.h"
 #include "unique_fd.h"
 
 #include <array>
@@ -15,8 +16,12 @@
 
 namespace sockdispatch {
 
+// Where the state of `port`'s attachment lives: its pin directory (eBPF mode) when that
+// exists, else its run directory (line mode) when that exists, else the pin directory.
+std::string stateDirFor(uint16_t port);
+
 // An attachment seen from outside its master (the CLI, tests, monitoring): the pinned maps
-// under pinDirFor(port). Writable, the slot and config arrays are mmapped and live. Read-only
+// under pinDirFor(port), or in line mode the scoreboard file under runDirFor(port). Writable, the slot and config arrays are mmapped and live. Read-only
 // (the kernel refuses shared mappings of read-only map fds), they are copied with map
 // lookups each time scoreboard() is called.
 class PinnedAttachment {
@@ -30,14 +35,21 @@ public:
   [[nodiscard]] const sd_config &config();
   // Verdict counters summed over CPUs.
   [[nodiscard]] Result<std::array<uint64_t, SD_NR_VERDICTS>> verdicts() const;
-  // The kernel's id of the config map (0 if unknown): which process holds this attachment.
+  // The kernel's id of the config map (0 if unknown, and in line mode).
   [[nodiscard]] uint32_t configMapId() const;
+  // Line mode: the state is a scoreboard file, not pinned maps.
+  [[nodiscard]] bool lineMode() const { return shared_.has_value(); }
+  // Whether process `pid` still holds this attachment (its maps, or in line mode the
+  // scoreboard file's lock): not an unrelated process that reused the number. nullopt when
+  // the system does not tell.
+  [[nodiscard]] std::optional<bool> heldBy(uint32_t pid) const;
 
 private:
   PinnedAttachment() = default;
   Result<void> refresh();
 
   bool writable_ = false;
+  std::optional<SharedScoreboard> shared_;
   std::vector<sd_slot> slotCopy_;
   sd_config configCopy_{};
   UniqueFd slotsFd_;

@@ -46,6 +46,12 @@ void Scoreboard::setState(uint32_t slot, sd_slot_state state) {
   storeRelease<__u32>(slots_[slot].state, state);
 }
 
+bool Scoreboard::changeState(uint32_t slot, sd_slot_state from, sd_slot_state to) {
+  __u32 expected = from;
+  return std::atomic_ref<__u32>(slots_[slot].state)
+      .compare_exchange_strong(expected, to, std::memory_order_acq_rel);
+}
+
 void Scoreboard::resetOpen(uint32_t slot) {
   storeRelease<__u64>(slots_[slot].open, 0);
 }

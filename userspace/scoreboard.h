@@ -40,6 +40,10 @@ public:
   void connectionClosed(uint32_t slot);
   void requestAnswered(uint32_t slot);
 
+  // From `from` to `to` only if nobody changed the state meanwhile (a worker marking itself
+  // full or running again never overwrites the master's STOPPING or DEAD).
+  bool changeState(uint32_t slot, sd_slot_state from, sd_slot_state to);
+
   // Line mode: the policy's counters, written as the kernel program writes them.
   // countSkip returns `skipped` before its increment (skip_load's my_skipped).
   uint64_t countSkip(uint32_t slot);

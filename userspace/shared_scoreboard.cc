@@ -158,6 +158,20 @@ Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, sd_config initi
   return board;
 }
 
+Result<bool> scoreboardInUse(const std::string &path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return osError("open scoreboard " + path);
+  }
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) {
+    return false;
+  }
+  if (errno != EWOULDBLOCK) {
+    return osError("lock scoreboard " + path);
+  }
+  return true;
+}
+
 Result<SharedScoreboard> SharedScoreboard::open(uint16_t port, bool writable) {
   return openPath(runDirFor(port) + "/" + kScoreboardFile, writable);
 }
@@ -196,7 +210,7 @@ Result<SharedScoreboard> SharedScoreboard::openPath(const std::string &path, boo
 
 SharedScoreboard::SharedScoreboard(SharedScoreboard &&other) noexcept
     : path_(std::move(other.path_)), region_(std::move(other.region_)), writable_(other.writable_),
-      ownerPid_(std::exchange(other.ownerPid_, 0)) {}
+      ownerPid_(std::exchange(other.ownerPid_, 0)), lock_(std::move(other.lock_)) {}
 
 SharedScoreboard &SharedScoreboard::operator=(SharedScoreboard &&other) noexcept {
   if (this != &other) {

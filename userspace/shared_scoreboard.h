@@ -28,6 +28,10 @@ struct ScoreboardLayout {
 };
 ScoreboardLayout scoreboardLayout();
 
+// Whether the master that created the scoreboard file at `path`, or one of its workers, still
+// runs (holds the file's flock).
+Result<bool> scoreboardInUse(const std::string &path);
+
 // The scoreboard's memory when no BPF map exists (line mode): a file mapped MAP_SHARED, so the
 // master builds a Scoreboard over it before fork and every worker shares the same counters.
 // The CLI opens it read-only to show status.

@@ -69,21 +69,25 @@ nlohmann::json toJson(const AttachmentStatus &status) {
 
 std::vector<uint16_t> attachedPorts() {
   std::vector<uint16_t> ports;
-  DIR *stream = ::opendir(pinBaseDir().c_str());
-  if (stream == nullptr) {
-    return ports;
-  }
-  while (dirent *entry = ::readdir(stream)) {
-    std::string name = entry->d_name;
-    bool digits =
-        !name.empty() && name.size() <= 5 &&
-        std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isdigit(c); });
-    if (digits && std::stoul(name) <= 65535) {
-      ports.push_back(static_cast<uint16_t>(std::stoul(name)));
+  // eBPF attachments are pin directories, line ones run directories: both named by port.
+  for (const std::string &base : {pinBaseDir(), runBaseDir()}) {
+    DIR *stream = ::opendir(base.c_str());
+    if (stream == nullptr) {
+      continue;
     }
+    while (dirent *entry = ::readdir(stream)) {
+      std::string name = entry->d_name;
+      bool digits =
+          !name.empty() && name.size() <= 5 &&
+          std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isdigit(c); });
+      if (digits && std::stoul(name) <= 65535) {
+        ports.push_back(static_cast<uint16_t>(std::stoul(name)));
+      }
+    }
+    ::closedir(stream);
   }
-  ::closedir(stream);
   std::sort(ports.begin(), ports.end());
+  ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
   return ports;
 }
 
@@ -98,22 +102,29 @@ Result<AttachmentStatus> readStatus(uint16_t port) {
   Scoreboard board = attachment->scoreboard();
   status.config = *board.config();
   status.workers = board.snapshotAll();
-  status.masterAlive = processAlive(status.config.master_pid);
+  status.masterAlive = attachment->lineMode()
+                           ? attachment->heldBy(status.config.master_pid).value_or(true)
+                           : processAlive(status.config.master_pid);
   auto verdicts = attachment->verdicts();
   if (!verdicts) {
     return verdicts.error();
   }
   status.verdicts = verdicts.value();
-  readProgramStats(pinDirFor(port), status);
+  if (!attachment->lineMode()) {
+    readProgramStats(pinDirFor(port), status);
+  }
   return status;
 }
 
 std::string formatTable(const AttachmentStatus &status) {
+  std::string program = status.config.mode == SD_MODE_LINE
+                            ? std::string("no program (the workers pass connections)")
+                            : fmt::format("program id {}", status.programId);
   std::string out =
-      fmt::format("port {}  mode {}  policy {}  master pid {}{}  program id {}  map ABI {}\n",
-                  status.port, modeName(status.config.mode), policyName(status.config.policy),
+      fmt::format("port {}  mode {}  policy {}  master pid {}{}  {}  map ABI {}\n", status.port,
+                  modeName(status.config.mode), policyName(status.config.policy),
                   status.config.master_pid, status.masterAlive ? "" : " (not running: stale state)",
-                  status.programId, status.config.abi_version);
+                  program, status.config.abi_version);
   if (status.programRunCount > 0) {
     out += fmt::format("program: {} decisions, {:.0f} ns each on average\n", status.programRunCount,
                        static_cast<double>(status.programRunTimeNs) /

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <csignal>
@@ -16,12 +17,39 @@
 
 namespace sockdispatch {
 
-Worker::Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener, UniqueFd channel,
+namespace {
+
+// A line-mode worker keeps this many descriptors in reserve below its RLIMIT_NOFILE: one
+// whole message of connections, and room for the files it serves.
+constexpr uint64_t kDescriptorReserve = kMaxFdsPerMessage + 64;
+constexpr timeval kAcceptPause{0, 100'000};
+
+uint64_t descriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+    return 0;
+  }
+  return limit.rlim_cur > kDescriptorReserve ? limit.rlim_cur - kDescriptorReserve : 1;
+}
+
+} // namespace
+
+Worker::Worker(const AttachOptions &options, uint32_t slot, WorkerSockets sockets,
                Scoreboard scoreboard, std::string mode)
-    : options_(options), slot_(slot), listenerFd_(std::move(listener)),
-      channel_(std::move(channel)),
-      scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
-      base_(event_base_new()) {}
+    : options_(options), slot_(slot), listenerFd_(std::move(sockets.listener)),
+      channel_(std::move(sockets.control)), lineInput_(std::move(sockets.lineInput)),
+      lineSuccessor_(std::move(sockets.lineSuccessor)), scoreboard_(scoreboard),
+      identity_{std::move(mode), slot, ::getpid()}, base_(event_base_new()),
+      maxConnections_(options.maxConnections) {
+  if (lineInput_) {
+    // recvmsg installs descriptors only while the limit allows and drops the rest: a line
+    // worker counts itself full before it gets there.
+    uint64_t limit = descriptorLimit();
+    if (limit != 0 && (maxConnections_ == 0 || maxConnections_ > limit)) {
+      maxConnections_ = limit;
+    }
+  }
+}
 
 int Worker::run() {
   if (!base_) {
@@ -38,20 +66,30 @@ int Worker::run() {
     }
     handler_ = std::move(files.value());
   }
-  listener_.reset(evconnlistener_new(
-      base_.get(),
-      [](evconnlistener *, evutil_socket_t fd, sockaddr *, int, void *ctx) {
-        static_cast<Worker *>(ctx)->onAccept(fd);
-      },
-      this, LEV_OPT_CLOSE_ON_EXEC, 0, listenerFd_.get()));
-  if (!listener_) {
-    spdlog::error("Failed to listen on the slot {} socket", slot_);
+  if (listenerFd_) {
+    listener_.reset(evconnlistener_new(
+        base_.get(),
+        [](evconnlistener *, evutil_socket_t fd, sockaddr *, int, void *ctx) {
+          static_cast<Worker *>(ctx)->onAccept(fd);
+        },
+        this, LEV_OPT_CLOSE_ON_EXEC, 0, listenerFd_.get()));
+    if (!listener_) {
+      spdlog::error("Failed to listen on the slot {} socket", slot_);
+      return kExitFailure;
+    }
+    evconnlistener_set_error_cb(listener_.get(), [](evconnlistener *, void *ctx) {
+      auto *self = static_cast<Worker *>(ctx);
+      int code = errno;
+      if (code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM) {
+        spdlog::warn("Failed to accept: {}; pausing accepts for 100 ms", std::strerror(code));
+        self->pauseAccepting();
+      } else {
+        spdlog::debug("accept failed: {}", std::strerror(code));
+      }
+    });
+  } else if (!startLine()) {
     return kExitFailure;
   }
-  evconnlistener_set_error_cb(listener_.get(), [](evconnlistener *, void *) {
-    // EMFILE/ENFILE and friends: libevent tries again on the next readiness.
-    spdlog::debug("accept failed: {}", std::strerror(errno));
-  });
   signals_ = std::make_unique<SignalSet>(base_.get(), std::initializer_list<int>{SIGTERM, SIGINT},
                                          [this](int) { beginStop(); });
   if (!signals_->valid()) {
@@ -89,6 +127,50 @@ void Worker::onAccept(int fd) {
   if (stopping_) {
     key->closeWhenIdle(); // what the client sends first is answered, then it closes
   }
+  updateFull();
+}
+
+void Worker::updateFull() {
+  if (stopping_) {
+    return;
+  }
+  bool full = paused_ || (maxConnections_ != 0 && connections_.size() >= maxConnections_);
+  if (full == full_) {
+    return;
+  }
+  full_ = full;
+  if (full) {
+    scoreboard_.changeState(slot_, SD_SLOT_RUNNING, SD_SLOT_FULL);
+    if (listener_) {
+      evconnlistener_disable(listener_.get());
+    }
+  } else {
+    scoreboard_.changeState(slot_, SD_SLOT_FULL, SD_SLOT_RUNNING);
+    if (listener_) {
+      evconnlistener_enable(listener_.get());
+    }
+  }
+}
+
+// Out of descriptors: no spinning on a ready listener that cannot be accepted from. The slot
+// is marked full meanwhile, so the program sends new connections elsewhere.
+void Worker::pauseAccepting() {
+  if (paused_) {
+    return;
+  }
+  paused_ = true;
+  updateFull();
+  if (!acceptPause_) {
+    acceptPause_.reset(evtimer_new(
+        base_.get(),
+        [](evutil_socket_t, short, void *ctx) {
+          auto *self = static_cast<Worker *>(ctx);
+          self->paused_ = false;
+          self->updateFull();
+        },
+        this));
+  }
+  evtimer_add(acceptPause_.get(), &kAcceptPause);
 }
 
 void Worker::onControl() {
@@ -106,9 +188,13 @@ void Worker::onControl() {
     beginStop();
     return;
   }
-  if (received->message.messageType() == LineMessageType::kStopGracefully) {
+  switch (received->message.messageType()) {
+  case LineMessageType::kStopGracefully:
     spdlog::debug("asked to stop gracefully");
     beginStop();
+    break;
+  case LineMessageType::kSuccessor: onSuccessor(*received); break;
+  default: spdlog::warn("ignored a control message of type {}", received->message.type); break;
   }
 }
 
@@ -143,6 +229,7 @@ void Worker::onConnectionClosed(HttpConnection *connection) {
   closed_.push_back(std::move(found->second));
   connections_.erase(found);
   event_active(reaper_.get(), EV_TIMEOUT, 0);
+  updateFull();
 }
 
 void Worker::reapClosed() {
@@ -158,6 +245,9 @@ void Worker::beginStop() {
   }
   stopping_ = true;
   scoreboard_.setState(slot_, SD_SLOT_STOPPING);
+  if (lineInput_) {
+    onLineInput(); // what the line already sent is kept or passed on before anything closes
+  }
   std::vector<HttpConnection *> open;
   open.reserve(connections_.size());
   for (auto &entry : connections_) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "event_ptr.h"
+#include "fd_channel.h"
 #include "handler.h"
 #include "http_connection.h"
 #include "options.h"
@@ -14,12 +15,20 @@
 
 namespace sockdispatch {
 
-// One worker process: a libevent loop accepting on its own listener (its slot's socket in
-// the reuseport group), serving HTTP, and mirroring its load into its scoreboard slot.
+// What a worker is handed at fork.
+struct WorkerSockets {
+  UniqueFd listener;      // eBPF mode: its slot's socket in the reuseport group
+  UniqueFd control;       // its end of the control channel to the master
+  UniqueFd lineInput;     // line mode: where connections arrive (read end)
+  UniqueFd lineSuccessor; // line mode: where it passes them (write end); none when last
+};
+
+// One worker process: a libevent loop taking connections (accepting on its own listener in
+// eBPF mode, receiving them from the line in line mode), serving HTTP, and mirroring its
+// load into its scoreboard slot.
 class Worker {
 public:
-  // `channel`: the worker's end of its control channel to the master.
-  Worker(const AttachOptions &options, uint32_t slot, UniqueFd listener, UniqueFd channel,
+  Worker(const AttachOptions &options, uint32_t slot, WorkerSockets sockets,
          Scoreboard scoreboard, std::string mode);
   ~Worker() = default;
   Worker(const Worker &) = delete;
@@ -33,6 +42,15 @@ public:
 
 private:
   void onAccept(int fd);
+  // Line mode (worker_line.cc).
+  bool startLine();
+  void onLineInput();
+  void takeFromLine(Received &received);
+  void passOn(LineMessage message, std::vector<UniqueFd> fds);
+  void onSuccessor(Received &received);
+  // --max-conns and descriptor shortages: a full worker is chosen by no policy.
+  void updateFull();
+  void pauseAccepting();
   void onControl();
   void drainListener();
   void onConnectionClosed(HttpConnection *connection);
@@ -43,6 +61,8 @@ private:
   uint32_t slot_;
   UniqueFd listenerFd_;
   UniqueFd channel_;
+  UniqueFd lineInput_;
+  UniqueFd lineSuccessor_;
   Scoreboard scoreboard_;
   WorkerIdentity identity_;
   std::unique_ptr<Handler> handler_;
@@ -51,11 +71,16 @@ private:
   ListenerPtr listener_;
   std::unique_ptr<SignalSet> signals_;
   EventPtr controlEvent_;
+  EventPtr lineInputEvent_;
+  EventPtr acceptPause_; // eBPF mode: accepting resumes after a descriptor shortage
   EventPtr stopDeadline_;
   EventPtr reaper_; // frees closed connections outside their own callbacks
   std::unordered_map<HttpConnection *, std::unique_ptr<HttpConnection>> connections_;
   std::vector<std::unique_ptr<HttpConnection>> closed_;
+  uint64_t maxConnections_ = 0; // 0: no limit
   bool stopping_ = false;
+  bool full_ = false;
+  bool paused_ = false; // eBPF mode: out of descriptors
 };
 
 } // namespace sockdispatch

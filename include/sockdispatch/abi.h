@@ -12,7 +12,7 @@
 
 #include <linux/types.h>
 
-#define SD_ABI_VERSION 1
+#define SD_ABI_VERSION 2
 /* Upper bound on worker slots (the size of every per-worker map). */
 #define SD_MAX_WORKERS 128
 #define SD_CACHELINE   64
@@ -24,6 +24,7 @@ enum sd_slot_state {
 	SD_SLOT_RUNNING = 2,  /* serving its listener */
 	SD_SLOT_STOPPING = 3, /* asked to stop; finishes what it has */
 	SD_SLOT_DEAD = 4,     /* exited; the master may respawn it */
+	SD_SLOT_FULL = 5,     /* serving, but at --max-conns or out of descriptors: not chosen */
 	SD_NR_SLOT_STATES
 };
 

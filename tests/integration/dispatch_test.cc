@@ -1,7 +1,9 @@
 // The kernel program's decisions, proven against the C++ reference: a real master with four
 // workers on loopback, a deterministic sequence of connections opened one at a time, and for
 // each, the worker that answered (its own X-Sockdispatch-Worker header and pid) must be the
-// one skip_load predicts from the same scoreboard the program reads.
+// one skip_load predicts from the same scoreboard the program reads. The same checks run in
+// line mode (`--mode line`: the workers decide, passing connections down the line), so both
+// modes are proven to make the same decisions.
 #include "balancer.h"
 #include "pinned_attachment.h"
 #include "support/http_client.h"
@@ -16,7 +18,12 @@
 namespace sockdispatch::test {
 namespace {
 
-class Dispatch : public LiveAttachmentTest {
+class Dispatch : public LiveAttachmentTest, public testing::WithParamInterface<const char *> {
+public:
+  [[nodiscard]] std::vector<std::string> extraArgs() const override {
+    return {"--mode", GetParam()};
+  }
+
 protected:
   // Waits until every slot's `open` equals what this test holds (workers see closes late).
   bool openCountsSettle(const std::map<uint32_t, uint64_t> &expected) {
@@ -40,7 +47,7 @@ protected:
  * skip_load; after it, the answering worker must match, and the kernel's `skipped` counters
  * must have moved exactly as the reference moved them.
  */
-TEST_F(Dispatch, KernelChoiceMatchesSkipLoadReference) {
+TEST_P(Dispatch, ChoiceMatchesSkipLoadReference) {
   auto verdictsBefore = pinned_->verdicts();
   ASSERT_TRUE(verdictsBefore);
   std::deque<std::pair<uint32_t, TcpClient>> held;
@@ -64,7 +71,8 @@ TEST_F(Dispatch, KernelChoiceMatchesSkipLoadReference) {
     ASSERT_EQ(reply->status, 200);
     int slot = reply->workerSlot();
     ASSERT_EQ(slot, static_cast<int>(*expected))
-        << "step " << i << ": kernel chose " << slot << ", skip_load predicts " << *expected;
+        << "step " << i << ": " << GetParam() << " mode chose " << slot
+        << ", skip_load predicts " << *expected;
     std::string pidText = "(pid " + std::to_string(snapshot[*expected].pid) + ")";
     EXPECT_NE(reply->body.find(pidText), std::string::npos) << reply->body;
     auto after = pinned_->scoreboard().snapshotAll();
@@ -93,7 +101,7 @@ TEST_F(Dispatch, KernelChoiceMatchesSkipLoadReference) {
 }
 
 /* The scoreboard mirrors what the workers did: accepted and requests totals per slot. */
-TEST_F(Dispatch, ScoreboardCountsAcceptsAndRequests) {
+TEST_P(Dispatch, ScoreboardCountsAcceptsAndRequests) {
   std::map<int, uint64_t> requests;
   for (int c = 0; c < 8; ++c) {
     auto client = TcpClient::connect(attachment_->port());
@@ -122,6 +130,9 @@ TEST_F(Dispatch, ScoreboardCountsAcceptsAndRequests) {
   }
   EXPECT_EQ(accepted, 8U);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, Dispatch, testing::Values("ebpf", "line"),
+                         [](const auto &param) { return std::string(param.param); });
 
 } // namespace
 } // namespace sockdispatch::test

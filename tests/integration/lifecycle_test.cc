@@ -11,6 +11,8 @@
 
 #include <cstdlib>
 #include <set>
+#include <string>
+#include <tuple>
 #include <vector>
 
 namespace sockdispatch::test {
@@ -36,8 +38,16 @@ struct GenerationSignal {
   const char *name;
   int signo;
 };
+void PrintTo(const GenerationSignal &signal, std::ostream *out) {
+  *out << signal.name;
+}
 
-class NewGeneration : public testing::TestWithParam<GenerationSignal> {
+// Every lifecycle guarantee holds in both modes: eBPF (the kernel migrates what was queued on
+// a closing listener) and line (the master holds every input channel of the line and sends
+// again whatever was queued for a worker that left).
+constexpr const char *kModes[] = {"ebpf", "line"};
+
+class NewGeneration : public testing::TestWithParam<std::tuple<GenerationSignal, const char *>> {
 protected:
   void SetUp() override {
     if (!haveBpfPrivileges()) {
@@ -55,7 +65,9 @@ protected:
  * take over (new pids answer), and every retired process must be gone.
  */
 TEST_P(NewGeneration, UnderLoadLosesNothing) {
-  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
+  const auto &[signal, mode] = GetParam();
+  auto attachment =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4", "--mode", mode});
   ASSERT_NE(attachment, nullptr);
   auto pinned = PinnedAttachment::open(attachment->port(), false);
   ASSERT_TRUE(pinned) << pinned.error().message();
@@ -67,7 +79,7 @@ TEST_P(NewGeneration, UnderLoadLosesNothing) {
     auto before = runningPids(*pinned);
     ASSERT_EQ(before.size(), 4U) << "round " << round;
     uint64_t generation = pinned->config().generation;
-    attachment->process().signal(GetParam().signo);
+    attachment->process().signal(signal.signo);
     ASSERT_TRUE(eventually([&] { return pinned->config().generation == generation + 1; }, 10s))
         << "round " << round << ": the new generation never took over";
     retired.insert(before.begin(), before.end());
@@ -100,10 +112,16 @@ TEST_P(NewGeneration, UnderLoadLosesNothing) {
   EXPECT_EQ(attachment->stop(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Signals, NewGeneration,
-                         testing::Values(GenerationSignal{"reload_SIGHUP", SIGHUP},
-                                         GenerationSignal{"restart_SIGUSR1", SIGUSR1}),
-                         [](const auto &param) { return std::string(param.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Signals, NewGeneration,
+    testing::Combine(testing::Values(GenerationSignal{"reload_SIGHUP", SIGHUP},
+                                     GenerationSignal{"restart_SIGUSR1", SIGUSR1}),
+                     testing::ValuesIn(kModes)),
+    [](const auto &param) {
+      return std::string(std::get<0>(param.param).name) + "_" + std::get<1>(param.param);
+    });
+
+class InMode : public BpfTest, public testing::WithParamInterface<const char *> {};
 
 /*
  * SIGQUIT while a request is half sent, a keep-alive connection is idle, and six
@@ -112,8 +130,9 @@ INSTANTIATE_TEST_SUITE_P(Signals, NewGeneration,
  * accepted and answered; the idle connection is closed; the master exits 0 and removes its
  * pins.
  */
-TEST_F(Lifecycle, GracefulStopServesQueuedAndInFlightRequests) {
-  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2"});
+TEST_P(InMode, GracefulStopServesQueuedAndInFlightRequests) {
+  auto attachment =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2", "--mode", GetParam()});
   ASSERT_NE(attachment, nullptr);
   uint16_t port = attachment->port();
   auto pinned = PinnedAttachment::open(port, false);
@@ -175,8 +194,9 @@ TEST_F(Lifecycle, GracefulStopServesQueuedAndInFlightRequests) {
  * with it; the queued ones are answered by its respawn; the other workers' connections
  * keep working.
  */
-TEST_F(Lifecycle, KilledWorkerLosesExactlyTheConnectionsItHeld) {
-  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
+TEST_P(InMode, KilledWorkerLosesExactlyTheConnectionsItHeld) {
+  auto attachment =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4", "--mode", GetParam()});
   ASSERT_NE(attachment, nullptr);
   uint16_t port = attachment->port();
   auto pinned = PinnedAttachment::open(port, false);
@@ -246,6 +266,9 @@ TEST_F(Lifecycle, KilledWorkerLosesExactlyTheConnectionsItHeld) {
   EXPECT_EQ(lost, heldBySlot[victim]);
   EXPECT_EQ(kept, 12 - heldBySlot[victim]);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, InMode, testing::ValuesIn(kModes),
+                         [](const auto &param) { return std::string(param.param); });
 
 /*
  * A worker killed again and again, each time soon after it started, is respawned with a

@@ -140,10 +140,12 @@ Action addAttachCommand(CLI::App &app) {
   sockdispatch attach 8080 --workers 4 --root /var/www --bind 127.0.0.1
   sockdispatch attach 0 --bind 127.0.0.1           ephemeral port, printed once serving
   sockdispatch attach 8080 --min-workers 2 --max-workers 8   a pool that grows when busy
+  sockdispatch attach 8080 --mode line             no BPF: the workers pass connections
   sockdispatch attach --config /etc/sockdispatch/web.toml --workers 2
                                                    the file's settings, --workers overridden
 
-Runs in the foreground; the pinned state lives under /sys/fs/bpf/sockdispatch/PORT.
+Runs in the foreground; the pinned state lives under /sys/fs/bpf/sockdispatch/PORT (line
+mode: the scoreboard file /run/sockdispatch/PORT/scoreboard).
 Flags given on the command line override the --config file's keys (see check-config).
 Signals to the master:
   SIGTERM, SIGINT  stop: workers finish in-flight requests within --shutdown-timeout
@@ -152,7 +154,8 @@ Signals to the master:
   SIGHUP           reload: re-read the --config file, start a new generation of workers,
                    then retire the old one (nothing queued or in flight is lost)
   SIGUSR1          restart: a new generation with the same options
-Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad flag, bad configuration file or
+Exit codes: 0 stopped cleanly, 1 runtime failure (--mode ebpf where the program cannot
+load included), 2 bad flag, bad configuration file or
 port already attached.)");
   CLI::Option *port =
       cmd->add_option("port", options->port,
@@ -170,6 +173,20 @@ port already attached.)");
       ->capture_default_str();
   cmd->add_option("--backlog", options->backlog, "listen() backlog of each worker's socket")
       ->check(rangeCheck(kBacklogRange))
+      ->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--mode",
+         [options](const std::string &value) { options->mode = *parseDispatchMode(value); },
+         "How connections reach the workers: ebpf (the kernel program chooses), line (the "
+         "master accepts and the workers pass connections down a line), auto (ebpf where the "
+         "program loads, else line, with a warning saying why)")
+      ->check(CLI::IsMember({"auto", "ebpf", "line"}))
+      ->default_str("auto");
+  cmd->add_option("--max-conns", options->maxConnections,
+                  "Open connections per worker at which it takes no more (0: no limit); a full "
+                  "worker is chosen by no policy, and when all are, connections wait in the "
+                  "kernel's backlog")
+      ->check(rangeCheck(kMaxConnsRange))
       ->capture_default_str();
   cmd->add_option("--root,-r", options->root,
                   "Serve static files from this directory (default: the built-in page)")
