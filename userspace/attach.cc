@@ -189,7 +189,9 @@ Prepared prepare(const AttachOptions &options) {
   }
   Prepared prepared;
   if (options.mode != DispatchModeOption::kLine) {
+    quietLibbpfWarnings(options.mode == DispatchModeOption::kAuto);
     auto program = loadProgram();
+    quietLibbpfWarnings(false);
     if (program) {
       prepared.program = std::move(program.value());
     } else if (options.mode == DispatchModeOption::kEbpf) {

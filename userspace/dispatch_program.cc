@@ -15,6 +15,8 @@ namespace sockdispatch {
 
 namespace {
 
+bool libbpfWarningsQuiet = false;
+
 int libbpfPrint(enum libbpf_print_level level, const char *format, va_list args) {
   char line[1024];
   int length = std::vsnprintf(line, sizeof(line), format, args);
@@ -26,7 +28,13 @@ int libbpfPrint(enum libbpf_print_level level, const char *format, va_list args)
     text.pop_back();
   }
   switch (level) {
-  case LIBBPF_WARN: spdlog::warn("libbpf: {}", text); break;
+  case LIBBPF_WARN:
+    if (libbpfWarningsQuiet) {
+      spdlog::debug("libbpf: {}", text);
+    } else {
+      spdlog::warn("libbpf: {}", text);
+    }
+    break;
   default: spdlog::debug("libbpf: {}", text); break;
   }
   return length;
@@ -44,6 +52,10 @@ Result<void> pinMap(bpf_map *map, const std::string &path) {
 
 void bridgeLibbpfLog() {
   libbpf_set_print(libbpfPrint);
+}
+
+void quietLibbpfWarnings(bool quiet) {
+  libbpfWarningsQuiet = quiet;
 }
 
 Result<std::unique_ptr<DispatchProgram>> DispatchProgram::load() {

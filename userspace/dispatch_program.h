@@ -42,5 +42,8 @@ private:
 
 // libbpf's own log, bridged into spdlog (debug level for libbpf's info/debug lines).
 void bridgeLibbpfLog();
+// Whether libbpf's warnings are logged at debug level only: while a load is only tried (auto
+// mode falls back to the line with one warning of its own that says why).
+void quietLibbpfWarnings(bool quiet);
 
 } // namespace sockdispatch

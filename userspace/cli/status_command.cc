@@ -42,12 +42,12 @@ Exit codes: 0 shown, 1 state unreadable, 2 bad flag or port not attached.)");
       auto status = readStatus(port);
       if (!status) {
         int code = status.error().code;
-        // Listing every port: one that went away meanwhile is not shown, one this user may
-        // not read (root-only pins) is named and skipped.
+        // Listing every port: one that went away meanwhile is not shown; one this user may
+        // not read (root-only pins), or of another map ABI version, is named and skipped.
         if (listing && code == ENOENT) {
           continue;
         }
-        if (listing && (code == EACCES || code == EPERM)) {
+        if (listing) {
           std::fprintf(stderr, "status: skipping port %u: %s\n", port,
                        status.error().message().c_str());
           continue;

@@ -71,8 +71,7 @@ Exit codes: 0 changed, 1 state unwritable or stale, 2 bad flag or value, port no
     }
     const sd_config &config = locked->pins.config();
     uint32_t master = loadRelaxed(config.master_pid);
-    if (!processAlive(master) ||
-        !processHoldsMap(master, locked->pins.configMapId()).value_or(true)) {
+    if (!processAlive(master) || !locked->pins.heldBy(master).value_or(true)) {
       std::fprintf(stderr,
                    "tune: port %u is not served: its master pid %u is not running (stale "
                    "state; 'sockdispatch detach %u' removes it)\n",
