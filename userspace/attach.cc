@@ -92,10 +92,10 @@ private:
 
 struct Prepared {
   ListenerGroup listeners;
-  std::unique_ptr<DispatchProgram> program; // null in line mode
+  std::unique_ptr<DispatchProgram> program;    // null in line mode
   std::optional<SharedScoreboard> sharedBoard; // line mode's scoreboard
-  std::string pinDir;                           // eBPF mode's pins
-  std::string fallbackReason;                   // why auto mode serves in line mode
+  std::string pinDir;                          // eBPF mode's pins
+  std::string fallbackReason;                  // why auto mode serves in line mode
 };
 
 void writeConfig(sd_config *config, const AttachOptions &options, uint16_t port, sd_mode mode) {
@@ -265,8 +265,7 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
   MasterDispatch dispatch;
   dispatch.listeners = std::move(prepared->listeners);
   dispatch.program = prepared->program.get();
-  dispatch.scoreboard =
-      line ? prepared->sharedBoard->writer() : prepared->program->scoreboard();
+  dispatch.scoreboard = line ? prepared->sharedBoard->writer() : prepared->program->scoreboard();
   Master master(options, std::move(dispatch), reloadOptions);
   master.onReloading([] { notifyReloading(); });
   master.onReloaded([](bool committed) {

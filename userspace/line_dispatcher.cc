@@ -47,7 +47,8 @@ Result<void> LineDispatcher::start() {
       [](evutil_socket_t, short, void *ctx) { static_cast<LineDispatcher *>(ctx)->onAcceptable(); },
       this));
   retryTimer_.reset(evtimer_new(
-      base_, [](evutil_socket_t, short, void *ctx) { static_cast<LineDispatcher *>(ctx)->resume(); },
+      base_,
+      [](evutil_socket_t, short, void *ctx) { static_cast<LineDispatcher *>(ctx)->resume(); },
       this));
   if (!acceptEvent_ || !retryTimer_) {
     return logicError("watch the line's listener", "libevent could not create its events");
@@ -304,8 +305,7 @@ size_t LineDispatcher::answerLeftovers() {
   size_t answered = 0;
   for (Batch &batch : pending_) {
     for (UniqueFd &fd : batch.fds) {
-      (void)::send(fd.get(), kUnavailable.data(), kUnavailable.size(),
-                   MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)::send(fd.get(), kUnavailable.data(), kUnavailable.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       ::shutdown(fd.get(), SHUT_WR);
       ++answered;
     }

@@ -135,7 +135,7 @@ private:
   std::unique_ptr<SignalSet> signals_;
   EventPtr generationTimer_; // watches a starting generation until it serves
   EventPtr killTimer_;
-  EventPtr poolTimer_; // the dynamic pool's once-a-second look at the scoreboard
+  EventPtr poolTimer_;   // the dynamic pool's once-a-second look at the scoreboard
   EventPtr relinkTimer_; // retries a re-linking the control channels could not take at once
   std::unique_ptr<LineDispatcher> line_; // line mode only
   int poolGrowStep_ = 1;

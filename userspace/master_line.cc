@@ -75,16 +75,14 @@ void Master::relinkLine() {
     if (wanted) {
       fds.push_back(line_->inputWriteEnd(*wanted));
     }
-    auto sent =
-        sendFds(worker.channel.get(), LineMessage::make(LineMessageType::kSuccessor), fds);
+    auto sent = sendFds(worker.channel.get(), LineMessage::make(LineMessageType::kSuccessor), fds);
     if (!sent && (sent.error().code == EPIPE || sent.error().code == ECONNRESET)) {
       continue; // it is exiting: the reaper re-links the line around it
     }
     if (!sent) {
       // Until it is told, the worker passes to its old successor: whatever reaches a slot
       // whose worker is gone is recovered from its input, so nothing is lost meanwhile.
-      spdlog::warn("worker {}: {}; re-linking again shortly", worker.slot,
-                   sent.error().message());
+      spdlog::warn("worker {}: {}; re-linking again shortly", worker.slot, sent.error().message());
       retry = true;
       continue;
     }
@@ -98,8 +96,7 @@ void Master::relinkLine() {
   if (!relinkTimer_) {
     relinkTimer_.reset(evtimer_new(
         base_.get(),
-        [](evutil_socket_t, short, void *ctx) { static_cast<Master *>(ctx)->relinkLine(); },
-        this));
+        [](evutil_socket_t, short, void *ctx) { static_cast<Master *>(ctx)->relinkLine(); }, this));
   }
   evtimer_add(relinkTimer_.get(), &kRelinkRetry);
 }

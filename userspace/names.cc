@@ -8,8 +8,8 @@ namespace {
 
 constexpr std::array<std::string_view, SD_NR_POLICIES> kPolicies{
     "skip_load", "least_conn", "p2c", "round_robin", "weighted", "hash"};
-constexpr std::array<std::string_view, SD_NR_SLOT_STATES> kStates{"empty", "starting", "running",
-                                                                  "stopping", "dead", "full"};
+constexpr std::array<std::string_view, SD_NR_SLOT_STATES> kStates{"empty",    "starting", "running",
+                                                                  "stopping", "dead",     "full"};
 constexpr std::array<std::string_view, SD_NR_VERDICTS> kVerdicts{
     "selected",      "migrated",  "hash",          "no_live_worker",
     "select_failed", "no_config", "migrate_failed"};

@@ -21,9 +21,9 @@ namespace sockdispatch {
 std::string stateDirFor(uint16_t port);
 
 // An attachment seen from outside its master (the CLI, tests, monitoring): the pinned maps
-// under pinDirFor(port), or in line mode the scoreboard file under runDirFor(port). Writable, the slot and config arrays are mmapped and live. Read-only
-// (the kernel refuses shared mappings of read-only map fds), they are copied with map
-// lookups each time scoreboard() is called.
+// under pinDirFor(port), or in line mode the scoreboard file under runDirFor(port). Writable, the
+// slot and config arrays are mmapped and live. Read-only (the kernel refuses shared mappings of
+// read-only map fds), they are copied with map lookups each time scoreboard() is called.
 class PinnedAttachment {
 public:
   // Fails with ENOENT when the port is not attached, and refuses pins whose ABI differs.

@@ -38,9 +38,9 @@ Worker::Worker(const AttachOptions &options, uint32_t slot, WorkerSockets socket
                Scoreboard scoreboard, std::string mode)
     : options_(options), slot_(slot), listenerFd_(std::move(sockets.listener)),
       channel_(std::move(sockets.control)), lineInput_(std::move(sockets.lineInput)),
-      lineSuccessor_(std::move(sockets.lineSuccessor)), scoreboard_(scoreboard),
-      identity_{std::move(mode), slot, ::getpid()}, base_(event_base_new()),
-      maxConnections_(options.maxConnections) {
+      lineSuccessor_(std::move(sockets.lineSuccessor)),
+      scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
+      base_(event_base_new()), maxConnections_(options.maxConnections) {
   if (lineInput_) {
     // recvmsg installs descriptors only while the limit allows and drops the rest: a line
     // worker counts itself full before it gets there.

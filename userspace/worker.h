@@ -28,8 +28,8 @@ struct WorkerSockets {
 // load into its scoreboard slot.
 class Worker {
 public:
-  Worker(const AttachOptions &options, uint32_t slot, WorkerSockets sockets,
-         Scoreboard scoreboard, std::string mode);
+  Worker(const AttachOptions &options, uint32_t slot, WorkerSockets sockets, Scoreboard scoreboard,
+         std::string mode);
   ~Worker() = default;
   Worker(const Worker &) = delete;
   Worker &operator=(const Worker &) = delete;

@@ -71,8 +71,8 @@ TEST_P(Dispatch, ChoiceMatchesSkipLoadReference) {
     ASSERT_EQ(reply->status, 200);
     int slot = reply->workerSlot();
     ASSERT_EQ(slot, static_cast<int>(*expected))
-        << "step " << i << ": " << GetParam() << " mode chose " << slot
-        << ", skip_load predicts " << *expected;
+        << "step " << i << ": " << GetParam() << " mode chose " << slot << ", skip_load predicts "
+        << *expected;
     std::string pidText = "(pid " + std::to_string(snapshot[*expected].pid) + ")";
     EXPECT_NE(reply->body.find(pidText), std::string::npos) << reply->body;
     auto after = pinned_->scoreboard().snapshotAll();

@@ -273,8 +273,8 @@ class FullWorkers : public BpfTest, public testing::WithParamInterface<const cha
  * unanswered and unrefused, until the workers free; then it is served.
  */
 TEST_P(FullWorkers, ConnectionsWaitInTheBacklogUntilAWorkerFrees) {
-  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2", "--mode",
-                                       GetParam(), "--max-conns", "1"});
+  auto attachment = Attachment::start(
+      {"0", "--bind", "127.0.0.1", "--workers", "2", "--mode", GetParam(), "--max-conns", "1"});
   ASSERT_NE(attachment, nullptr);
   const uint16_t port = attachment->port();
   auto pinned = PinnedAttachment::open(port, false);

@@ -19,7 +19,6 @@ class LiveAttachmentTest : public BpfTest {
 public:
   [[nodiscard]] virtual std::vector<std::string> extraArgs() const { return {}; }
 
-
 protected:
   void SetUp() override {
     BpfTest::SetUp();
