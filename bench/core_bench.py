@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: sockdispatch (eBPF dispatch) and Debian's nginx (reuseport).
+"""Side-by-side benchmark: sockdispatch (eBPF dispatch, and line mode with and without fd
+batching) and Debian's nginx (reuseport).
 
 Both serve the same 13-byte file from the same directory with the same worker count, pinned
 to the same CPUs; wrk runs on the other CPU. Runs are interleaved (sockdispatch, nginx,
@@ -9,6 +10,9 @@ read from /proc, giving requests per server CPU-second beside req/s and p99.
 Workloads:
   keepalive  wrk -t1 -cC -dD --latency URL                     (requests/s, p99)
   close      wrk -t1 -cC -dD --latency -H 'Connection: close'  (new connections/s, p99)
+
+Servers (--servers picks some): sockdispatch (--mode ebpf), sockdispatch-line (--mode line),
+sockdispatch-line-nobatch (--mode line --line-batch 1: one message per connection), nginx.
 
 Usage (as root, after `packaging/install-deps.sh --bench` and a build in ./build):
   bench/core_bench.py [--rounds 3] [--duration 10] [--connections 50] [--workers 2]
@@ -97,11 +101,19 @@ class Server:
             self.proc.wait()
 
 
-def start_sockdispatch(binary, docroot, workers, cpus):
+def start_sockdispatch(binary, docroot, workers, cpus, name="sockdispatch", extra=()):
     port = free_port()
     argv = [binary, "attach", str(port), "--bind", "127.0.0.1", "--workers", str(workers),
-            "--root", docroot]
-    return Server("sockdispatch", argv, port, cpus)
+            "--root", docroot] + list(extra)
+    return Server(name, argv, port, cpus)
+
+
+SOCKDISPATCH_VARIANTS = {
+    "sockdispatch": ["--mode", "ebpf"],
+    "sockdispatch-line": ["--mode", "line"],
+    "sockdispatch-line-nobatch": ["--mode", "line", "--line-batch", "1"],
+}
+ALL_SERVERS = list(SOCKDISPATCH_VARIANTS) + ["nginx"]
 
 
 def start_nginx(workdir, docroot, workers, cpus):
@@ -206,14 +218,23 @@ def main():
     parser.add_argument("--client-cpu", default="0")
     parser.add_argument("--binary", default=os.path.join(ROOT, "build", "sockdispatch"))
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "core.json"))
+    parser.add_argument("--servers", default=",".join(ALL_SERVERS),
+                        help="comma-separated subset of: " + ", ".join(ALL_SERVERS))
     args = parser.parse_args()
     require_tools("core_bench", args.binary)
+    wanted = [name for name in args.servers.split(",") if name]
+    unknown = [name for name in wanted if name not in ALL_SERVERS]
+    if unknown:
+        sys.exit(f"core_bench: unknown server {unknown[0]} (known: {', '.join(ALL_SERVERS)})")
     workdir, docroot = make_docroot("sockdispatch-bench-")
 
-    servers = {
-        "sockdispatch": start_sockdispatch(args.binary, docroot, args.workers, args.server_cpus),
-        "nginx": start_nginx(workdir, docroot, args.workers, args.server_cpus),
-    }
+    servers = {}
+    for name in wanted:
+        if name == "nginx":
+            servers[name] = start_nginx(workdir, docroot, args.workers, args.server_cpus)
+        else:
+            servers[name] = start_sockdispatch(args.binary, docroot, args.workers,
+                                               args.server_cpus, name, SOCKDISPATCH_VARIANTS[name])
     runs = {(name, mode): [] for name in servers for mode in ("keepalive", "close")}
     try:
         for round_index in range(args.rounds):
@@ -221,7 +242,7 @@ def main():
                 for name, server in servers.items():
                     result = measure(server, args, close=(mode == "close"))
                     runs[(name, mode)].append(result)
-                    print(f"round {round_index + 1} {mode:9} {name:12} "
+                    print(f"round {round_index + 1} {mode:9} {name:26} "
                           f"{result['rps']:>10.0f} req/s  p99 {result['p99_ms']:.2f} ms  "
                           f"{result['req_per_cpu_s']} req/CPU-s  non2xx {result['non2xx']} "
                           f"errors {result['socket_errors']}", flush=True)
@@ -252,10 +273,16 @@ def main():
             s = summary[f"{name}/{mode}"]
             print(f"| {mode} | {name} | {s['rps']:.0f} | {s['p99_ms']:.2f} | "
                   f"{s['req_per_cpu_s']:.0f} | {s['non2xx']} | {s['socket_errors']} |")
+    def ratio(a, b, mode):
+        if f"{a}/{mode}" in summary and f"{b}/{mode}" in summary:
+            x, y = summary[f"{a}/{mode}"], summary[f"{b}/{mode}"]
+            print(f"{mode}: {a}/{b} req/s ratio {x['rps'] / y['rps']:.2f}, "
+                  f"per CPU-s ratio {x['req_per_cpu_s'] / y['req_per_cpu_s']:.2f}")
+
     for mode in ("keepalive", "close"):
-        sd, ng = summary[f"sockdispatch/{mode}"], summary[f"nginx/{mode}"]
-        print(f"{mode}: sockdispatch/nginx req/s ratio {sd['rps'] / ng['rps']:.2f}, "
-              f"per CPU-s ratio {sd['req_per_cpu_s'] / ng['req_per_cpu_s']:.2f}")
+        ratio("sockdispatch", "nginx", mode)
+        ratio("sockdispatch-line", "sockdispatch", mode)
+        ratio("sockdispatch-line", "sockdispatch-line-nobatch", mode)
 
 
 if __name__ == "__main__":

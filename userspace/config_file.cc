@@ -193,6 +193,7 @@ const std::vector<KeySpec> &keyTable() {
       integer("backlog", "--backlog", &AttachOptions::backlog, kBacklogRange),
       modeKey(),
       integer("max-conns", "--max-conns", &AttachOptions::maxConnections, kMaxConnsRange),
+      integer("line-batch", "--line-batch", &AttachOptions::lineBatch, kLineBatchRange),
       string("root", "--root", &AttachOptions::root, existingDirectory),
       seconds("shutdown-timeout", "--shutdown-timeout", &AttachOptions::shutdownTimeout,
               kShutdownTimeoutRange),

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -37,8 +38,9 @@ bool outOfDescriptors(int code) {
 
 } // namespace
 
-LineDispatcher::LineDispatcher(event_base *base, UniqueFd listener, Hooks hooks)
-    : base_(base), listener_(std::move(listener)), hooks_(std::move(hooks)),
+LineDispatcher::LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Hooks hooks)
+    : base_(base), listener_(std::move(listener)),
+      maxBatch_(std::clamp<size_t>(maxBatch, 1, kMaxFdsPerMessage)), hooks_(std::move(hooks)),
       inputs_(SD_MAX_WORKERS) {}
 
 Result<void> LineDispatcher::start() {
@@ -173,7 +175,7 @@ void LineDispatcher::onAcceptable() {
     if (batch.empty()) {
       return;
     }
-    bool whole = batch.size() == kMaxFdsPerMessage;
+    bool whole = batch.size() == maxBatch_;
     pending_.push_back(Batch{std::move(batch)});
     flush();
     if (!pending_.empty()) {
@@ -187,7 +189,7 @@ void LineDispatcher::onAcceptable() {
 }
 
 void LineDispatcher::acceptBatch(std::vector<UniqueFd> &batch) {
-  while (batch.size() < kMaxFdsPerMessage) {
+  while (batch.size() < maxBatch_) {
     UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (fd) {
       batch.push_back(std::move(fd));

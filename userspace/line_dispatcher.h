@@ -38,7 +38,8 @@ public:
     std::function<bool()> lineFull;
   };
 
-  LineDispatcher(event_base *base, UniqueFd listener, Hooks hooks);
+  // `maxBatch`: the most connections handed over in one message (1..kMaxFdsPerMessage).
+  LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Hooks hooks);
   ~LineDispatcher() = default;
   LineDispatcher(const LineDispatcher &) = delete;
   LineDispatcher &operator=(const LineDispatcher &) = delete;
@@ -97,6 +98,7 @@ private:
 
   event_base *base_;
   UniqueFd listener_;
+  size_t maxBatch_;
   Hooks hooks_;
   std::vector<Input> inputs_; // by slot
   EventPtr acceptEvent_;

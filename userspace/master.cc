@@ -50,8 +50,9 @@ Master::Master(AttachOptions options, MasterDispatch dispatch, OptionsLoader rel
     LineDispatcher::Hooks hooks;
     hooks.head = [this] { return lineHead(); };
     hooks.lineFull = [this] { return lineFull(); };
-    line_ =
-        std::make_unique<LineDispatcher>(base_.get(), std::move(sockets.at(0)), std::move(hooks));
+    line_ = std::make_unique<LineDispatcher>(base_.get(), std::move(sockets.at(0)),
+                                             static_cast<size_t>(options_->lineBatch),
+                                             std::move(hooks));
   }
   const auto first = static_cast<uint32_t>(line_ ? initialWorkers(*options_) : sockets.size());
   for (uint32_t slot = 0; slot < first; ++slot) {

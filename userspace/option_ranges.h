@@ -24,6 +24,7 @@ inline constexpr IntRange kShutdownTimeoutRange{0, 3600}; // seconds
 inline constexpr IntRange kPoolBusyConnsRange{1, 1000000};
 inline constexpr IntRange kPoolIdleSecondsRange{1, 3600};
 inline constexpr IntRange kMaxConnsRange{0, 10000000}; // 0: no limit
+inline constexpr IntRange kLineBatchRange{1, 253};     // SCM_MAX_FD
 inline constexpr IntRange kMaxTargetBytesRange{64, int64_t{1} << 20};
 inline constexpr IntRange kMaxHeaderBytesRange{256, int64_t{1} << 24};
 inline constexpr IntRange kMaxBodyBytesRange{0, int64_t{1} << 32};

@@ -51,6 +51,9 @@ struct AttachOptions {
   // accepting; in eBPF mode a full worker leaves the line (SD_SLOT_FULL) until one closes.
   uint32_t maxConnections = 0;
   DispatchModeOption mode = DispatchModeOption::kAuto;
+  // Line mode: the most connections the master hands to the line in one message (1: one
+  // message per connection; 253: SCM_RIGHTS's limit).
+  int lineBatch = 253;
   std::string root; // empty: the built-in page
   std::chrono::seconds shutdownTimeout{10};
   HttpLimits limits;

@@ -40,6 +40,7 @@ std::vector<GoodKey> goodKeys() {
       {"mode", "\"line\"",
        [](const AttachOptions &o) { return o.mode == DispatchModeOption::kLine; }},
       {"max-conns", "500", [](const AttachOptions &o) { return o.maxConnections == 500; }},
+      {"line-batch", "16", [](const AttachOptions &o) { return o.lineBatch == 16; }},
       {"shutdown-timeout", "25",
        [](const AttachOptions &o) { return o.shutdownTimeout == std::chrono::seconds(25); }},
       {"verbose", "true", [](const AttachOptions &o) { return o.verbose; }},

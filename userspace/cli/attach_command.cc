@@ -188,6 +188,10 @@ port already attached.)");
                   "kernel's backlog")
       ->check(rangeCheck(kMaxConnsRange))
       ->capture_default_str();
+  cmd->add_option("--line-batch", options->lineBatch,
+                  "Line mode: most connections the master hands to the line in one message")
+      ->check(rangeCheck(kLineBatchRange))
+      ->capture_default_str();
   cmd->add_option("--root,-r", options->root,
                   "Serve static files from this directory (default: the built-in page)")
       ->check(CLI::ExistingDirectory);
