@@ -192,10 +192,11 @@ Prepared prepare(const AttachOptions &options) {
     quietLibbpfWarnings(options.mode == DispatchModeOption::kAuto);
     auto program = loadProgram();
     quietLibbpfWarnings(false);
+    if (!program && options.mode == DispatchModeOption::kEbpf) {
+      fail(program.error());
+    }
     if (program) {
       prepared.program = std::move(program.value());
-    } else if (options.mode == DispatchModeOption::kEbpf) {
-      fail(program.error());
     } else {
       prepared.fallbackReason = program.error().message();
     }
@@ -274,15 +275,10 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
   });
   master.onStopping([] { notifyStopping(); });
   master.onReady([&] {
-    if (line) {
-      std::printf("listening on %s (line mode, %d worker%s, policy skip_load)\n",
-                  address.toString().c_str(), initialWorkers(options),
-                  initialWorkers(options) == 1 ? "" : "s");
-    } else {
-      std::printf("listening on %s (ebpf mode, %d worker%s, policy skip_load, program id %u)\n",
-                  address.toString().c_str(), initialWorkers(options),
-                  initialWorkers(options) == 1 ? "" : "s", programId);
-    }
+    std::string program = line ? "" : fmt::format(", program id {}", programId);
+    std::printf("listening on %s (%s mode, %d worker%s, policy skip_load%s)\n",
+                address.toString().c_str(), line ? "line" : "ebpf", initialWorkers(options),
+                initialWorkers(options) == 1 ? "" : "s", program.c_str());
     std::fflush(stdout);
     spdlog::info("listening on {} with {} workers ({} mode)", address.toString(),
                  initialWorkers(options), line ? "line" : "ebpf");
