@@ -85,7 +85,7 @@ TEST_F(LineMode, AutoFallsBackWhereTheProgramCannotLoad) {
     auto reply = fetch(*port);
     ASSERT_TRUE(reply) << "request " << i;
     EXPECT_EQ(reply->status, 200);
-    EXPECT_NE(reply->body.find("line"), std::string::npos) << reply->body;
+    EXPECT_NE(reply->body.find("in line mode"), std::string::npos) << reply->body;
   }
   auto status = runSockdispatch({"status", std::to_string(*port), "--json"});
   ASSERT_EQ(status.code, 0) << status.err;
