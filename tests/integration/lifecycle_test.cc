@@ -267,9 +267,6 @@ TEST_P(InMode, KilledWorkerLosesExactlyTheConnectionsItHeld) {
   EXPECT_EQ(kept, 12 - heldBySlot[victim]);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, InMode, testing::ValuesIn(kModes),
-                         [](const auto &param) { return std::string(param.param); });
-
 /*
  * A worker killed again and again, each time soon after it started, is respawned with a
  * growing delay, logged as a crash loop once per doubling; the master stays up and the other
@@ -309,10 +306,10 @@ TEST_F(Lifecycle, CrashLoopIsRespawnedWithBackoff) {
  * idleness it retires one worker a second, down to one. The light load runs throughout and
  * not one of its requests may fail.
  */
-TEST_F(Lifecycle, PoolGrowsWhenBusyAndShrinksWhenIdleLosingNothing) {
-  auto attachment =
-      Attachment::start({"0", "--bind", "127.0.0.1", "--min-workers", "1", "--max-workers", "4",
-                         "--pool-busy-conns", "4", "--pool-idle-seconds", "1"});
+TEST_P(InMode, PoolGrowsWhenBusyAndShrinksWhenIdleLosingNothing) {
+  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--min-workers", "1",
+                                       "--max-workers", "4", "--pool-busy-conns", "4",
+                                       "--pool-idle-seconds", "1", "--mode", GetParam()});
   ASSERT_NE(attachment, nullptr);
   uint16_t port = attachment->port();
   auto pinned = PinnedAttachment::open(port, false);
@@ -353,10 +350,11 @@ TEST_F(Lifecycle, PoolGrowsWhenBusyAndShrinksWhenIdleLosingNothing) {
  * starts a generation of one; then to an invalid value, and SIGHUP changes nothing (the
  * reason is logged, the one worker keeps serving). Not one request of the load may fail.
  */
-TEST_F(Lifecycle, ReloadAppliesTheConfigurationFileAndRefusesABadOne) {
+TEST_P(InMode, ReloadAppliesTheConfigurationFileAndRefusesABadOne) {
   TempDir dir;
   auto writeConfig = [&](const std::string &workers) {
-    return dir.write("web.toml", "bind = \"127.0.0.1\"\nworkers = " + workers + "\n");
+    return dir.write("web.toml", "bind = \"127.0.0.1\"\nmode = \"" + std::string(GetParam()) +
+                                     "\"\nworkers = " + workers + "\n");
   };
   std::string path = writeConfig("2");
   auto attachment = Attachment::start({"0", "--config", path});
@@ -397,6 +395,9 @@ TEST_F(Lifecycle, ReloadAppliesTheConfigurationFileAndRefusesABadOne) {
       << attachment->process().stderrText();
   EXPECT_EQ(attachment->stop(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, InMode, testing::ValuesIn(kModes),
+                         [](const auto &param) { return std::string(param.param); });
 
 } // namespace
 } // namespace sockdispatch::test
