@@ -1,6 +1,7 @@
 // Generations and stops under load: reload, restart and graceful stop lose nothing the kernel
 // accepted; a killed worker loses exactly the connections it held; a crash loop backs off.
 #include "pinned_attachment.h"
+#include "support/held_connections.h"
 #include "support/http_client.h"
 #include "support/load.h"
 #include "support/process.h"
@@ -202,40 +203,18 @@ TEST_P(InMode, KilledWorkerLosesExactlyTheConnectionsItHeld) {
   auto pinned = PinnedAttachment::open(port, false);
   ASSERT_TRUE(pinned) << pinned.error().message();
 
-  struct Held {
-    TcpClient client;
-    int slot;
-  };
-  std::vector<Held> held;
-  for (int i = 0; i < 12; ++i) {
-    auto client = TcpClient::connect(port);
-    ASSERT_TRUE(client);
-    ASSERT_TRUE(client->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-    auto reply = client->readReply();
-    ASSERT_TRUE(reply);
-    held.push_back({std::move(*client), reply->workerSlot()});
-  }
-  std::map<int, int> heldBySlot;
-  for (const auto &h : held) {
-    ++heldBySlot[h.slot];
-  }
-  int victim = heldBySlot.begin()->first;
-  for (const auto &[slot, n] : heldBySlot) {
-    if (n > heldBySlot[victim]) {
-      victim = slot;
-    }
+  std::vector<HeldConnection> held = holdAnswered(port, 12);
+  ASSERT_EQ(held.size(), 12U);
+  int victim = 0;
+  for (int slot = 1; slot < 4; ++slot) {
+    victim = heldBy(held, slot) > heldBy(held, victim) ? slot : victim;
   }
   auto before = pinned->scoreboard().snapshotAll();
   for (const auto &slot : before) {
     ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGSTOP), 0);
   }
-  std::vector<TcpClient> queued;
-  for (int i = 0; i < 16; ++i) {
-    auto client = TcpClient::connect(port);
-    ASSERT_TRUE(client);
-    ASSERT_TRUE(client->send("GET /?queued HTTP/1.1\r\nHost: x\r\n\r\n"));
-    queued.push_back(std::move(*client));
-  }
+  std::vector<TcpClient> queued = sendQueued(port, 16);
+  ASSERT_EQ(queued.size(), 16U);
   ASSERT_EQ(::kill(static_cast<pid_t>(before[static_cast<size_t>(victim)].pid), SIGKILL), 0);
   for (const auto &slot : before) {
     if (static_cast<int>(slot.slot) != victim) {
@@ -248,23 +227,7 @@ TEST_P(InMode, KilledWorkerLosesExactlyTheConnectionsItHeld) {
     ASSERT_TRUE(reply) << "queued connection " << i << " was lost";
     EXPECT_EQ(reply->status, 200);
   }
-  int lost = 0;
-  int kept = 0;
-  for (auto &h : held) {
-    bool sent = h.client.send("GET /?again HTTP/1.1\r\nHost: x\r\n\r\n");
-    auto reply = sent ? h.client.readReply() : std::nullopt;
-    if (h.slot == victim) {
-      EXPECT_FALSE(reply) << "a connection of the killed worker was answered";
-      lost += reply ? 0 : 1;
-    } else {
-      ASSERT_TRUE(reply) << "a connection of slot " << h.slot << " died";
-      EXPECT_EQ(reply->status, 200);
-      EXPECT_EQ(reply->workerSlot(), h.slot);
-      ++kept;
-    }
-  }
-  EXPECT_EQ(lost, heldBySlot[victim]);
-  EXPECT_EQ(kept, 12 - heldBySlot[victim]);
+  EXPECT_EQ(countLostWith(held, victim), heldBy(held, victim));
 }
 
 /*

@@ -5,6 +5,7 @@
 // kernel's backlog until one frees.
 #include "pinned_attachment.h"
 #include "shared_scoreboard.h"
+#include "support/held_connections.h"
 #include "support/http_client.h"
 #include "support/load.h"
 #include "support/process.h"
@@ -182,23 +183,9 @@ TEST_F(LineMode, KilledMiddleWorkerLosesOnlyWhatItOwned) {
   ASSERT_TRUE(pinned) << pinned.error().message();
   constexpr int kVictim = 1;
 
-  struct Held {
-    TcpClient client;
-    int slot;
-  };
-  std::vector<Held> held;
-  for (int i = 0; i < 12; ++i) {
-    auto client = TcpClient::connect(port);
-    ASSERT_TRUE(client);
-    ASSERT_TRUE(client->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-    auto reply = client->readReply();
-    ASSERT_TRUE(reply);
-    held.push_back({std::move(*client), reply->workerSlot()});
-  }
-  int heldByVictim = 0;
-  for (const auto &h : held) {
-    heldByVictim += h.slot == kVictim ? 1 : 0;
-  }
+  std::vector<HeldConnection> held = holdAnswered(port, 12);
+  ASSERT_EQ(held.size(), 12U);
+  const int heldByVictim = heldBy(held, kVictim);
   ASSERT_GT(heldByVictim, 0) << "skip_load gives every worker of four some of 12 connections";
 
   Load load(port, 2, 2);
@@ -206,13 +193,8 @@ TEST_F(LineMode, KilledMiddleWorkerLosesOnlyWhatItOwned) {
   auto victimPid = static_cast<pid_t>(pinned->scoreboard().snapshot(kVictim).pid);
   ASSERT_EQ(::kill(victimPid, SIGSTOP), 0);
   uint64_t ownedAtFreeze = pinned->scoreboard().snapshot(kVictim).open;
-  std::vector<TcpClient> queued;
-  for (int i = 0; i < 16; ++i) {
-    auto client = TcpClient::connect(port);
-    ASSERT_TRUE(client);
-    ASSERT_TRUE(client->send("GET /?queued HTTP/1.1\r\nHost: x\r\n\r\n"));
-    queued.push_back(std::move(*client));
-  }
+  std::vector<TcpClient> queued = sendQueued(port, 16);
+  ASSERT_EQ(queued.size(), 16U);
   ASSERT_TRUE(load.waitFor(100)) << "the rest of the line stopped serving";
   ASSERT_EQ(::kill(victimPid, SIGKILL), 0);
 
@@ -232,18 +214,7 @@ TEST_F(LineMode, KilledMiddleWorkerLosesOnlyWhatItOwned) {
   ASSERT_TRUE(load.waitFor(300)) << "the load stalled after the respawn";
   LoadTally tally = load.stop();
 
-  int lost = 0;
-  for (auto &h : held) {
-    bool sent = h.client.send("GET /?again HTTP/1.1\r\nHost: x\r\n\r\n");
-    auto reply = sent ? h.client.readReply() : std::nullopt;
-    if (h.slot == kVictim) {
-      EXPECT_FALSE(reply) << "a connection of the killed worker was answered";
-      lost += reply ? 0 : 1;
-    } else {
-      ASSERT_TRUE(reply) << "a connection of slot " << h.slot << " died";
-      EXPECT_EQ(reply->workerSlot(), h.slot);
-    }
-  }
+  int lost = countLostWith(held, kVictim);
   EXPECT_EQ(lost, heldByVictim);
   const uint64_t loadOwned = ownedAtFreeze - static_cast<uint64_t>(heldByVictim);
   EXPECT_LE(tally.failures(), loadOwned)
