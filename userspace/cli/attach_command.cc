@@ -221,6 +221,10 @@ port already attached.)");
       std::fprintf(stderr, "attach: %s\n", describe(first.error()).c_str());
       return kExitUsage;
     }
+    // Every connection is a descriptor: workers inherit the raised limit.
+    if (auto raised = raiseDescriptorLimit(); !raised) {
+      std::fprintf(stderr, "attach: %s\n", raised.error().message().c_str());
+    }
     return runAttach(first.value(), resolve);
   };
 }
