@@ -108,6 +108,29 @@ TEST_F(PrivilegeDrop, WorkersRunAsTheUserWithNoCapabilities) {
   EXPECT_EQ(attachment->stop(), 0) << attachment->process().stderrText();
 }
 
+/*
+ * A master without CAP_SETUID and CAP_SETGID (removed from its bounding set by setpriv before
+ * exec) still loads the program and binds, but its workers cannot become nobody: each says
+ * why and exits with the reserved fatal-configuration status, none is respawned, and the
+ * master stops with exit 1 saying that no worker can run. Nothing ever serves as root.
+ */
+TEST_F(PrivilegeDrop, WorkersThatCannotDropAreNotRespawned) {
+  auto attach = Process::start({"/usr/bin/setpriv", "--bounding-set=-setuid,-setgid", "--",
+                                SOCKDISPATCH_BINARY, "attach", "0", "--bind", "127.0.0.1",
+                                "--workers", "2", "--user", "nobody"});
+  ASSERT_NE(attach, nullptr);
+  auto code = attach->wait(20s);
+  std::string log = attach->stderrText();
+  EXPECT_EQ(code, 1) << log;
+  EXPECT_NE(log.find("Failed to set the supplementary groups for user nobody: Operation not "
+                     "permitted"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("not respawning"), std::string::npos) << log;
+  EXPECT_NE(log.find("no worker can run"), std::string::npos) << log;
+  EXPECT_EQ(log.find("; respawning it"), std::string::npos) << "a worker was respawned:\n" << log;
+}
+
 /* An unknown user is a usage error, named, before anything starts (no pins, exit 2). */
 TEST(PrivilegeDropUsage, UnknownUserIsRefusedBeforeStarting) {
   auto done = runSockdispatch({"attach", "0", "--bind", "127.0.0.1", "--user", "no-such-user-x"});
