@@ -26,6 +26,20 @@ using ConnectionMemory = BpfTest;
 
 constexpr int kIdleConnections = 10000;
 
+// Under AddressSanitizer a worker's RSS also holds redzones and the quarantine of freed
+// memory: the memory bounds are asserted in normal builds only (the rest is checked in both).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kMemoryMeasurable = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kMemoryMeasurable = false;
+#else
+constexpr bool kMemoryMeasurable = true;
+#endif
+#else
+constexpr bool kMemoryMeasurable = true;
+#endif
+
 // VmRSS of a process in bytes (0 when it cannot be read).
 uint64_t residentBytes(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -241,7 +255,9 @@ TEST_F(ConnectionMemory, TenThousandIdleKeepAliveConnectionsStayOpenAndSmall) {
   std::printf("worker RSS %llu KiB before, %llu KiB with %d idle connections: %.0f bytes each\n",
               static_cast<unsigned long long>(before / 1024),
               static_cast<unsigned long long>(after / 1024), kIdleConnections, perConnection);
-  EXPECT_LT(perConnection, 16 * 1024.0);
+  if (kMemoryMeasurable) {
+    EXPECT_LT(perConnection, 16 * 1024.0);
+  }
 
   // Nothing was closed under the clients...
   std::vector<pollfd> all;
@@ -310,7 +326,9 @@ TEST_F(ConnectionMemory, PipelinedFloodWithoutReadingStaysBounded) {
               "+%lld KiB\n",
               sent, flood.size(), static_cast<unsigned long long>(stalledAt),
               static_cast<long long>(during - before) / 1024);
-  EXPECT_LT(static_cast<int64_t>(during - before), 8 << 20) << "worker RSS growth";
+  if (kMemoryMeasurable) {
+    EXPECT_LT(static_cast<int64_t>(during - before), 8 << 20) << "worker RSS growth";
+  }
 
   // Read every answer, sending the rest of the flood as the worker takes it.
   int answers = 0;
