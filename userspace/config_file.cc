@@ -2,6 +2,7 @@
 
 #include "address.h"
 #include "option_ranges.h"
+#include "privileges.h"
 #include "unique_fd.h"
 
 #include <fcntl.h>
@@ -225,6 +226,7 @@ const std::vector<KeySpec> &keyTable() {
       timeout(
           "write-timeout", "--write-timeout",
           [](auto &o) -> auto & { return o.limits.writeTimeout; }, kTimeoutSecondsRange),
+      string("user", "--user", &AttachOptions::user, checkUser),
       boolean("verbose", "--verbose", &AttachOptions::verbose),
   };
   return table;

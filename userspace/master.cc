@@ -2,6 +2,7 @@
 
 #include "fd_channel.h"
 #include "logging.h"
+#include "privileges.h"
 #include "worker.h"
 
 #include <spdlog/spdlog.h>
@@ -189,6 +190,10 @@ void Master::runWorker(uint32_t slot, UniqueFd channel) {
   // running slot without its pid (the parent's setPid may come later).
   scoreboard_.setPid(slot, ::getpid());
   std::shared_ptr<const AttachOptions> options = workers_[slot].options;
+  if (auto dropped = becomeUser(options->user, SIGTERM); !dropped) {
+    spdlog::critical("{}", dropped.error().message());
+    ::_exit(kExitFatalConfig); // the same user would fail again: not respawned
+  }
   int code = 0;
   {
     Worker worker(*options, slot, std::move(sockets), scoreboard_, line_ ? "line" : "ebpf");

@@ -57,6 +57,8 @@ struct AttachOptions {
   std::string root; // empty: the built-in page
   std::chrono::seconds shutdownTimeout{10};
   HttpLimits limits;
+  // Workers run as this user, with no capabilities (empty: as the master's user).
+  std::string user;
   bool verbose = false;
 };
 

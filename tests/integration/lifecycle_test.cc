@@ -190,6 +190,41 @@ TEST_P(InMode, GracefulStopServesQueuedAndInFlightRequests) {
 }
 
 /*
+ * SIGQUIT while four workers serve a steady load (two keep-alive client threads, two opening
+ * a new connection per request). The load keeps running through the stop: every request the
+ * server took is answered (no reset, no empty reply, no non-2xx), in-flight keep-alive
+ * requests get their answer before their connection closes, the workers leave, the master
+ * exits 0 and removes its pins. Only connection attempts made once the listeners were gone
+ * may fail (refused: the kernel accepted nothing), and they are the only failures allowed.
+ */
+TEST_F(Lifecycle, GracefulStopUnderLoadAnswersEveryAcceptedRequest) {
+  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
+  ASSERT_NE(attachment, nullptr);
+  uint16_t port = attachment->port();
+  auto pinned = PinnedAttachment::open(port, false);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+  auto workers = runningPids(*pinned);
+  ASSERT_EQ(workers.size(), 4U);
+
+  Load load(port, 2, 2);
+  ASSERT_TRUE(load.waitFor(400)) << "the load did not start";
+  attachment->process().signal(SIGQUIT);
+  auto exitCode = attachment->process().wait(15s);
+  // A little more load against the stopped port: refused, never half-served.
+  load.waitFor(20, 1s);
+  LoadTally tally = load.stop();
+  RecordProperty("tally", tally.describe());
+  EXPECT_EQ(exitCode, 0) << attachment->process().stderrText();
+  EXPECT_EQ(tally.noAnswer, 0U) << "accepted requests without an answer: " << tally.describe();
+  EXPECT_EQ(tally.non2xx, 0U) << tally.describe();
+  EXPECT_GT(tally.ok, 400U) << tally.describe();
+  for (uint32_t pid : workers) {
+    EXPECT_TRUE(eventually([&] { return processGone(pid); }, 5s)) << "worker " << pid;
+  }
+  EXPECT_FALSE(PinnedAttachment::open(port, false)) << "the pins outlived the attachment";
+}
+
+/*
  * A worker holds three answered keep-alive connections and has more connections queued
  * (all workers frozen while they connect). SIGKILL: exactly the connections it held die
  * with it; the queued ones are answered by its respawn; the other workers' connections

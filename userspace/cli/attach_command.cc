@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "config_file.h"
 #include "option_ranges.h"
+#include "privileges.h"
 #include "sockdispatch/abi.h"
 
 #include <unistd.h>
@@ -200,6 +201,10 @@ port already attached.)");
       ->check(rangeCheck(kShutdownTimeoutRange))
       ->capture_default_str();
   addHttpFlags(cmd, options->limits);
+  cmd->add_option("--user,-u", options->user,
+                  "Run the workers as this user, with no capabilities (the master stays root)")
+      ->check(CLI::Validator(
+          [](std::string &name) { return checkUser(name).value_or(std::string{}); }, "NAME"));
   cmd->add_flag("--verbose,-v", options->verbose, "Debug logging (libbpf's log included)");
 
   return [flags, cmd, port] {
@@ -236,6 +241,10 @@ port already attached.)");
     if (!first) {
       std::fprintf(stderr, "attach: %s\n", describe(first.error()).c_str());
       return kExitUsage;
+    }
+    // Every connection is a descriptor: workers inherit the raised limit.
+    if (auto raised = raiseDescriptorLimit(); !raised) {
+      std::fprintf(stderr, "attach: %s\n", raised.error().message().c_str());
     }
     return runAttach(first.value(), resolve);
   };
