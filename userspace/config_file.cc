@@ -227,6 +227,7 @@ const std::vector<KeySpec> &keyTable() {
           "write-timeout", "--write-timeout",
           [](auto &o) -> auto & { return o.limits.writeTimeout; }, kTimeoutSecondsRange),
       string("user", "--user", &AttachOptions::user, checkUser),
+      boolean("dotfiles", "--dotfiles", &AttachOptions::dotfiles),
       boolean("verbose", "--verbose", &AttachOptions::verbose),
   };
   return table;

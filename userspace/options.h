@@ -59,6 +59,7 @@ struct AttachOptions {
   HttpLimits limits;
   // Workers run as this user, with no capabilities (empty: as the master's user).
   std::string user;
+  bool dotfiles = false; // serve files and directories whose names start with a dot
   bool verbose = false;
 };
 

@@ -59,7 +59,9 @@ int Worker::run() {
   if (options_.root.empty()) {
     handler_ = std::make_unique<BuiltinPageHandler>(identity_);
   } else {
-    auto files = StaticFileHandler::open(options_.root);
+    StaticFileHandler::Options fileOptions;
+    fileOptions.serveDotfiles = options_.dotfiles;
+    auto files = StaticFileHandler::open(options_.root, fileOptions);
     if (!files) {
       spdlog::critical("{}", files.error().message());
       return kExitFatalConfig;

@@ -5,6 +5,7 @@
 #include "sockdispatch/abi.h"
 #include "support/http_client.h"
 #include "support/process.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -117,6 +118,27 @@ TEST_F(AttachCli, ServesStaticFilesFromRoot) {
     EXPECT_EQ(missing->status, 404);
   }
   std::filesystem::remove_all(root);
+}
+
+/* Dotfiles are hidden (404) by default; --dotfiles serves them. */
+TEST_F(AttachCli, DotfilesAreServedOnlyWithTheFlag) {
+  TempDir root;
+  (void)root.write(".env", "SECRET=1");
+  (void)root.write("index.html", "Hello, World!");
+  for (bool serve : {false, true}) {
+    std::vector<std::string> args{"0", "--bind", "127.0.0.1", "--workers",
+                                  "1", "--root", root.path()};
+    if (serve) {
+      args.emplace_back("--dotfiles");
+    }
+    auto attachment = Attachment::start(args);
+    ASSERT_NE(attachment, nullptr);
+    auto reply = fetch(attachment->port(), "/.env");
+    ASSERT_TRUE(reply) << "--dotfiles " << serve;
+    EXPECT_EQ(reply->status, serve ? 200 : 404);
+    EXPECT_EQ(reply->body.find("SECRET") != std::string::npos, serve) << reply->body;
+    EXPECT_EQ(attachment->stop(), 0);
+  }
 }
 
 struct BadFlags {

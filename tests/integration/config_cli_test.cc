@@ -87,7 +87,7 @@ INSTANTIATE_TEST_SUITE_P(
                   "max-conns, line-batch, root, "
                   "shutdown-timeout, max-target-bytes, max-header-bytes, max-body-bytes, "
                   "max-pending-output, max-keepalive-requests, header-timeout, body-timeout, "
-                  "idle-timeout, write-timeout, user, verbose)"},
+                  "idle-timeout, write-timeout, user, dotfiles, verbose)"},
         BadConfig{"wrong_type", "port = 80\n\nworkers = \"two\"\n",
                   "line 3: key 'workers': expected an integer, got a string"},
         BadConfig{"out_of_range", "port = 80\nbacklog = 70000\n",

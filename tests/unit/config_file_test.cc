@@ -44,6 +44,7 @@ std::vector<GoodKey> goodKeys() {
       {"shutdown-timeout", "25",
        [](const AttachOptions &o) { return o.shutdownTimeout == std::chrono::seconds(25); }},
       {"verbose", "true", [](const AttachOptions &o) { return o.verbose; }},
+      {"dotfiles", "true", [](const AttachOptions &o) { return o.dotfiles; }},
       {"user", "\"nobody\"", [](const AttachOptions &o) { return o.user == "nobody"; }},
       {"min-workers", "2", [](const AttachOptions &o) { return o.minWorkers == 2; }},
       {"max-workers", "6", [](const AttachOptions &o) { return o.maxWorkers == 6; }},

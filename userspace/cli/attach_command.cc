@@ -205,6 +205,9 @@ port already attached.)");
                   "Run the workers as this user, with no capabilities (the master stays root)")
       ->check(CLI::Validator(
           [](std::string &name) { return checkUser(name).value_or(std::string{}); }, "NAME"));
+  cmd->add_flag("--dotfiles", options->dotfiles,
+                "With --root: serve files whose names start with a dot (.git, .env, ...); "
+                "hidden (404) by default");
   cmd->add_flag("--verbose,-v", options->verbose, "Debug logging (libbpf's log included)");
 
   return [flags, cmd, port] {
