@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace sockdispatch {
@@ -13,6 +14,8 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;      // a runtime failure (bind, BPF load, ...)
 inline constexpr int kExitUsage = 2;        // bad flag, value or configuration
 inline constexpr int kExitFatalConfig = 78; // a worker that must not be respawned (EX_CONFIG)
+
+struct ServerHooks; // server_hooks.h
 
 // Everything `sockdispatch attach` is told.
 struct AttachOptions {
@@ -31,6 +34,8 @@ struct AttachOptions {
   std::chrono::seconds shutdownTimeout{10};
   HttpLimits limits;
   bool verbose = false;
+  // Set by the library's Server: makes each worker's handler instead of the built-in choice.
+  std::shared_ptr<const ServerHooks> hooks;
 };
 
 // How many workers a generation starts with.
