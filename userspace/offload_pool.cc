@@ -1,11 +1,14 @@
 #include "offload_pool.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
+#include <optional>
 #include <system_error>
 
 namespace sockdispatch {
@@ -28,12 +31,24 @@ Result<std::unique_ptr<OffloadPool>> OffloadPool::create(event_base *base, Optio
   if (!pool->completionEvent_ || event_add(pool->completionEvent_.get(), nullptr) != 0) {
     return logicError("watch the offload pool's eventfd", "libevent refused the event");
   }
+  // Pool threads never take signals: they start with every signal blocked (a thread inherits
+  // its creator's mask), so a process-directed SIGTERM reaches the loop's signalfd instead of
+  // killing the process through a thread that left it unblocked.
+  sigset_t all;
+  sigset_t previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  std::optional<Error> failure;
   try {
     for (size_t i = 0; i < options.threads; ++i) {
       pool->threads_.emplace_back([raw = pool.get()] { raw->runThread(); });
     }
   } catch (const std::system_error &error) {
-    return osError(error.code().value(), "start the offload pool's threads");
+    failure = osError(error.code().value(), "start the offload pool's threads");
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (failure) {
+    return *failure; // the threads already started are stopped and joined with the pool
   }
   return pool;
 }
