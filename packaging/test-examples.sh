@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds examples/ against an installed sockdispatch, the way a user's project finds it, and
-# runs one: installs the build tree `build` (or $1) into a temporary prefix, configures and
+# runs one: installs the library of the build tree `build` (or $1; its `dev` component: the
+# CLI and the systemd unit are not needed) into a temporary prefix, configures and
 # builds examples/ with find_package(sockdispatch) from that prefix only, checks that
 # pkg-config finds the same install, then runs the hello example on a free loopback port and
 # expects a 200 from curl. Run as root (the example loads the dispatch program). Every step
@@ -30,7 +31,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== install into a temporary prefix"
-cmake --install "$build" --prefix "$work/prefix" >/dev/null
+cmake --install "$build" --component dev --prefix "$work/prefix" >/dev/null
 [[ -f "$work/prefix/include/sockdispatch/server.h" ]] || fail "server.h not installed"
 
 echo "== pkg-config sees the install"
