@@ -9,9 +9,9 @@ namespace sockdispatch {
 
 namespace {
 
-Response failed(std::string_view what, std::exception_ptr failure) {
+Response failed(std::string_view what, const std::exception_ptr &failure) {
   try {
-    std::rethrow_exception(std::move(failure));
+    std::rethrow_exception(failure);
   } catch (const std::exception &error) {
     spdlog::error("{} failed: {}", what, error.what());
   } catch (...) {
@@ -54,8 +54,8 @@ protected:
     }
     auto token = std::make_shared<PendingResponse>(later_.defer());
     deferred_ = true;
-    bool accepted =
-        pool_->submit(std::move(work), [token, then = std::move(then)](std::exception_ptr failure) {
+    bool accepted = pool_->submit(
+        std::move(work), [token, then = std::move(then)](const std::exception_ptr &failure) {
           Response answer;
           if (failure) {
             answer = failed("offloaded work", failure);
