@@ -129,7 +129,7 @@ void HttpConnection::armTimer() {
   if (closed_) {
     return;
   }
-  if (!writeArmed_ && (closeAfterWrite_ || awaiting_)) {
+  if (!writeArmed_ && (closeAfterWrite_ || answerPending())) {
     event_del(timer_.get()); // nothing to read until the answer is written
     return;
   }
@@ -147,7 +147,7 @@ void HttpConnection::onTimer() {
     finishClose(); // the client stopped reading its answers
     return;
   }
-  if (closeAfterWrite_ || awaiting_) {
+  if (closeAfterWrite_ || answerPending()) {
     return;
   }
   if (phase_ == Phase::idle) {
@@ -321,7 +321,7 @@ bool HttpConnection::readSocket() {
 
 void HttpConnection::processInput() {
   evbuffer *input = input_.get();
-  while (!closeAfterWrite_ && !closed_ && !awaiting_) {
+  while (!closeAfterWrite_ && !closed_ && !answerPending()) {
     if (evbuffer_get_length(output_.get()) > limits_.maxPendingOutput) {
       flush();
       if (closed_ || evbuffer_get_length(output_.get()) <= limits_.maxPendingOutput) {
@@ -385,6 +385,9 @@ bool HttpConnection::checkFraming(const char *data, size_t length) {
 }
 
 void HttpConnection::flush() {
+  if (stream_) {
+    pullStream();
+  }
   size_t before = evbuffer_get_length(output_.get());
   while (!closed_ && evbuffer_get_length(output_.get()) > 0) {
     int n = evbuffer_write(output_.get(), fd_.get());
@@ -403,7 +406,7 @@ void HttpConnection::flush() {
     return;
   }
   size_t left = evbuffer_get_length(output_.get());
-  if (left > 0) {
+  if (left > 0 || stream_) {
     if (!writeArmed_) {
       writeArmed_ = true;
       writeDeadline_ = Clock::now() + limits_.writeTimeout;
@@ -423,7 +426,7 @@ void HttpConnection::flush() {
     }
     armTimer();
   }
-  if (closeAfterWrite_ && !awaiting_) {
+  if (closeAfterWrite_ && !answerPending()) {
     finishClose();
     return;
   }
@@ -455,7 +458,12 @@ void HttpConnection::writeResponse(Response &response, bool head, bool keepAlive
     text += "\r\n";
   }
   bool noBody = statusHasNoBody(response.status);
-  if (!noBody) {
+  bool streamed = response.stream != nullptr && !noBody;
+  if (streamed) {
+    if (request_.versionMinor == 1) {
+      text += "Transfer-Encoding: chunked\r\n";
+    }
+  } else if (!noBody) {
     text += "Content-Length: ";
     text += std::to_string(response.contentLength());
     text += "\r\n";
@@ -470,7 +478,9 @@ void HttpConnection::writeResponse(Response &response, bool head, bool keepAlive
   if (head || noBody) {
     return;
   }
-  if (response.file.valid()) {
+  if (streamed) {
+    startStream(std::move(response.stream), request_.versionMinor == 1);
+  } else if (response.file.valid()) {
     // The evbuffer owns the fd from here; libevent sends it with sendfile().
     evbuffer_add_file(output, response.file.release(), response.fileOffset,
                       static_cast<ev_off_t>(response.fileLength));

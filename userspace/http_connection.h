@@ -40,6 +40,11 @@ using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferDeleter>;
 // the connection reads and parses nothing more (pipelined requests keep their order, the
 // socket pushes back on the client) and no read timeout runs; the answer's write timeout
 // applies as usual once it is written. The token holds the connection weakly.
+//
+// Streamed bodies (http_connection_stream.cc): the body's pieces are pulled while the output
+// holds less than a window, and sent as chunks; the write event stays armed until the
+// stream ends, so a slow client pushes back on the producer and other connections get their
+// turn between pulls. Like a deferred answer, a stream holds back the requests behind it.
 class HttpConnection : private DeferredSink {
 public:
   struct Hooks {
@@ -93,6 +98,9 @@ private:
   void sendAnswer(Response &response);
   bool completeDeferred(uint64_t sequence, Response response) override;
   class RequestDeferral;
+  [[nodiscard]] bool answerPending() const { return awaiting_ || stream_ != nullptr; }
+  void startStream(BodyStream stream, bool chunked);
+  void pullStream();
   void writeResponse(Response &response, bool head, bool keepAlive);
   void rejectAndClose(int status);
   void scheduleClose();
@@ -134,6 +142,9 @@ private:
   std::shared_ptr<DeferredSink *> anchor_;
   uint64_t deferredSequence_ = 0;
   bool awaiting_ = false;
+  // A streamed body being sent, and whether it is chunked (HTTP/1.1).
+  BodyStream stream_;
+  bool streamChunked_ = false;
 };
 
 } // namespace sockdispatch

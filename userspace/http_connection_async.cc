@@ -56,8 +56,11 @@ void HttpConnection::sendAnswer(Response &response) {
   bool lastAllowed = limits_.maxRequestsPerConnection != 0 &&
                      requestsAnswered_ >= limits_.maxRequestsPerConnection;
   // An upgrade is not taken: answer, then close, as the protocol switch never happened.
-  bool keepAlive =
-      request_.keepAlive && !response.close && !draining_ && !lastAllowed && parser_.upgrade == 0;
+  // An HTTP/1.0 client learns a streamed body's end from the close.
+  bool closeDelimited = response.stream != nullptr && request_.versionMinor == 0 &&
+                        !request_.isHead() && !statusHasNoBody(response.status);
+  bool keepAlive = request_.keepAlive && !response.close && !draining_ && !lastAllowed &&
+                   parser_.upgrade == 0 && !closeDelimited;
   writeResponse(response, request_.isHead(), keepAlive);
   if (hooks_.requestAnswered) {
     hooks_.requestAnswered();
@@ -76,8 +79,8 @@ bool HttpConnection::completeDeferred(uint64_t sequence, Response response) {
   if (closed_) {
     return true;
   }
-  if (closeAfterWrite_) {
-    flush(); // closes once the answer is written
+  if (closeAfterWrite_ || answerPending()) {
+    flush(); // closes once the answer is written; a streamed answer resumes reading itself
     return true;
   }
   // Waiting for the next request from now; take up what the client pipelined meanwhile.
@@ -85,7 +88,7 @@ bool HttpConnection::completeDeferred(uint64_t sequence, Response response) {
   armTimer();
   startReading();
   processInput();
-  if (peerClosed_ && !closed_ && !awaiting_) {
+  if (peerClosed_ && !closed_ && !answerPending()) {
     scheduleClose();
   }
   return true;

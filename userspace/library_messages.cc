@@ -60,7 +60,7 @@ HttpResponse::~HttpResponse() {
 HttpResponse::HttpResponse(HttpResponse &&other) noexcept
     : status_(other.status_), headers_(std::move(other.headers_)), body_(std::move(other.body_)),
       fileFd_(std::exchange(other.fileFd_, -1)), fileOffset_(other.fileOffset_),
-      fileLength_(other.fileLength_), close_(other.close_) {}
+      fileLength_(other.fileLength_), stream_(std::move(other.stream_)), close_(other.close_) {}
 
 HttpResponse &HttpResponse::operator=(HttpResponse &&other) noexcept {
   if (this != &other) {
@@ -73,6 +73,7 @@ HttpResponse &HttpResponse::operator=(HttpResponse &&other) noexcept {
     fileFd_ = std::exchange(other.fileFd_, -1);
     fileOffset_ = other.fileOffset_;
     fileLength_ = other.fileLength_;
+    stream_ = std::move(other.stream_);
     close_ = other.close_;
   }
   return *this;
@@ -93,6 +94,7 @@ HttpResponse &HttpResponse::setBody(std::string body, std::string_view contentTy
     ::close(fileFd_);
     fileFd_ = -1;
   }
+  stream_ = nullptr;
   body_ = std::move(body);
   if (!contentType.empty()) {
     addHeader("Content-Type", std::string(contentType));
@@ -105,6 +107,7 @@ HttpResponse &HttpResponse::setFileBody(int fd, off_t offset, uint64_t length) {
     ::close(fileFd_);
   }
   body_.clear();
+  stream_ = nullptr;
   fileFd_ = fd;
   fileOffset_ = offset;
   fileLength_ = length;
@@ -127,6 +130,16 @@ bool HttpResponse::setFileBody(const std::string &path) {
   return true;
 }
 
+HttpResponse &HttpResponse::setStreamedBody(BodyStream next) {
+  if (fileFd_ >= 0) {
+    ::close(fileFd_);
+    fileFd_ = -1;
+  }
+  body_.clear();
+  stream_ = std::move(next);
+  return *this;
+}
+
 HttpResponse &HttpResponse::closeConnection() {
   close_ = true;
   return *this;
@@ -137,7 +150,9 @@ Response ResponseAccess::toInternal(HttpResponse &&from) {
   out.status = from.status_;
   out.headers = std::move(from.headers_);
   out.close = from.close_;
-  if (from.fileFd_ >= 0) {
+  if (from.stream_) {
+    out.stream = std::move(from.stream_);
+  } else if (from.fileFd_ >= 0) {
     out.file = UniqueFd(std::exchange(from.fileFd_, -1));
     out.fileOffset = from.fileOffset_;
     out.fileLength = from.fileLength_;

@@ -4,6 +4,8 @@
 /// The response a handler produces.
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -13,7 +15,8 @@
 namespace sockdispatch
 {
 
-/// What a handler answers: a status, headers, and a body from memory or from a file.
+/// What a handler answers: a status, headers, and a body from memory, from a file, or
+/// streamed in pieces.
 ///
 /// The server adds Date, Server, Content-Length, Connection and X-Sockdispatch-Worker (the
 /// slot of the worker that answered). A file body is sent with sendfile(2), zero-copy.
@@ -66,6 +69,20 @@ class HttpResponse
 		return fileFd_ >= 0;
 	}
 
+	/// The next piece of a streamed body, or std::nullopt at its end.
+	using BodyStream = std::function<std::optional<std::string>()>;
+	/// Streams the body: `next` is called on the worker's loop thread whenever the connection
+	/// has room for more (so a slow client slows the calls down), until it returns
+	/// std::nullopt. It must not block; empty pieces are skipped. The body goes out with
+	/// Transfer-Encoding: chunked (to an HTTP/1.0 client: delimited by closing the
+	/// connection). If `next` throws, the body is cut short and the connection closed.
+	/// Replaces a memory or file body.
+	HttpResponse &setStreamedBody(BodyStream next);
+	[[nodiscard]] bool hasStreamedBody() const
+	{
+		return static_cast<bool>(stream_);
+	}
+
 	/// Closes the connection after this response (Connection: close).
 	HttpResponse &closeConnection();
 	[[nodiscard]] bool closesConnection() const
@@ -81,6 +98,7 @@ class HttpResponse
 	int fileFd_ = -1;
 	off_t fileOffset_ = 0;
 	uint64_t fileLength_ = 0;
+	BodyStream stream_;
 	bool close_ = false;
 };
 

@@ -7,6 +7,7 @@
 //   GET  /throw            the handler throws (500)
 //   GET  /throw-offload    the offloaded work throws (500)
 //   POST /echo             the body back
+//   GET  /stream?n=N       a streamed body: "piece 0\n" ... "piece N-1\n"
 // The hook log gets "start SLOT PID" and "stop SLOT PID" lines from the worker hooks.
 #include <sockdispatch/server.h>
 #include <unistd.h>
@@ -16,18 +17,20 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
 namespace {
 
-int queryMs(std::string_view query) {
-  int ms = 0;
-  if (query.starts_with("ms=")) {
-    std::from_chars(query.data() + 3, query.data() + query.size(), ms);
+// The number in a query of the form "KEY=N" (0 when the query is not that).
+int queryNumber(std::string_view query, std::string_view key) {
+  int number = 0;
+  if (query.starts_with(key) && query.size() > key.size() && query[key.size()] == '=') {
+    std::from_chars(query.data() + key.size() + 1, query.data() + query.size(), number);
   }
-  return ms;
+  return number;
 }
 
 void logHook(const std::string &path, const char *what, const sockdispatch::WorkerInfo &who) {
@@ -68,14 +71,14 @@ int main(int argc, char **argv) {
     exchange.response().setBody("fast").addHeader("X-Pid", std::to_string(exchange.worker().pid));
   });
   server.route("GET", "/slow", [](sockdispatch::Exchange &exchange) {
-    int ms = queryMs(exchange.request().query());
+    int ms = queryNumber(exchange.request().query(), "ms");
     exchange.offload([ms] {
       std::this_thread::sleep_for(std::chrono::milliseconds(ms));
       return sockdispatch::HttpResponse(200, "slow " + std::to_string(ms));
     });
   });
   server.route("GET", "/then", [](sockdispatch::Exchange &exchange) {
-    int ms = queryMs(exchange.request().query());
+    int ms = queryNumber(exchange.request().query(), "ms");
     exchange.offload(
         [ms] {
           std::this_thread::sleep_for(std::chrono::milliseconds(ms));
@@ -89,6 +92,15 @@ int main(int argc, char **argv) {
   server.route("GET", "/throw-offload", [](sockdispatch::Exchange &exchange) {
     exchange.offload([]() -> sockdispatch::HttpResponse {
       throw std::runtime_error("offloaded work that throws");
+    });
+  });
+  server.route("GET", "/stream", [](sockdispatch::Exchange &exchange) {
+    int count = queryNumber(exchange.request().query(), "n");
+    exchange.response().setStreamedBody([next = 0, count]() mutable -> std::optional<std::string> {
+      if (next == count) {
+        return std::nullopt;
+      }
+      return "piece " + std::to_string(next++) + "\n";
     });
   });
   server.route("POST", "/echo", [](sockdispatch::Exchange &exchange) {

@@ -222,6 +222,33 @@ TEST_F(Library, RoutesAnswer404And405) {
   EXPECT_EQ(echo->body, "hello");
 }
 
+/* A streamed body reaches the client chunked, in order and whole. */
+TEST_F(Library, StreamedBodyArrivesChunked) {
+  startServer({"--workers", "1"});
+  auto client = request("GET /stream?n=1000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  std::string raw = client.readUntilClose(10s);
+  size_t headEnd = raw.find("\r\n\r\n");
+  ASSERT_NE(headEnd, std::string::npos) << raw;
+  EXPECT_NE(raw.find("Transfer-Encoding: chunked"), std::string::npos);
+  std::string body;
+  size_t at = headEnd + 4;
+  for (;;) {
+    size_t lineEnd = raw.find("\r\n", at);
+    ASSERT_NE(lineEnd, std::string::npos) << "cut short after " << body.size() << " bytes";
+    size_t size = std::stoul(raw.substr(at, lineEnd - at), nullptr, 16);
+    if (size == 0) {
+      break;
+    }
+    body.append(raw, lineEnd + 2, size);
+    at = lineEnd + 2 + size + 2;
+  }
+  std::string expected;
+  for (int i = 0; i < 1000; ++i) {
+    expected += "piece " + std::to_string(i) + "\n";
+  }
+  EXPECT_TRUE(body == expected) << body.size() << " bytes";
+}
+
 /* The worker's scoreboard slot counts each outstanding offloaded call as open load, beside
    its open connections, and gives it back when the call is answered. */
 TEST_F(Library, ScoreboardCountsOffloadedWork) {
