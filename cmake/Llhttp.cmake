@@ -12,9 +12,11 @@ endforeach()
 
 add_library(llhttp STATIC ${LLHTTP_SOURCE_DIR}/llhttp.c ${LLHTTP_SOURCE_DIR}/api.c
                           ${LLHTTP_SOURCE_DIR}/http.c)
-target_include_directories(llhttp SYSTEM PUBLIC ${LLHTTP_INCLUDE_DIR})
+target_include_directories(llhttp SYSTEM PUBLIC $<BUILD_INTERFACE:${LLHTTP_INCLUDE_DIR}>)
 # The generated parser has a strict variant (llhttp.c is compiled twice over, #if'd on this):
 # it insists on CRLF after each chunk, among other things the default lets through.
 target_compile_definitions(llhttp PUBLIC LLHTTP_STRICT_MODE=1)
-set_target_properties(llhttp PROPERTIES C_STANDARD 99 POSITION_INDEPENDENT_CODE ON)
+# Installed beside libsockdispatch.a (which needs it) under a name no system llhttp uses.
+set_target_properties(llhttp PROPERTIES C_STANDARD 99 POSITION_INDEPENDENT_CODE ON
+                                        OUTPUT_NAME sockdispatch-llhttp)
 target_compile_options(llhttp PRIVATE -w)

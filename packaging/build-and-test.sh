@@ -2,7 +2,8 @@
 # Installs the dependencies, builds sockdispatch and runs the whole test suite: style checks,
 # the suites (unit and integration: real BPF, real processes, real TCP on loopback), the
 # suites again built with AddressSanitizer and UndefinedBehaviorSanitizer, a bounded fuzzing
-# run of the request path, and the Debian package built, linted, installed, used and purged.
+# run of the request path, the examples/ built against the installed library and run, and the
+# Debian package built, linted, installed, used and purged.
 # Run as root on Debian 12 (the integration tests load BPF programs and mount bpffs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,9 @@ cmake --build build-sanitize -j "$jobs"
 
 echo "== fuzzing the request path (bounded)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash packaging/fuzz.sh
+
+echo "== examples built against the installed library, hello answering on loopback"
+bash packaging/test-examples.sh build
 
 echo "== Debian package"
 bash packaging/test-deb.sh

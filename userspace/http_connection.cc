@@ -82,7 +82,8 @@ const llhttp_settings_t &HttpConnection::settings() {
 HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
                                const WorkerIdentity &who, const HttpLimits &limits, Hooks hooks)
     : fd_(fd), input_(evbuffer_new()), output_(evbuffer_new()), handler_(handler), who_(who),
-      limits_(limits), hooks_(std::move(hooks)) {
+      limits_(limits), hooks_(std::move(hooks)),
+      anchor_(std::make_shared<DeferredSink *>(static_cast<DeferredSink *>(this))) {
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
   // Lets file segments go out with sendfile(2) instead of being mmapped into the buffer.
@@ -128,8 +129,8 @@ void HttpConnection::armTimer() {
   if (closed_) {
     return;
   }
-  if (!writeArmed_ && closeAfterWrite_) {
-    event_del(timer_.get());
+  if (!writeArmed_ && (closeAfterWrite_ || answerPending())) {
+    event_del(timer_.get()); // nothing to read until the answer is written
     return;
   }
   timeval left = toTimeval((writeArmed_ ? writeDeadline_ : readDeadline_) - Clock::now());
@@ -146,7 +147,7 @@ void HttpConnection::onTimer() {
     finishClose(); // the client stopped reading its answers
     return;
   }
-  if (closeAfterWrite_) {
+  if (closeAfterWrite_ || answerPending()) {
     return;
   }
   if (phase_ == Phase::idle) {
@@ -320,7 +321,7 @@ bool HttpConnection::readSocket() {
 
 void HttpConnection::processInput() {
   evbuffer *input = input_.get();
-  while (!closeAfterWrite_ && !closed_) {
+  while (!closeAfterWrite_ && !closed_ && !answerPending()) {
     if (evbuffer_get_length(output_.get()) > limits_.maxPendingOutput) {
       flush();
       if (closed_ || evbuffer_get_length(output_.get()) <= limits_.maxPendingOutput) {
@@ -384,6 +385,9 @@ bool HttpConnection::checkFraming(const char *data, size_t length) {
 }
 
 void HttpConnection::flush() {
+  if (stream_) {
+    pullStream();
+  }
   size_t before = evbuffer_get_length(output_.get());
   while (!closed_ && evbuffer_get_length(output_.get()) > 0) {
     int n = evbuffer_write(output_.get(), fd_.get());
@@ -402,7 +406,7 @@ void HttpConnection::flush() {
     return;
   }
   size_t left = evbuffer_get_length(output_.get());
-  if (left > 0) {
+  if (left > 0 || stream_) {
     if (!writeArmed_) {
       writeArmed_ = true;
       writeDeadline_ = Clock::now() + limits_.writeTimeout;
@@ -422,7 +426,7 @@ void HttpConnection::flush() {
     }
     armTimer();
   }
-  if (closeAfterWrite_) {
+  if (closeAfterWrite_ && !answerPending()) {
     finishClose();
     return;
   }
@@ -431,24 +435,6 @@ void HttpConnection::flush() {
     waitingForDrain_ = false;
     startReading();
     event_active(readEvent_.get(), EV_READ, 0);
-  }
-}
-
-void HttpConnection::answer() {
-  Response response;
-  handler_.handle(request_, response);
-  ++requestsAnswered_;
-  bool lastAllowed = limits_.maxRequestsPerConnection != 0 &&
-                     requestsAnswered_ >= limits_.maxRequestsPerConnection;
-  // An upgrade is not taken: answer, then close, as the protocol switch never happened.
-  bool keepAlive =
-      request_.keepAlive && !response.close && !draining_ && !lastAllowed && parser_.upgrade == 0;
-  writeResponse(response, request_.isHead(), keepAlive);
-  if (hooks_.requestAnswered) {
-    hooks_.requestAnswered();
-  }
-  if (!keepAlive) {
-    scheduleClose();
   }
 }
 
@@ -472,7 +458,12 @@ void HttpConnection::writeResponse(Response &response, bool head, bool keepAlive
     text += "\r\n";
   }
   bool noBody = statusHasNoBody(response.status);
-  if (!noBody) {
+  bool streamed = response.stream != nullptr && !noBody;
+  if (streamed) {
+    if (request_.versionMinor == 1) {
+      text += "Transfer-Encoding: chunked\r\n";
+    }
+  } else if (!noBody) {
     text += "Content-Length: ";
     text += std::to_string(response.contentLength());
     text += "\r\n";
@@ -487,7 +478,9 @@ void HttpConnection::writeResponse(Response &response, bool head, bool keepAlive
   if (head || noBody) {
     return;
   }
-  if (response.file.valid()) {
+  if (streamed) {
+    startStream(std::move(response.stream), request_.versionMinor == 1);
+  } else if (response.file.valid()) {
     // The evbuffer owns the fd from here; libevent sends it with sendfile().
     evbuffer_add_file(output, response.file.release(), response.fileOffset,
                       static_cast<ev_off_t>(response.fileLength));

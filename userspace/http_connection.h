@@ -4,6 +4,7 @@
 #include "handler.h"
 #include "http_framing.h"
 #include "http_message.h"
+#include "pending_response.h"
 #include "unique_fd.h"
 
 #include <event2/buffer.h>
@@ -33,7 +34,18 @@ using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferDeleter>;
 // writev, or sendfile for large files), and a write event is armed only when the socket
 // pushes back. This saves the epoll_ctl calls and the extra loop turn per response that a
 // bufferevent would cost.
-class HttpConnection {
+//
+// Deferred answers (http_connection_async.cc): a handler may take a request's answer out of
+// its call (Handler::respond, Deferral::defer) and complete it later on the loop. Until then
+// the connection reads and parses nothing more (pipelined requests keep their order, the
+// socket pushes back on the client) and no read timeout runs; the answer's write timeout
+// applies as usual once it is written. The token holds the connection weakly.
+//
+// Streamed bodies (http_connection_stream.cc): the body's pieces are pulled while the output
+// holds less than a window, and sent as chunks; the write event stays armed until the
+// stream ends, so a slow client pushes back on the producer and other connections get their
+// turn between pulls. Like a deferred answer, a stream holds back the requests behind it.
+class HttpConnection : private DeferredSink {
 public:
   struct Hooks {
     // The connection is done: the owner must free it, but not from inside this call.
@@ -43,7 +55,7 @@ public:
 
   HttpConnection(event_base *base, int fd, const Handler &handler, const WorkerIdentity &who,
                  const HttpLimits &limits, Hooks hooks);
-  ~HttpConnection();
+  ~HttpConnection() override;
   HttpConnection(const HttpConnection &) = delete;
   HttpConnection &operator=(const HttpConnection &) = delete;
 
@@ -83,6 +95,12 @@ private:
   void processInput();
   bool checkFraming(const char *data, size_t length);
   void answer();
+  void sendAnswer(Response &response);
+  bool completeDeferred(uint64_t sequence, Response response) override;
+  class RequestDeferral;
+  [[nodiscard]] bool answerPending() const { return awaiting_ || stream_ != nullptr; }
+  void startStream(BodyStream stream, bool chunked);
+  void pullStream();
   void writeResponse(Response &response, bool head, bool keepAlive);
   void rejectAndClose(int status);
   void scheduleClose();
@@ -120,6 +138,13 @@ private:
   bool peerClosed_ = false;
   bool closed_ = false;
   bool draining_ = false; // answer the request in progress with Connection: close
+  // Deferred answers: the token's weak anchor, and which request waits (if any).
+  std::shared_ptr<DeferredSink *> anchor_;
+  uint64_t deferredSequence_ = 0;
+  bool awaiting_ = false;
+  // A streamed body being sent, and whether it is chunked (HTTP/1.1).
+  BodyStream stream_;
+  bool streamChunked_ = false;
 };
 
 } // namespace sockdispatch

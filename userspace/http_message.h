@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,7 +32,11 @@ struct Request {
   [[nodiscard]] bool isHead() const { return method == "HEAD"; }
 };
 
-// What a handler answers. The body comes from memory or, zero-copy, from a file.
+// The next piece of a streamed body, pulled on the loop thread whenever the socket has room;
+// nullopt at the end. It must not block.
+using BodyStream = std::function<std::optional<std::string>()>;
+
+// What a handler answers. The body comes from memory, zero-copy from a file, or streamed.
 struct Response {
   int status = 200;
   HeaderList headers;
@@ -38,6 +44,7 @@ struct Response {
   UniqueFd file; // when valid, the body is fileLength bytes of it from fileOffset
   off_t fileOffset = 0;
   uint64_t fileLength = 0;
+  BodyStream stream;  // when set, the body: chunked (HTTP/1.1) or up to the close (HTTP/1.0)
   bool close = false; // close the connection after this response
 
   void setHeader(std::string name, std::string value) {

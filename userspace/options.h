@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,6 +34,8 @@ inline std::optional<DispatchModeOption> parseDispatchMode(std::string_view name
   return std::nullopt;
 }
 
+struct ServerHooks; // server_hooks.h
+
 // Everything `sockdispatch attach` is told.
 struct AttachOptions {
   uint16_t port = 0;
@@ -61,6 +64,8 @@ struct AttachOptions {
   std::string user;
   bool dotfiles = false; // serve files and directories whose names start with a dot
   bool verbose = false;
+  // Set by the library's Server: makes each worker's handler instead of the built-in choice.
+  std::shared_ptr<const ServerHooks> hooks;
 };
 
 // How many workers a generation starts with.

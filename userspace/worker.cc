@@ -2,6 +2,7 @@
 
 #include "builtin_page.h"
 #include "fd_channel.h"
+#include "server_hooks.h"
 #include "static_files.h"
 
 #include <event2/event.h>
@@ -56,7 +57,13 @@ int Worker::run() {
     spdlog::error("Failed to create the event loop");
     return kExitFailure;
   }
-  if (options_.root.empty()) {
+  if (options_.hooks && options_.hooks->makeHandler) {
+    WorkerContext context{identity_, base_.get(), scoreboard_};
+    handler_ = options_.hooks->makeHandler(context);
+    if (!handler_) {
+      return kExitFatalConfig; // the reason is logged
+    }
+  } else if (options_.root.empty()) {
     handler_ = std::make_unique<BuiltinPageHandler>(identity_);
   } else {
     StaticFileHandler::Options fileOptions;

@@ -65,9 +65,10 @@ private:
   UniqueFd lineSuccessor_;
   Scoreboard scoreboard_;
   WorkerIdentity identity_;
-  std::unique_ptr<Handler> handler_;
   // Declared before every libevent object below, so it is freed after all of them.
   EventBasePtr base_;
+  // Freed after the connections and before the loop: it may own loop objects (ServerHooks).
+  std::unique_ptr<Handler> handler_;
   ListenerPtr listener_;
   std::unique_ptr<SignalSet> signals_;
   EventPtr controlEvent_;
