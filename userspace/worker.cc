@@ -182,28 +182,34 @@ void Worker::pauseAccepting() {
   evtimer_add(acceptPause_.get(), &kAcceptPause);
 }
 
+// Reads everything queued: a re-link and a stop sent together take effect together, before
+// any client bytes that arrived meanwhile are served.
 void Worker::onControl() {
-  auto received = receive(channel_.get());
-  if (!received) {
-    if (!wouldBlock(received.error())) {
+  constexpr int kMessagesPerTurn = 64;
+  for (int turn = 0; turn < kMessagesPerTurn && channel_; ++turn) {
+    auto received = receive(channel_.get());
+    if (!received) {
+      if (wouldBlock(received.error())) {
+        return;
+      }
       spdlog::warn("ignored a control message: {}", received.error().message());
+      continue;
     }
-    return;
-  }
-  if (received->peerClosed) {
-    spdlog::warn("the master is gone; stopping");
-    event_del(controlEvent_.get()); // freed with the worker, not inside its own callback
-    channel_.reset();
-    beginStop();
-    return;
-  }
-  switch (received->message.messageType()) {
-  case LineMessageType::kStopGracefully:
-    spdlog::debug("asked to stop gracefully");
-    beginStop();
-    break;
-  case LineMessageType::kSuccessor: onSuccessor(*received); break;
-  default: spdlog::warn("ignored a control message of type {}", received->message.type); break;
+    if (received->peerClosed) {
+      spdlog::warn("the master is gone; stopping");
+      event_del(controlEvent_.get()); // freed with the worker, not inside its own callback
+      channel_.reset();
+      beginStop();
+      return;
+    }
+    switch (received->message.messageType()) {
+    case LineMessageType::kStopGracefully:
+      spdlog::debug("asked to stop gracefully");
+      beginStop();
+      break;
+    case LineMessageType::kSuccessor: onSuccessor(*received); break;
+    default: spdlog::warn("ignored a control message of type {}", received->message.type); break;
+    }
   }
 }
 
