@@ -65,9 +65,9 @@ def run_policy(binary, port, policy, args):
     subprocess.run([binary, "tune", str(port), "--policy", policy], check=True,
                    capture_output=True)
     before = accepted(binary, port)
-    slow = wrk(port, "/slow", args.duration, 1, True)
-    time.sleep(0.2)  # the slow client is busy before the fast one starts
-    fast = wrk(port, "/fast", args.duration - 0.2, args.connections, True)
+    slow = wrk(port, "/slow", args.duration + 1, 1, True)
+    time.sleep(0.3)  # the slow client is busy before the fast one starts, and after it ends
+    fast = wrk(port, "/fast", args.duration, args.connections, True)
     fast_out, _ = fast.communicate()
     slow_out, _ = slow.communicate()
     after = accepted(binary, port)

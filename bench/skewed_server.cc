@@ -35,8 +35,10 @@ int main(int argc, char **argv) {
   options.mode = sockdispatch::DispatchMode::ebpf;
   const std::chrono::milliseconds slow(std::stoi(argv[3]));
   sockdispatch::Server server(options);
-  server.route("GET", "/fast", [](sockdispatch::Exchange &exchange) {
-    exchange.response().setBody("fast\n");
+  server.route("GET", "/fast",
+               [](sockdispatch::Exchange &exchange) { exchange.response().setBody("fast\n"); });
+  server.fallback([](sockdispatch::Exchange &exchange) {
+    exchange.response().setBody("skewed_server: GET /fast or /slow\n");
   });
   server.route("GET", "/slow", [slow](sockdispatch::Exchange &exchange) {
     spin(slow);

@@ -71,6 +71,7 @@ struct line_walk {
 	__u64 best_open;
 	__u64 total_weight;
 	__u64 ticket; /* round_robin: the live position to take; weighted: the weight ticket */
+	__u64 now;    /* CLOCK_MONOTONIC ns: which workers are stuck in a handler call */
 	int found;
 };
 
@@ -109,7 +110,8 @@ static long nth_live_step(__u32 index, void *data)
 	if (!slot)
 		return 0;
 	if (walk->position == walk->ticket) {
-		walk->best_open = slot->open;
+		walk->best_open = sd_busy_load(sd_slot_load(slot->open, slot->queued),
+					       slot->busy_since, walk->now);
 		return take(walk, index);
 	}
 	walk->position++;
@@ -152,19 +154,21 @@ static long skip_load_step(__u32 index, void *data)
 	return 0;
 }
 
-/* Least open connections among selectable slots (first one wins ties). */
+/* Least load (open plus queued connections) among selectable slots (first one wins ties). */
 static long least_conn_step(__u32 index, void *data)
 {
 	struct line_walk *walk = data;
 	struct sd_slot *slot;
+	__u64 load;
 
 	if (index >= walk->nr_slots)
 		return 1;
 	slot = line_slot(index);
 	if (!slot)
 		return 0;
-	if (!walk->found || slot->open < walk->best_open) {
-		walk->best_open = slot->open;
+	load = sd_busy_load(sd_slot_load(slot->open, slot->queued), slot->busy_since, walk->now);
+	if (!walk->found || load < walk->best_open) {
+		walk->best_open = load;
 		walk->chosen = index;
 		walk->found = 1;
 	}
@@ -181,8 +185,10 @@ static __always_inline int select_slot(struct sk_reuseport_md *md, __u32 index, 
 		return SK_PASS;
 	}
 	slot = bpf_map_lookup_elem(&slots, &index);
-	if (slot)
+	if (slot) {
 		__sync_fetch_and_add(&slot->selected, 1);
+		__sync_fetch_and_add(&slot->queued, 1);
+	}
 	count_verdict(ok);
 	return SK_PASS;
 }
@@ -202,6 +208,7 @@ int sd_dispatch(struct sk_reuseport_md *md)
 		return SK_PASS;
 	}
 	walk.nr_slots = cfg->nr_slots;
+	walk.now = bpf_ktime_get_ns();
 	if (walk.nr_slots > SD_MAX_WORKERS)
 		walk.nr_slots = SD_MAX_WORKERS;
 

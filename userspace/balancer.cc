@@ -66,26 +66,32 @@ std::optional<uint32_t> weightedChoose(std::span<const SlotSnapshot> slots, uint
   return std::nullopt;
 }
 
-std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t a, uint32_t b) {
+std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t a, uint32_t b,
+                                  uint64_t now) {
   auto live = liveLine(slots);
   if (live.empty()) {
     return std::nullopt;
   }
   const SlotSnapshot *first = live[a % live.size()];
   const SlotSnapshot *second = live[b % live.size()];
-  return sd_p2c_second_wins(first->open, second->open) != 0 ? second->slot : first->slot;
+  return sd_p2c_second_wins(
+             sd_busy_load(sd_slot_load(first->open, first->queued), first->busySince, now),
+             sd_busy_load(sd_slot_load(second->open, second->queued), second->busySince, now)) != 0
+             ? second->slot
+             : first->slot;
 }
 
-std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots) {
+std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots, uint64_t now) {
   std::optional<uint32_t> best;
   uint64_t bestOpen = 0;
   for (const auto &slot : slots) {
     if (!sd_slot_selectable(slot.state, slot.draining)) {
       continue;
     }
-    if (!best || slot.open < bestOpen) {
+    uint64_t load = sd_busy_load(sd_slot_load(slot.open, slot.queued), slot.busySince, now);
+    if (!best || load < bestOpen) {
       best = slot.slot;
-      bestOpen = slot.open;
+      bestOpen = load;
     }
   }
   return best;

@@ -16,7 +16,8 @@ namespace sockdispatch {
 std::optional<uint32_t> skipLoadChoose(std::span<SlotSnapshot> slots);
 
 // least_conn: the selectable slot with the fewest open connections (lowest index on ties).
-std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots);
+// `now`: CLOCK_MONOTONIC ns, for sd_busy_load (0: business ignored).
+std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots, uint64_t now = 0);
 
 // round_robin: the live slot at position ticket % live (the kernel's ticket is its
 // config.rr_cursor, incremented per connection).
@@ -27,6 +28,7 @@ std::optional<uint32_t> roundRobinChoose(std::span<const SlotSnapshot> slots, ui
 std::optional<uint32_t> weightedChoose(std::span<const SlotSnapshot> slots, uint64_t ticket);
 
 // p2c over the live slots at positions a % live and b % live: fewer open connections wins.
-std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t a, uint32_t b);
+std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t a, uint32_t b,
+                                  uint64_t now = 0);
 
 } // namespace sockdispatch

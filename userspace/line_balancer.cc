@@ -3,6 +3,7 @@
 #include "balancer.h"
 #include "sockdispatch/policy.h"
 
+#include <ctime>
 #include <optional>
 #include <vector>
 
@@ -18,15 +19,21 @@ uint64_t mix(uint64_t value) {
   return value ^ (value >> 31U);
 }
 
+uint64_t monotonicNs() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
+}
+
 std::optional<uint32_t> referenceChoice(uint32_t policy, std::span<SlotSnapshot> slots,
                                         uint64_t ticket) {
   switch (policy) {
-  case SD_POLICY_LEAST_CONN: return leastConnChoose(slots);
+  case SD_POLICY_LEAST_CONN: return leastConnChoose(slots, monotonicNs());
   case SD_POLICY_ROUND_ROBIN: return roundRobinChoose(slots, ticket);
   case SD_POLICY_WEIGHTED: return weightedChoose(slots, ticket);
   case SD_POLICY_P2C: {
     auto [first, second] = p2cSamples(ticket);
-    return p2cChoose(slots, first, second);
+    return p2cChoose(slots, first, second, monotonicNs());
   }
   default: return std::nullopt;
   }

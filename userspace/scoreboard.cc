@@ -10,10 +10,21 @@ uint32_t Scoreboard::slotCount() const {
 void Scoreboard::connectionOpened(uint32_t slot) {
   std::atomic_ref<__u64>(slots_[slot].open).fetch_add(1, std::memory_order_relaxed);
   std::atomic_ref<__u64>(slots_[slot].accepted).fetch_add(1, std::memory_order_relaxed);
+  // One fewer waiting in the listen queue, if the program counted it there (not for the
+  // kernel hash's choices, nor ever in line mode): never below zero.
+  std::atomic_ref<__u64> queued(slots_[slot].queued);
+  __u64 waiting = queued.load(std::memory_order_relaxed);
+  while (waiting > 0 &&
+         !queued.compare_exchange_weak(waiting, waiting - 1, std::memory_order_relaxed)) {
+  }
 }
 
 void Scoreboard::connectionClosed(uint32_t slot) {
   std::atomic_ref<__u64>(slots_[slot].open).fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Scoreboard::setBusySince(uint32_t slot, uint64_t monotonicNs) {
+  std::atomic_ref<__u64>(slots_[slot].busy_since).store(monotonicNs, std::memory_order_relaxed);
 }
 
 void Scoreboard::requestAnswered(uint32_t slot) {
@@ -54,6 +65,9 @@ bool Scoreboard::changeState(uint32_t slot, sd_slot_state from, sd_slot_state to
 
 void Scoreboard::resetOpen(uint32_t slot) {
   storeRelease<__u64>(slots_[slot].open, 0);
+  // Counted afresh: what waits in its listen queue is taken by its respawn (an accept of an
+  // uncounted connection leaves the count at zero) or migrates, counted where it lands.
+  storeRelease<__u64>(slots_[slot].queued, 0);
 }
 
 void Scoreboard::addRespawn(uint32_t slot) {
@@ -62,7 +76,8 @@ void Scoreboard::addRespawn(uint32_t slot) {
 
 void Scoreboard::resetCounters(uint32_t slot) {
   sd_slot &s = slots_[slot];
-  for (__u64 *counter : {&s.respawns, &s.open, &s.accepted, &s.requests, &s.skipped, &s.selected}) {
+  for (__u64 *counter : {&s.respawns, &s.open, &s.accepted, &s.requests, &s.skipped, &s.selected,
+                         &s.queued, &s.busy_since}) {
     storeRelease<__u64>(*counter, 0);
   }
   storeRelease<__u32>(s.weight, 1);
@@ -104,6 +119,8 @@ SlotSnapshot Scoreboard::snapshot(uint32_t slot) const {
   out.requests = loadRelaxed(s.requests);
   out.skipped = loadRelaxed(s.skipped);
   out.selected = loadRelaxed(s.selected);
+  out.queued = loadRelaxed(s.queued);
+  out.busySince = loadRelaxed(s.busy_since);
   return out;
 }
 

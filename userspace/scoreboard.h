@@ -24,6 +24,8 @@ struct SlotSnapshot {
   uint64_t requests = 0;
   uint64_t skipped = 0;
   uint64_t selected = 0;
+  uint64_t queued = 0;
+  uint64_t busySince = 0;
 };
 
 // The per-worker scoreboard: the `slots` array (mmapped from the BPF map, or from a shared
@@ -39,6 +41,8 @@ public:
   void connectionOpened(uint32_t slot);
   void connectionClosed(uint32_t slot);
   void requestAnswered(uint32_t slot);
+  // Around each handler call: when it began (CLOCK_MONOTONIC ns), and 0 once it returned.
+  void setBusySince(uint32_t slot, uint64_t monotonicNs);
 
   // From `from` to `to` only if nobody changed the state meanwhile (a worker marking itself
   // full or running again never overwrites the master's STOPPING or DEAD).

@@ -43,6 +43,7 @@ nlohmann::json toJson(const AttachmentStatus &status) {
                        {"requests", w.requests},
                        {"skipped", w.skipped},
                        {"selected", w.selected},
+                       {"queued", w.queued},
                        {"respawns", w.respawns},
                        {"generation", w.generation}});
   }

@@ -14,6 +14,7 @@
 
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <vector>
 
 namespace sockdispatch {
@@ -24,6 +25,47 @@ namespace {
 // whole message of connections, and room for the files it serves.
 constexpr uint64_t kDescriptorReserve = kMaxFdsPerMessage + 64;
 constexpr timeval kAcceptPause{0, 100'000};
+
+// Marks the worker's slot busy for the length of every handler call (busy_since), so the
+// load-aware policies see a worker stuck in slow work, which accepts and counts nothing
+// while it lasts (sd_busy_load in sockdispatch/policy.h). Two vDSO clock reads a request.
+class BusyMarkingHandler : public Handler {
+public:
+  BusyMarkingHandler(std::unique_ptr<Handler> inner, Scoreboard scoreboard, uint32_t slot)
+      : inner_(std::move(inner)), scoreboard_(scoreboard), slot_(slot) {}
+
+  void handle(const Request &request, Response &response) const override {
+    Busy busy(scoreboard_, slot_);
+    inner_->handle(request, response);
+  }
+  void respond(const Request &request, Response &response, Deferral &later) const override {
+    Busy busy(scoreboard_, slot_);
+    inner_->respond(request, response, later);
+  }
+
+private:
+  // busy_since is set for as long as this lives (an exception thrown by the handler included).
+  class Busy {
+  public:
+    Busy(Scoreboard &board, uint32_t slot) : board_(board), slot_(slot) {
+      timespec now{};
+      ::clock_gettime(CLOCK_MONOTONIC, &now);
+      board_.setBusySince(slot_, static_cast<uint64_t>(now.tv_sec) * 1000000000ULL +
+                                     static_cast<uint64_t>(now.tv_nsec));
+    }
+    ~Busy() { board_.setBusySince(slot_, 0); }
+    Busy(const Busy &) = delete;
+    Busy &operator=(const Busy &) = delete;
+
+  private:
+    Scoreboard &board_;
+    uint32_t slot_;
+  };
+
+  std::unique_ptr<Handler> inner_;
+  mutable Scoreboard scoreboard_;
+  uint32_t slot_;
+};
 
 uint64_t descriptorLimit() {
   rlimit limit{};
@@ -75,6 +117,7 @@ int Worker::run() {
     }
     handler_ = std::move(files.value());
   }
+  handler_ = std::make_unique<BusyMarkingHandler>(std::move(handler_), scoreboard_, slot_);
   if (listenerFd_) {
     listener_.reset(evconnlistener_new(
         base_.get(),

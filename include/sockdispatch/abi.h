@@ -77,6 +77,11 @@ struct sd_slot {
 	/* written by the policy (the kernel program, or the line in line mode) */
 	__u64 skipped __attribute__((aligned(SD_CACHELINE)));  /* skip_load's my_skipped */
 	__u64 selected __attribute__((aligned(SD_CACHELINE))); /* times the policy chose it */
+	/* chosen by the program, not yet accepted by the worker (its listen queue); the program
+	 * adds, the worker's accept takes away (never below 0) */
+	__u64 queued __attribute__((aligned(SD_CACHELINE)));
+	/* worker: CLOCK_MONOTONIC ns when its current handler call began, 0 between calls */
+	__u64 busy_since __attribute__((aligned(SD_CACHELINE)));
 };
 
 /* The attachment's configuration: one record, key 0 of the config map. */

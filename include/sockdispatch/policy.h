@@ -44,10 +44,39 @@ static inline int sd_weighted_takes(__u64 *ticket, __u32 weight)
 	return 0;
 }
 
-/* p2c: of the two sampled slots, the one with fewer open connections wins; ties: the first. */
-static inline int sd_p2c_second_wins(__u64 open_first, __u64 open_second)
+/*
+ * A slot's load for least_conn and p2c: the connections its worker holds, plus those the
+ * program chose for it that the worker has not accepted yet. A worker busy with a slow
+ * request accepts nothing, so its `open` stands still while its listen queue grows: without
+ * the second term it would look idle and keep being chosen.
+ */
+static inline __u64 sd_slot_load(__u64 open, __u64 queued)
 {
-	return open_second < open_first;
+	return open + queued;
+}
+
+/*
+ * A worker whose current handler call began more than SD_BUSY_NS (200 us) ago is stuck in
+ * slow work (a fast answer takes a few microseconds):
+ * it serves nothing else until the call returns, however few connections it holds. Its load
+ * gains SD_BUSY_PENALTY, so least_conn and p2c choose it only when every worker is as busy.
+ * `now` and `busy_since` are CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns in the program);
+ * now == 0 ignores business (a reference that has no clock).
+ */
+#define SD_BUSY_NS	200000ULL
+#define SD_BUSY_PENALTY (1ULL << 20)
+
+static inline __u64 sd_busy_load(__u64 load, __u64 busy_since, __u64 now)
+{
+	if (busy_since != 0 && now > busy_since && now - busy_since > SD_BUSY_NS)
+		return load + SD_BUSY_PENALTY;
+	return load;
+}
+
+/* p2c: of the two sampled slots, the one with the lower load wins; ties: the first. */
+static inline int sd_p2c_second_wins(__u64 load_first, __u64 load_second)
+{
+	return load_second < load_first;
 }
 
 #endif /* SOCKDISPATCH_POLICY_H */

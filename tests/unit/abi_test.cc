@@ -13,7 +13,9 @@ static_assert(offsetof(sd_slot, accepted) == 2 * SD_CACHELINE, "accepted: own li
 static_assert(offsetof(sd_slot, requests) == 3 * SD_CACHELINE, "requests: own line");
 static_assert(offsetof(sd_slot, skipped) == 4 * SD_CACHELINE, "skipped: own line");
 static_assert(offsetof(sd_slot, selected) == 5 * SD_CACHELINE, "selected: own line");
-static_assert(sizeof(sd_slot) == 6 * SD_CACHELINE);
+static_assert(offsetof(sd_slot, queued) == 6 * SD_CACHELINE, "queued: own line");
+static_assert(offsetof(sd_slot, busy_since) == 7 * SD_CACHELINE, "busy_since: own line");
+static_assert(sizeof(sd_slot) == 8 * SD_CACHELINE);
 static_assert(offsetof(sd_config, rr_cursor) == SD_CACHELINE, "cursor off the config line");
 static_assert(SD_MAX_WORKERS >= 128);
 static_assert(SD_NR_VERDICTS == 7 && SD_NR_POLICIES == 6);

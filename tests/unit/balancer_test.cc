@@ -119,6 +119,34 @@ TEST(LeastConnChoose, FewestOpenLowestIndexOnTies) {
   EXPECT_EQ(leastConnChoose(slots), 2U);
 }
 
+/* A worker's listen queue counts as load: a busy worker's `open` stands still while it grows. */
+TEST(LeastConnChoose, CountsConnectionsWaitingInTheListenQueue) {
+  auto slots = liveSlots(3);
+  slots[0].open = 1;
+  slots[0].queued = 3;
+  slots[1].open = 2;
+  slots[2].open = 3;
+  EXPECT_EQ(leastConnChoose(slots), 1U);
+  EXPECT_EQ(p2cChoose(slots, 0, 1), 1U);
+}
+
+/* A worker inside one handler call for longer than SD_BUSY_NS is chosen last; without a
+ * clock (now == 0) business is ignored. */
+TEST(LeastConnChoose, AvoidsAWorkerStuckInAHandlerCall) {
+  const uint64_t now = 10'000'000'000ULL;
+  auto slots = liveSlots(3);
+  slots[0].busySince = now - 2 * SD_BUSY_NS; // stuck, with the fewest connections
+  slots[1].open = 5;
+  slots[2].open = 4;
+  slots[2].busySince = now - SD_BUSY_NS / 2; // inside a call, but a short one so far
+  EXPECT_EQ(leastConnChoose(slots, now), 2U);
+  EXPECT_EQ(leastConnChoose(slots), 0U);
+  EXPECT_EQ(p2cChoose(slots, 0, 1, now), 1U);
+  slots[1].busySince = now - 3 * SD_BUSY_NS;
+  slots[2].busySince = now - 3 * SD_BUSY_NS;
+  EXPECT_EQ(leastConnChoose(slots, now), 0U) << "all stuck: the fewest connections again";
+}
+
 TEST(RoundRobinChoose, CyclesOverLiveSlots) {
   auto slots = liveSlots(4);
   slots[2].state = SD_SLOT_DEAD;
