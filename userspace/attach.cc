@@ -4,6 +4,7 @@
 #include "listener.h"
 #include "logging.h"
 #include "master.h"
+#include "names.h"
 #include "notify.h"
 #include "pin_dir.h"
 #include "pinned_attachment.h"
@@ -100,7 +101,8 @@ struct Prepared {
 
 void writeConfig(sd_config *config, const AttachOptions &options, uint16_t port, sd_mode mode) {
   config->abi_version = SD_ABI_VERSION;
-  config->policy = SD_POLICY_SKIP_LOAD;
+  config->policy = options.policy < SD_NR_POLICIES ? options.policy
+                                                   : static_cast<__u32>(SD_POLICY_SKIP_LOAD);
   config->nr_slots = static_cast<__u32>(initialWorkers(options));
   config->mode = mode;
   config->master_pid = static_cast<__u32>(::getpid());
@@ -276,9 +278,10 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
   master.onStopping([] { notifyStopping(); });
   master.onReady([&] {
     std::string program = line ? "" : fmt::format(", program id {}", programId);
-    std::printf("listening on %s (%s mode, %d worker%s, policy skip_load%s)\n",
-                address.toString().c_str(), line ? "line" : "ebpf", initialWorkers(options),
-                initialWorkers(options) == 1 ? "" : "s", program.c_str());
+    std::printf("listening on %s (%s mode, %d worker%s, policy %s%s)\n", address.toString().c_str(),
+                line ? "line" : "ebpf", initialWorkers(options),
+                initialWorkers(options) == 1 ? "" : "s",
+                std::string(policyName(options.policy)).c_str(), program.c_str());
     std::fflush(stdout);
     spdlog::info("listening on {} with {} workers ({} mode)", address.toString(),
                  initialWorkers(options), line ? "line" : "ebpf");

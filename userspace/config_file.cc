@@ -1,6 +1,7 @@
 #include "config_file.h"
 
 #include "address.h"
+#include "names.h"
 #include "option_ranges.h"
 #include "privileges.h"
 #include "unique_fd.h"
@@ -179,6 +180,23 @@ KeySpec modeKey() {
   return {{"mode", "--mode", "string"}, std::move(apply), copier(&AttachOptions::mode)};
 }
 
+// `policy`: a balancing policy's name.
+KeySpec policyKey() {
+  Apply apply = [](const toml::node &node, AttachOptions &options) -> std::optional<std::string> {
+    if (!node.is_string()) {
+      return wrongType("a string", node);
+    }
+    const std::string &value = node.as_string()->get();
+    auto policy = policyFromName(value);
+    if (!policy) {
+      return fmt::format("'{}' is not a policy ({})", value, policyNames());
+    }
+    options.policy = *policy;
+    return std::nullopt;
+  };
+  return {{"policy", "--policy", "string"}, std::move(apply), copier(&AttachOptions::policy)};
+}
+
 // Every key of the file: one line each. The ranges are the ones the flags check.
 const std::vector<KeySpec> &keyTable() {
   static const std::vector<KeySpec> table{
@@ -193,6 +211,7 @@ const std::vector<KeySpec> &keyTable() {
       string("bind", "--bind", &AttachOptions::bind, numericAddress),
       integer("backlog", "--backlog", &AttachOptions::backlog, kBacklogRange),
       modeKey(),
+      policyKey(),
       integer("max-conns", "--max-conns", &AttachOptions::maxConnections, kMaxConnsRange),
       integer("line-batch", "--line-batch", &AttachOptions::lineBatch, kLineBatchRange),
       string("root", "--root", &AttachOptions::root, existingDirectory),

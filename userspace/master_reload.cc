@@ -150,6 +150,11 @@ void Master::finishReload(bool committed, const std::string &why) {
   if (committed) {
     auto old = slotsOf(generation_);
     generation_ = starting;
+    if (pendingOptions_->policy != options_->policy) {
+      // The configuration's policy changed: it applies now (a policy set by `tune` is kept
+      // across reloads that leave the configured one alone).
+      storeRelease<__u32>(scoreboard_.config()->policy, pendingOptions_->policy);
+    }
     options_ = pendingOptions_;
     for (uint32_t slot : old) {
       retire(slot);

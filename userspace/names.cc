@@ -48,4 +48,13 @@ std::optional<sd_policy> policyFromName(std::string_view name) {
   return std::nullopt;
 }
 
+std::string policyNames() {
+  std::string names;
+  for (uint32_t policy = 0; policy < SD_NR_POLICIES; ++policy) {
+    names += policy == 0 ? "" : ", ";
+    names += policyName(policy);
+  }
+  return names;
+}
+
 } // namespace sockdispatch

@@ -3,6 +3,7 @@
 #include "sockdispatch/abi.h"
 
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace sockdispatch {
@@ -13,6 +14,9 @@ std::string_view policyName(uint32_t policy);
 std::string_view slotStateName(uint32_t state);
 std::string_view modeName(uint32_t mode);
 std::string_view verdictName(uint32_t verdict);
+
+// Every policy's name, comma-separated ("skip_load, least_conn, ...").
+std::string policyNames();
 
 // The policy a name stands for, or nullopt.
 std::optional<sd_policy> policyFromName(std::string_view name);

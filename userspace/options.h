@@ -54,6 +54,8 @@ struct AttachOptions {
   // accepting; in eBPF mode a full worker leaves the line (SD_SLOT_FULL) until one closes.
   uint32_t maxConnections = 0;
   DispatchModeOption mode = DispatchModeOption::kAuto;
+  // The balancing policy the attachment starts with (enum sd_policy; `tune` changes it live).
+  uint32_t policy = 0; // SD_POLICY_SKIP_LOAD
   // Line mode: the most connections the master hands to the line in one message (1: one
   // message per connection; 253: SCM_RIGHTS's limit).
   int lineBatch = 253;

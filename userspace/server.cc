@@ -5,6 +5,7 @@
 #include "library_handler.h"
 #include "options.h"
 #include "server_hooks.h"
+#include "sockdispatch/abi.h"
 
 #include <spdlog/spdlog.h>
 
@@ -83,6 +84,14 @@ AttachOptions toAttachOptions(const ServerOptions &from) {
   case DispatchMode::line: to.mode = DispatchModeOption::kLine; break;
   }
   to.maxConnections = from.maxConnections;
+  switch (from.policy) {
+  case Policy::skip_load: to.policy = SD_POLICY_SKIP_LOAD; break;
+  case Policy::least_conn: to.policy = SD_POLICY_LEAST_CONN; break;
+  case Policy::p2c: to.policy = SD_POLICY_P2C; break;
+  case Policy::round_robin: to.policy = SD_POLICY_ROUND_ROBIN; break;
+  case Policy::weighted: to.policy = SD_POLICY_WEIGHTED; break;
+  case Policy::hash: to.policy = SD_POLICY_HASH; break;
+  }
   to.shutdownTimeout = from.shutdownTimeout;
   to.verbose = from.verbose;
   const ServerLimits &limits = from.limits;

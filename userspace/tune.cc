@@ -26,14 +26,6 @@ std::optional<uint64_t> parseNumber(std::string_view text) {
   return value;
 }
 
-std::string knownPolicies() {
-  std::string names;
-  for (uint32_t policy = 0; policy < SD_NR_POLICIES; ++policy) {
-    names += fmt::format("{}{}", policy == 0 ? "" : ", ", policyName(policy));
-  }
-  return names;
-}
-
 std::variant<uint32_t, Refusal> parseSlot(std::string_view flag, std::string_view text) {
   auto slot = parseNumber(text);
   if (!slot || *slot >= SD_MAX_WORKERS) {
@@ -74,7 +66,7 @@ std::variant<TuneRequest, Refusal> parseTuneFlags(const TuneFlags &flags) {
     request.policy = policyFromName(flags.policy);
     if (!request.policy) {
       return Refusal{
-          fmt::format("--policy '{}' is not a policy (one of: {})", flags.policy, knownPolicies())};
+          fmt::format("--policy '{}' is not a policy (one of: {})", flags.policy, policyNames())};
     }
   }
   for (const auto &text : flags.weights) {

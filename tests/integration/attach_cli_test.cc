@@ -120,6 +120,24 @@ TEST_F(AttachCli, ServesStaticFilesFromRoot) {
   std::filesystem::remove_all(root);
 }
 
+/* --policy picks the policy the attachment starts with; status shows it. */
+TEST_F(AttachCli, PolicyFlagSetsTheStartingPolicy) {
+  auto attachment =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "3", "--policy", "round_robin"});
+  ASSERT_NE(attachment, nullptr);
+  auto status = runSockdispatch({"status", std::to_string(attachment->port())});
+  ASSERT_EQ(status.code, 0) << status.err;
+  EXPECT_NE(status.out.find("policy round_robin"), std::string::npos) << status.out;
+  std::vector<int> slots;
+  for (int i = 0; i < 6; ++i) {
+    auto reply = fetch(attachment->port());
+    ASSERT_TRUE(reply);
+    slots.push_back(reply->workerSlot());
+  }
+  EXPECT_EQ(slots, (std::vector<int>{0, 1, 2, 0, 1, 2})) << "each worker in turn";
+  EXPECT_EQ(attachment->stop(), 0);
+}
+
 /* Dotfiles are hidden (404) by default; --dotfiles serves them. */
 TEST_F(AttachCli, DotfilesAreServedOnlyWithTheFlag) {
   TempDir root;

@@ -83,7 +83,7 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(
         BadConfig{"unknown_key", "port = 80\nwokers = 2\n",
                   "line 2: unknown key 'wokers' (known keys: port, workers, min-workers, "
-                  "max-workers, pool-busy-conns, pool-idle-seconds, bind, backlog, mode, "
+                  "max-workers, pool-busy-conns, pool-idle-seconds, bind, backlog, mode, policy, "
                   "max-conns, line-batch, root, "
                   "shutdown-timeout, max-target-bytes, max-header-bytes, max-body-bytes, "
                   "max-pending-output, max-keepalive-requests, header-timeout, body-timeout, "

@@ -213,9 +213,10 @@ TEST_F(ConnectionMemory, AttachRaisesTheDescriptorLimitForItsWorkers) {
 }
 
 /*
- * One worker holds 10,000 idle keep-alive connections, each of which made one request. The
- * worker's resident memory is read before and after; every connection is still open (the
- * scoreboard counts 10,000 open, no client sees EOF) and a sample of 100 is served again.
+ * Two workers hold 10,000 idle keep-alive connections (5,000 each: round_robin), each of which
+ * made one request. The workers' resident memory is read before and after; every connection is
+ * still open (the scoreboard counts 10,000 open, no client sees EOF) and a sample of 100 is
+ * served again.
  * The growth per connection must stay under 16 KiB (what the worker's own buffers and
  * connection state cost; the kernel's socket memory is not in its RSS). The measured figure
  * is printed and recorded in docs/design/http.md.
@@ -223,14 +224,31 @@ TEST_F(ConnectionMemory, AttachRaisesTheDescriptorLimitForItsWorkers) {
 TEST_F(ConnectionMemory, TenThousandIdleKeepAliveConnectionsStayOpenAndSmall) {
   ASSERT_TRUE(allowDescriptors(kIdleConnections + 1024)) << "setrlimit RLIMIT_NOFILE";
   auto attachment = Attachment::start(
-      {"0", "--bind", "127.0.0.1", "--workers", "1", "--backlog", "4096", "--idle-timeout", "300"});
+      {"0", "--bind", "127.0.0.1", "--workers", "2", "--backlog", "4096", "--idle-timeout", "300"});
   ASSERT_NE(attachment, nullptr);
   auto pinned = PinnedAttachment::open(attachment->port(), false);
   ASSERT_TRUE(pinned) << pinned.error().message();
-  auto worker = static_cast<pid_t>(pinned->scoreboard().snapshotAll().at(0).pid);
-  ASSERT_TRUE(fetch(attachment->port(), "/?warm-up").has_value());
-  uint64_t before = residentBytes(worker);
-  ASSERT_GT(before, 0U) << "VmRSS of worker pid " << worker;
+  // skip_load keeps everything on the first of two workers (N - 1 == 1): spread them evenly.
+  auto tuned =
+      runSockdispatch({"tune", std::to_string(attachment->port()), "--policy", "round_robin"});
+  ASSERT_EQ(tuned.code, 0) << tuned.err;
+  std::vector<pid_t> workers;
+  for (const auto &slot : pinned->scoreboard().snapshotAll()) {
+    workers.push_back(static_cast<pid_t>(slot.pid));
+  }
+  ASSERT_EQ(workers.size(), 2U);
+  auto residentTotal = [&] {
+    uint64_t total = 0;
+    for (pid_t pid : workers) {
+      total += residentBytes(pid);
+    }
+    return total;
+  };
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(fetch(attachment->port(), "/?warm-up").has_value());
+  }
+  uint64_t before = residentTotal();
+  ASSERT_GT(before, 0U) << "VmRSS of the workers";
 
   std::vector<IdleClient> clients(kIdleConnections);
   constexpr size_t kBatch = 500;
@@ -245,14 +263,15 @@ TEST_F(ConnectionMemory, TenThousandIdleKeepAliveConnectionsStayOpenAndSmall) {
   }
   uint64_t open = 0;
   EXPECT_TRUE(eventually([&] {
-    open = pinned->scoreboard().snapshotAll().at(0).open;
-    return open == kIdleConnections;
-  })) << "open connections in the worker's slot: "
+    auto slots = pinned->scoreboard().snapshotAll();
+    open = slots.at(0).open + slots.at(1).open;
+    return open == kIdleConnections && slots.at(0).open == kIdleConnections / 2;
+  })) << "open connections in the workers' slots: "
       << open;
-  uint64_t after = residentBytes(worker);
+  uint64_t after = residentTotal();
   double perConnection =
       (static_cast<double>(after) - static_cast<double>(before)) / kIdleConnections;
-  std::printf("worker RSS %llu KiB before, %llu KiB with %d idle connections: %.0f bytes each\n",
+  std::printf("workers' RSS %llu KiB before, %llu KiB with %d idle connections: %.0f bytes each\n",
               static_cast<unsigned long long>(before / 1024),
               static_cast<unsigned long long>(after / 1024), kIdleConnections, perConnection);
   if (kMemoryMeasurable) {

@@ -2,6 +2,7 @@
 #include "attach.h"
 #include "commands.h"
 #include "config_file.h"
+#include "names.h"
 #include "option_ranges.h"
 #include "privileges.h"
 #include "sockdispatch/abi.h"
@@ -183,6 +184,12 @@ port already attached.)");
          "program loads, else line, with a warning saying why)")
       ->check(CLI::IsMember({"auto", "ebpf", "line"}))
       ->default_str("auto");
+  cmd->add_option_function<std::string>(
+         "--policy",
+         [options](const std::string &value) { options->policy = *policyFromName(value); },
+         "Balancing policy to start with (sockdispatch tune changes it live): " + policyNames())
+      ->check(CLI::IsMember({"skip_load", "least_conn", "p2c", "round_robin", "weighted", "hash"}))
+      ->default_str("skip_load");
   cmd->add_option("--max-conns", options->maxConnections,
                   "Open connections per worker at which it takes no more (0: no limit); a full "
                   "worker is chosen by no policy, and when all are, connections wait in the "
