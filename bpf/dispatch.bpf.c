@@ -71,6 +71,7 @@ struct line_walk {
 	__u64 best_open;
 	__u64 total_weight;
 	__u64 ticket; /* round_robin: the live position to take; weighted: the weight ticket */
+	__u32 start;  /* least_conn: the slot its scan begins at (ties go to the first seen) */
 	__u64 now;    /* CLOCK_MONOTONIC ns: which workers are stuck in a handler call */
 	int found;
 };
@@ -154,7 +155,10 @@ static long skip_load_step(__u32 index, void *data)
 	return 0;
 }
 
-/* Least load (open plus queued connections) among selectable slots (first one wins ties). */
+/*
+ * Least load (open plus queued connections, busy workers last) among selectable slots. The
+ * scan begins at slot `start` and wraps, so ties go to the first slot seen from there.
+ */
 static long least_conn_step(__u32 index, void *data)
 {
 	struct line_walk *walk = data;
@@ -163,6 +167,7 @@ static long least_conn_step(__u32 index, void *data)
 
 	if (index >= walk->nr_slots)
 		return 1;
+	index = sd_scan_slot(walk->start, index, walk->nr_slots);
 	slot = line_slot(index);
 	if (!slot)
 		return 0;
@@ -227,6 +232,9 @@ int sd_dispatch(struct sk_reuseport_md *md)
 		count_verdict(SD_VERDICT_HASH);
 		return SK_PASS;
 	case SD_POLICY_LEAST_CONN:
+		/* Ties rotate (nginx and HAProxy do the same): idle workers share the work. */
+		if (walk.nr_slots > 0)
+			walk.start = __sync_fetch_and_add(&cfg->rr_cursor, 1) % walk.nr_slots;
 		bpf_loop(SD_MAX_WORKERS, least_conn_step, &walk, 0);
 		break;
 	case SD_POLICY_ROUND_ROBIN:
@@ -251,7 +259,8 @@ int sd_dispatch(struct sk_reuseport_md *md)
 		bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
 		first = walk.chosen;
 		first_open = walk.best_open;
-		walk.ticket = bpf_get_prandom_u32() % walk.nr_live;
+		walk.ticket =
+			sd_p2c_second_position(walk.ticket, bpf_get_prandom_u32(), walk.nr_live);
 		walk.position = 0;
 		walk.found = 0;
 		bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);

@@ -102,7 +102,7 @@ struct Prepared {
 void writeConfig(sd_config *config, const AttachOptions &options, uint16_t port, sd_mode mode) {
   config->abi_version = SD_ABI_VERSION;
   config->policy =
-      options.policy < SD_NR_POLICIES ? options.policy : static_cast<__u32>(SD_POLICY_SKIP_LOAD);
+      options.policy < SD_NR_POLICIES ? options.policy : static_cast<__u32>(SD_POLICY_LEAST_CONN);
   config->nr_slots = static_cast<__u32>(initialWorkers(options));
   config->mode = mode;
   config->master_pid = static_cast<__u32>(::getpid());

@@ -72,8 +72,10 @@ std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t 
   if (live.empty()) {
     return std::nullopt;
   }
-  const SlotSnapshot *first = live[a % live.size()];
-  const SlotSnapshot *second = live[b % live.size()];
+  auto count = static_cast<uint32_t>(live.size());
+  uint32_t firstPosition = a % count;
+  const SlotSnapshot *first = live[firstPosition];
+  const SlotSnapshot *second = live[sd_p2c_second_position(firstPosition, b, count)];
   return sd_p2c_second_wins(
              sd_busy_load(sd_slot_load(first->open, first->queued), first->busySince, now),
              sd_busy_load(sd_slot_load(second->open, second->queued), second->busySince, now)) != 0
@@ -81,10 +83,17 @@ std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t 
              : first->slot;
 }
 
-std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots, uint64_t now) {
+std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots, uint64_t now,
+                                        uint64_t ticket) {
   std::optional<uint32_t> best;
   uint64_t bestOpen = 0;
-  for (const auto &slot : slots) {
+  auto count = static_cast<uint32_t>(slots.size());
+  if (count == 0) {
+    return best;
+  }
+  auto start = static_cast<uint32_t>(ticket % count);
+  for (uint32_t step = 0; step < count; ++step) {
+    const SlotSnapshot &slot = slots[sd_scan_slot(start, step, count)];
     if (!sd_slot_selectable(slot.state, slot.draining)) {
       continue;
     }

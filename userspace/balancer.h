@@ -15,9 +15,12 @@ namespace sockdispatch {
 // returns the chosen slot index, or nullopt when no slot is selectable.
 std::optional<uint32_t> skipLoadChoose(std::span<SlotSnapshot> slots);
 
-// least_conn: the selectable slot with the fewest open connections (lowest index on ties).
+// least_conn: the selectable slot with the least load (open plus queued connections, busy
+// workers last), scanning from slot ticket % slots.size() and wrapping, the first seen on
+// ties (the kernel's ticket is its config.rr_cursor, incremented per connection).
 // `now`: CLOCK_MONOTONIC ns, for sd_busy_load (0: business ignored).
-std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots, uint64_t now = 0);
+std::optional<uint32_t> leastConnChoose(std::span<const SlotSnapshot> slots, uint64_t now = 0,
+                                        uint64_t ticket = 0);
 
 // round_robin: the live slot at position ticket % live (the kernel's ticket is its
 // config.rr_cursor, incremented per connection).
@@ -27,7 +30,8 @@ std::optional<uint32_t> roundRobinChoose(std::span<const SlotSnapshot> slots, ui
 // weight of 0, round_robin.
 std::optional<uint32_t> weightedChoose(std::span<const SlotSnapshot> slots, uint64_t ticket);
 
-// p2c over the live slots at positions a % live and b % live: fewer open connections wins.
+// p2c over two distinct live slots, at position a % live and at the position that
+// sd_p2c_second_position draws from b among the others: the lower load wins, the first on ties.
 std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t a, uint32_t b,
                                   uint64_t now = 0);
 

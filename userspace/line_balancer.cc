@@ -28,7 +28,7 @@ uint64_t monotonicNs() {
 std::optional<uint32_t> referenceChoice(uint32_t policy, std::span<SlotSnapshot> slots,
                                         uint64_t ticket) {
   switch (policy) {
-  case SD_POLICY_LEAST_CONN: return leastConnChoose(slots, monotonicNs());
+  case SD_POLICY_LEAST_CONN: return leastConnChoose(slots, monotonicNs(), ticket);
   case SD_POLICY_ROUND_ROBIN: return roundRobinChoose(slots, ticket);
   case SD_POLICY_WEIGHTED: return weightedChoose(slots, ticket);
   case SD_POLICY_P2C: {

@@ -20,7 +20,7 @@ struct LineStep {
   uint32_t slot = 0;           // this worker's slot
   bool hasSuccessor = true;    // false: the physical end of the line, which never passes
   uint64_t maxConnections = 0; // the worker is full at this many open connections; 0: no limit
-  uint64_t ticket = 0;         // the connection's number: round_robin, weighted and p2c's input
+  uint64_t ticket = 0;         // the connection's number (policies' tickets, least_conn's ties)
   uint32_t hops = 0;           // workers that already passed this connection on
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "http_message.h"
+#include "sockdispatch/abi.h"
 
 #include <chrono>
 #include <cstdint>
@@ -55,7 +56,8 @@ struct AttachOptions {
   uint32_t maxConnections = 0;
   DispatchModeOption mode = DispatchModeOption::kAuto;
   // The balancing policy the attachment starts with (enum sd_policy; `tune` changes it live).
-  uint32_t policy = 0; // SD_POLICY_SKIP_LOAD
+  // least_conn by default: docs/design/dispatch.md, "The default policy".
+  uint32_t policy = SD_POLICY_LEAST_CONN;
   // Line mode: the most connections the master hands to the line in one message (1: one
   // message per connection; 253: SCM_RIGHTS's limit).
   int lineBatch = 253;

@@ -56,14 +56,16 @@ static inline __u64 sd_slot_load(__u64 open, __u64 queued)
 }
 
 /*
- * A worker whose current handler call began more than SD_BUSY_NS (200 us) ago is stuck in
- * slow work (a fast answer takes a few microseconds):
- * it serves nothing else until the call returns, however few connections it holds. Its load
- * gains SD_BUSY_PENALTY, so least_conn and p2c choose it only when every worker is as busy.
- * `now` and `busy_since` are CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns in the program);
- * now == 0 ignores business (a reference that has no clock).
+ * A worker whose current handler call began more than SD_BUSY_NS (20 us) ago is busy: a
+ * fast answer takes a few microseconds, and a worker inside a longer call serves nothing else
+ * until it returns, however few connections it holds. Its load gains SD_BUSY_PENALTY, so
+ * least_conn and p2c choose it only when every worker is as busy. The threshold is short
+ * because every connection chosen for a worker in the instant before the penalty applies
+ * waits out the whole call (bench/policy_bench.py: 200 us let through about 40 % more such
+ * stalls than 20 us). `now` and `busy_since` are CLOCK_MONOTONIC nanoseconds
+ * (bpf_ktime_get_ns in the program); now == 0 ignores business (a reference with no clock).
  */
-#define SD_BUSY_NS	200000ULL
+#define SD_BUSY_NS	20000ULL
 #define SD_BUSY_PENALTY (1ULL << 20)
 
 static inline __u64 sd_busy_load(__u64 load, __u64 busy_since, __u64 now)
@@ -71,6 +73,34 @@ static inline __u64 sd_busy_load(__u64 load, __u64 busy_since, __u64 now)
 	if (busy_since != 0 && now > busy_since && now - busy_since > SD_BUSY_NS)
 		return load + SD_BUSY_PENALTY;
 	return load;
+}
+
+/*
+ * least_conn scans the slots from a rotating `start` (the connection's ticket modulo
+ * nr_slots) and wraps: the slot visited `step`-th. Ties go to the first slot seen, so among
+ * equally loaded workers the choice rotates. start < nr_slots and step < nr_slots.
+ */
+static inline __u32 sd_scan_slot(__u32 start, __u32 step, __u32 nr_slots)
+{
+	__u32 slot = start + step;
+
+	return slot >= nr_slots ? slot - nr_slots : slot;
+}
+
+/*
+ * p2c's second sample, as a live position distinct from the first (`first` < nr_live): drawn
+ * from the other nr_live - 1 positions, so the two choices are two different workers whenever
+ * there are two (with replacement, 1 in nr_live connections would compare a worker with
+ * itself, and a stuck worker would get 1/nr_live^2 of them).
+ */
+static inline __u32 sd_p2c_second_position(__u32 first, __u32 draw, __u32 nr_live)
+{
+	__u32 second;
+
+	if (nr_live < 2)
+		return first;
+	second = draw % (nr_live - 1);
+	return second >= first ? second + 1 : second;
 }
 
 /* p2c: of the two sampled slots, the one with the lower load wins; ties: the first. */

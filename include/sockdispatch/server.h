@@ -49,8 +49,8 @@ enum class DispatchMode {
 /// The balancing policy a Server starts with (`sockdispatch attach --policy`); the CLI's
 /// `sockdispatch tune PORT --policy` changes it while it runs. See docs/operations.md.
 enum class Policy {
-	skip_load,   ///< the design's reference heuristic (the default)
-	least_conn,  ///< fewest open plus queued connections; avoids workers stuck in a handler
+	skip_load,   ///< the design's reference heuristic (nginz's line, mirrored in the kernel)
+	least_conn,  ///< fewest open plus queued connections; avoids busy workers (the default)
 	p2c,	     ///< the less loaded of two random workers
 	round_robin, ///< each worker in turn
 	weighted,    ///< in proportion to each worker's weight
@@ -66,7 +66,7 @@ struct ServerOptions {
 	int maxWorkers = 0;	      ///< --min-workers/--max-workers)
 	int backlog = 511;	      ///< listen(2) backlog of each worker's socket
 	DispatchMode mode = DispatchMode::automatic; ///< see DispatchMode
-	Policy policy = Policy::skip_load;	     ///< see Policy
+	Policy policy = Policy::least_conn;	     ///< see Policy
 	/// Open connections at which a worker takes no more (chosen by no policy); 0: no limit.
 	uint32_t maxConnections = 0;
 	ServerLimits limits;			  ///< per-connection limits and timeouts

@@ -21,7 +21,7 @@ namespace {
 class Dispatch : public LiveAttachmentTest, public testing::WithParamInterface<const char *> {
 public:
   [[nodiscard]] std::vector<std::string> extraArgs() const override {
-    return {"--mode", GetParam()};
+    return {"--mode", GetParam(), "--policy", "skip_load"};
   }
 
 protected:

@@ -176,8 +176,9 @@ TEST_P(LineWalk, ForkedWorkersChooseWhatTheReferenceChooses) {
     ASSERT_EQ(::poll(&readable, 1, 5000), 1) << "an answer to connection " << i;
     std::array<char, 32> answer{};
     ASSERT_GT(::read(client.get(), answer.data(), answer.size() - 1), 0) << "read " << i;
-    std::optional<uint32_t> expected =
-        c.policy == SD_POLICY_LEAST_CONN ? leastConnChoose(reference) : skipLoadChoose(reference);
+    std::optional<uint32_t> expected = c.policy == SD_POLICY_LEAST_CONN
+                                           ? leastConnChoose(reference, 0, static_cast<uint64_t>(i))
+                                           : skipLoadChoose(reference);
     ASSERT_TRUE(expected.has_value());
     EXPECT_EQ(std::string(answer.data()), "slot " + std::to_string(*expected) + "\n")
         << "connection " << i;

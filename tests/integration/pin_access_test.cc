@@ -126,7 +126,7 @@ TEST_F(PinAccess, GroupMemberReadsStatusButCannotTune) {
   EXPECT_NE(tune.err.find("run it as root"), std::string::npos) << tune.err;
   auto pins = PinnedAttachment::open(attachment->port(), false);
   ASSERT_TRUE(pins) << pins.error().message();
-  EXPECT_EQ(pins->config().policy, SD_POLICY_SKIP_LOAD);
+  EXPECT_EQ(pins->config().policy, SD_POLICY_LEAST_CONN) << "unchanged";
   EXPECT_EQ(pins->scoreboard().snapshot(1).draining, 0U);
 
   auto detach = member.run({"detach", port});
@@ -150,7 +150,7 @@ TEST_F(PinAbi, OtherAbiVersionIsRefused) {
   EXPECT_NE(status.err.find(expected), std::string::npos) << status.err;
   EXPECT_EQ(tune.code, 1);
   EXPECT_NE(tune.err.find(expected), std::string::npos) << tune.err;
-  EXPECT_EQ(loadRelaxed(config->policy), SD_POLICY_SKIP_LOAD);
+  EXPECT_EQ(loadRelaxed(config->policy), SD_POLICY_LEAST_CONN) << "unchanged";
 }
 
 } // namespace

@@ -9,7 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
+#include <set>
 #include <vector>
 
 namespace sockdispatch::test {
@@ -73,16 +75,106 @@ TEST_F(Policy, WeightedFollowsTheWeights) {
   EXPECT_EQ(served, (std::vector<int>{2, 6, 0, 4}));
 }
 
-/* least_conn with connections held open: always the slot with the fewest. */
+/* least_conn with connections held open: always a slot with the fewest; among those, the
+ * first from the slot the connection's ticket (the program's rr_cursor) names. */
 TEST_F(Policy, LeastConnSpreadsHeldConnections) {
   setPolicy(SD_POLICY_LEAST_CONN);
   std::vector<int> served(4);
-  expectSequence(10, true, [&](const auto &slots, const sd_config &) {
-    uint32_t slot = *leastConnChoose(slots);
+  expectSequence(10, true, [&](const auto &slots, const sd_config &config) {
+    uint32_t slot = *leastConnChoose(slots, 0, loadRelaxed(config.rr_cursor));
     ++served[slot];
     return slot;
   });
-  EXPECT_EQ(served, (std::vector<int>{3, 3, 2, 2})) << "fewest open first, lowest slot on ties";
+  std::sort(served.begin(), served.end());
+  EXPECT_EQ(served, (std::vector<int>{2, 2, 3, 3})) << "never more than one apart";
+}
+
+/* least_conn with short connections on idle workers: every load is a tie, and ties rotate,
+ * so each worker takes one connection in turn (not slot 0 every time). */
+TEST_F(Policy, LeastConnTiesRotate) {
+  setPolicy(SD_POLICY_LEAST_CONN);
+  std::vector<uint32_t> order;
+  expectSequence(8, false, [&](const auto &slots, const sd_config &config) {
+    uint32_t slot = *leastConnChoose(slots, 0, loadRelaxed(config.rr_cursor));
+    order.push_back(slot);
+    return slot;
+  });
+  for (size_t i = 4; i < order.size(); ++i) {
+    EXPECT_EQ(order[i], order[i - 4]) << "a cycle of the four workers, at " << i;
+  }
+  EXPECT_EQ(std::set<uint32_t>(order.begin(), order.begin() + 4).size(), 4U) << "each once";
+}
+
+// Opens `count` connections one at a time, each answered and closed before the next, and
+// counts which worker answered each.
+std::vector<int> servedBy(uint16_t port, int count) {
+  std::vector<int> served(4);
+  for (int i = 0; i < count; ++i) {
+    auto reply = fetch(port);
+    if (!reply || reply->workerSlot() < 0 || reply->workerSlot() >= 4) {
+      ADD_FAILURE() << "connection " << i << " got no answer from a worker";
+      return served;
+    }
+    ++served[static_cast<size_t>(reply->workerSlot())];
+  }
+  return served;
+}
+
+/*
+ * p2c on the real kernel, a fixed sample of 240 connections. Slot 0 holds 12 keep-alive
+ * connections (opened while the others were draining); the other three hold none. p2c's two
+ * samples are two different workers, so slot 0 always meets a less loaded one and is never
+ * chosen; the three idle ones share the connections at random: each gets 80 on average, and
+ * the bounds below are about five standard deviations (binomial, p = 1/3) either side.
+ */
+TEST_F(Policy, P2cNeverChoosesTheMostLoadedAndSpreadsTheRest) {
+  Scoreboard board = pinned_->scoreboard();
+  for (uint32_t slot = 1; slot < 4; ++slot) {
+    board.setDraining(slot, true);
+  }
+  std::vector<TcpClient> held;
+  for (int i = 0; i < 12; ++i) {
+    auto client = TcpClient::connect(attachment_->port());
+    ASSERT_TRUE(client.has_value()) << "held connection " << i;
+    ASSERT_TRUE(client->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto reply = client->readReply();
+    ASSERT_TRUE(reply.has_value()) << "held connection " << i;
+    ASSERT_EQ(reply->workerSlot(), 0) << "the only undrained slot";
+    held.push_back(std::move(*client));
+  }
+  for (uint32_t slot = 1; slot < 4; ++slot) {
+    board.setDraining(slot, false);
+  }
+  setPolicy(SD_POLICY_P2C);
+  auto selectedBefore = board.snapshot(0).selected;
+  std::vector<int> served = servedBy(attachment_->port(), 240);
+  EXPECT_EQ(served[0], 0) << "p2c chose the worker holding 12 connections";
+  EXPECT_EQ(board.snapshot(0).selected, selectedBefore);
+  for (size_t slot = 1; slot < 4; ++slot) {
+    EXPECT_GE(served[slot], 45) << "slot " << slot;
+    EXPECT_LE(served[slot], 115) << "slot " << slot;
+  }
+}
+
+/*
+ * hash: the program selects nothing and the kernel's reuseport hash of the 4-tuple chooses.
+ * A fixed sample of 400 connections from changing source ports: every worker gets some
+ * (100 on average; the bounds are about five standard deviations, binomial p = 1/4), and
+ * every one of them is counted as the hash's verdict, none as the program's selection.
+ */
+TEST_F(Policy, HashLeavesTheChoiceToTheKernelAndSpreads) {
+  setPolicy(SD_POLICY_HASH);
+  auto before = pinned_->verdicts();
+  ASSERT_TRUE(before) << before.error().message();
+  std::vector<int> served = servedBy(attachment_->port(), 400);
+  auto after = pinned_->verdicts();
+  ASSERT_TRUE(after) << after.error().message();
+  for (size_t slot = 0; slot < 4; ++slot) {
+    EXPECT_GE(served[slot], 55) << "slot " << slot;
+    EXPECT_LE(served[slot], 145) << "slot " << slot;
+  }
+  EXPECT_EQ((*after)[SD_VERDICT_HASH] - (*before)[SD_VERDICT_HASH], 400U);
+  EXPECT_EQ((*after)[SD_VERDICT_SELECTED], (*before)[SD_VERDICT_SELECTED]);
 }
 
 /* A draining slot is chosen by no policy. */

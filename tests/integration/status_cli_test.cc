@@ -54,7 +54,7 @@ TEST_F(StatusCli, JsonMatchesWhatTheWorkersAnswered) {
 
   EXPECT_EQ(status["port"], attachment->port());
   EXPECT_EQ(status["mode"], "ebpf");
-  EXPECT_EQ(status["policy"], "skip_load");
+  EXPECT_EQ(status["policy"], "least_conn") << "the default";
   EXPECT_EQ(status["master_pid"], attachment->process().pid());
   EXPECT_EQ(status["stale"], false);
   EXPECT_GT(status["program"]["id"].get<int>(), 0);

@@ -55,7 +55,7 @@ protected:
 TEST_F(TuneCli, RoundRobinTakesEffectOnTheNextConnection) {
   auto done = tune({"--policy", "round_robin"});
   ASSERT_EQ(done.code, 0) << done.err;
-  EXPECT_NE(done.out.find("policy: skip_load -> round_robin"), std::string::npos) << done.out;
+  EXPECT_NE(done.out.find("policy: least_conn -> round_robin"), std::string::npos) << done.out;
   EXPECT_NE(done.out.find("generation 1 -> 2"), std::string::npos) << done.out;
   EXPECT_EQ(loadRelaxed(pinned_->config().generation), 2U);
   auto served = expectSequence(8, [](const auto &slots, const sd_config &config) {
@@ -244,7 +244,7 @@ TEST_F(TuneCli, StaleAttachmentIsRefused) {
   storeRelease<__u32>(pinned_->scoreboard().config()->master_pid, master);
   EXPECT_EQ(done.code, 1) << done.err;
   EXPECT_NE(done.err.find("is not running"), std::string::npos) << done.err;
-  EXPECT_EQ(loadRelaxed(pinned_->config().policy), SD_POLICY_SKIP_LOAD);
+  EXPECT_EQ(loadRelaxed(pinned_->config().policy), SD_POLICY_LEAST_CONN) << "unchanged";
 }
 
 struct BadTune {

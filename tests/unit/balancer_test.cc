@@ -127,7 +127,7 @@ TEST(LeastConnChoose, CountsConnectionsWaitingInTheListenQueue) {
   slots[1].open = 2;
   slots[2].open = 3;
   EXPECT_EQ(leastConnChoose(slots), 1U);
-  EXPECT_EQ(p2cChoose(slots, 0, 1), 1U);
+  EXPECT_EQ(p2cChoose(slots, 0, 0), 1U) << "slot 0 against slot 1";
 }
 
 /* A worker inside one handler call for longer than SD_BUSY_NS is chosen last; without a
@@ -141,7 +141,7 @@ TEST(LeastConnChoose, AvoidsAWorkerStuckInAHandlerCall) {
   slots[2].busySince = now - SD_BUSY_NS / 2; // inside a call, but a short one so far
   EXPECT_EQ(leastConnChoose(slots, now), 2U);
   EXPECT_EQ(leastConnChoose(slots), 0U);
-  EXPECT_EQ(p2cChoose(slots, 0, 1, now), 1U);
+  EXPECT_EQ(p2cChoose(slots, 0, 0, now), 1U) << "slot 0 against slot 1";
   slots[1].busySince = now - 3 * SD_BUSY_NS;
   slots[2].busySince = now - 3 * SD_BUSY_NS;
   EXPECT_EQ(leastConnChoose(slots, now), 0U) << "all stuck: the fewest connections again";
@@ -177,12 +177,40 @@ TEST(P2cChoose, FewerOpenWinsFirstOnTies) {
   auto slots = liveSlots(4);
   slots[1].open = 5;
   slots[3].open = 2;
-  EXPECT_EQ(p2cChoose(slots, 1, 3), 3U);
-  EXPECT_EQ(p2cChoose(slots, 3, 1), 3U);
-  EXPECT_EQ(p2cChoose(slots, 0, 2), 0U);
-  EXPECT_EQ(p2cChoose(slots, 6, 5), 2U) << "samples are taken modulo the live count";
+  EXPECT_EQ(p2cChoose(slots, 1, 2), 3U) << "slot 1 against slot 3";
+  EXPECT_EQ(p2cChoose(slots, 3, 1), 3U) << "slot 3 against slot 1";
+  EXPECT_EQ(p2cChoose(slots, 0, 1), 0U) << "slot 0 against slot 2: a tie";
+  EXPECT_EQ(p2cChoose(slots, 6, 5), 2U) << "slot 2 against slot 3: draws taken modulo";
   std::vector<SlotSnapshot> none;
   EXPECT_FALSE(p2cChoose(none, 0, 1).has_value());
+}
+
+/* The two samples are two different live workers, so p2c never compares a worker with itself,
+ * and the most loaded of several workers is never chosen. */
+TEST(P2cChoose, SamplesTwoDistinctWorkers) {
+  for (uint32_t live = 2; live <= 5; ++live) {
+    for (uint32_t first = 0; first < live; ++first) {
+      std::vector<int> drawn(live);
+      for (uint32_t draw = 0; draw < 3 * live; ++draw) {
+        uint32_t second = sd_p2c_second_position(first, draw, live);
+        ASSERT_LT(second, live);
+        ASSERT_NE(second, first) << "live " << live << " draw " << draw;
+        ++drawn[second];
+      }
+      for (uint32_t position = 0; position < live; ++position) {
+        EXPECT_EQ(drawn[position] > 0, position != first) << "every other position is drawn";
+      }
+    }
+  }
+  EXPECT_EQ(sd_p2c_second_position(0, 7, 1), 0U) << "one live worker: itself";
+  const uint64_t now = 10'000'000'000ULL;
+  auto slots = liveSlots(4);
+  slots[2].busySince = now - 2 * SD_BUSY_NS;
+  for (uint32_t a = 0; a < 8; ++a) {
+    for (uint32_t b = 0; b < 8; ++b) {
+      EXPECT_NE(p2cChoose(slots, a, b, now), 2U) << "samples " << a << ", " << b;
+    }
+  }
 }
 
 } // namespace

@@ -218,7 +218,7 @@ TEST_P(PolicyAlongTheLine, ChoosesWhatTheReferenceChooses) {
     std::vector<SlotSnapshot> slots = line.board().snapshotAll();
     std::optional<uint32_t> expected;
     switch (c.policy) {
-    case SD_POLICY_LEAST_CONN: expected = leastConnChoose(slots); break;
+    case SD_POLICY_LEAST_CONN: expected = leastConnChoose(slots, 0, ticket); break;
     case SD_POLICY_ROUND_ROBIN: expected = roundRobinChoose(slots, ticket); break;
     case SD_POLICY_WEIGHTED: expected = weightedChoose(slots, ticket); break;
     case SD_POLICY_P2C: {

@@ -189,7 +189,7 @@ port already attached.)");
          [options](const std::string &value) { options->policy = *policyFromName(value); },
          "Balancing policy to start with (sockdispatch tune changes it live): " + policyNames())
       ->check(CLI::IsMember({"skip_load", "least_conn", "p2c", "round_robin", "weighted", "hash"}))
-      ->default_str("skip_load");
+      ->default_str("least_conn");
   cmd->add_option("--max-conns", options->maxConnections,
                   "Open connections per worker at which it takes no more (0: no limit); a full "
                   "worker is chosen by no policy, and when all are, connections wait in the "

@@ -32,7 +32,8 @@ Action addTuneCommand(CLI::App &app) {
 
 Writes the pinned maps under /sys/fs/bpf/sockdispatch/PORT (needs root); the next
 connection uses the change, nothing restarts. Every value is checked before anything is
-written. Changes last as long as the attachment (a new attach starts from skip_load).
+written. Changes last as long as the attachment (a new attach starts from its
+--policy, least_conn by default).
 Exit codes: 0 changed, 1 state unwritable or stale, 2 bad flag or value, port not attached.)");
   cmd->add_option("port", flags->port, "The attached TCP port")
       ->required()
