@@ -19,6 +19,7 @@ Policies are run in turn, in R rounds, on the same server.
 
 Usage (as root; build with -DSOCKDISPATCH_BENCH=ON so build/skewed_server exists):
   bench/policy_bench.py [--rounds 2] [--duration 8] [--workers 4] [--slow-ms 50]
+                        [--slow-where inline|offload] [--policies hash,least_conn]
 Writes bench/results/policy.json and docs/policy-bench.png, and prints a Markdown table.
 """
 import argparse
@@ -165,6 +166,8 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--slow-ms", type=int, default=50)
+    parser.add_argument("--slow-where", choices=["inline", "offload"], default="inline",
+                        help="run /slow on the worker's loop (inline) or its offload pool")
     parser.add_argument("--policies", default=",".join(POLICIES),
                         help="comma-separated; hash must be among them (the reference)")
     parser.add_argument("--binary", default=os.path.join(ROOT, "build", "sockdispatch"))
@@ -185,7 +188,8 @@ def main():
             sys.exit(f"policy_bench: {path} not found; build with -DSOCKDISPATCH_BENCH=ON")
 
     port = free_port()
-    server = subprocess.Popen([args.server, str(port), str(args.workers), str(args.slow_ms)],
+    server = subprocess.Popen([args.server, str(port), str(args.workers), str(args.slow_ms),
+                               args.slow_where],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = {p: [] for p in policies}
     try:

@@ -1,8 +1,10 @@
 // The skewed-workload benchmark's server (bench/policy_bench.py), built on the public library:
 //   GET /fast   answered at once
-//   GET /slow   holds its worker busy for SLOW_MS milliseconds on the event loop (a handler
-//               doing CPU-heavy work inline), then answers
-// Usage: skewed_server PORT WORKERS SLOW_MS
+//   GET /slow   computes for SLOW_MS milliseconds, then answers: inline, holding its worker's
+//               event loop busy meanwhile (a handler doing CPU-heavy work on the loop), or
+//               with `offload` on the worker's offload pool (Exchange::offload), the loop
+//               serving on
+// Usage: skewed_server PORT WORKERS SLOW_MS [inline|offload]
 #include <sockdispatch/server.h>
 
 #include <chrono>
@@ -25,7 +27,8 @@ void spin(std::chrono::milliseconds duration) {
 } // namespace
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
+  const std::string where = argc == 5 ? argv[4] : "inline";
+  if ((argc != 4 && argc != 5) || (where != "inline" && where != "offload")) {
     return 2;
   }
   sockdispatch::ServerOptions options;
@@ -40,9 +43,18 @@ int main(int argc, char **argv) {
   server.fallback([](sockdispatch::Exchange &exchange) {
     exchange.response().setBody("skewed_server: GET /fast or /slow\n");
   });
-  server.route("GET", "/slow", [slow](sockdispatch::Exchange &exchange) {
-    spin(slow);
-    exchange.response().setBody("slow\n");
-  });
+  if (where == "inline") {
+    server.route("GET", "/slow", [slow](sockdispatch::Exchange &exchange) {
+      spin(slow);
+      exchange.response().setBody("slow\n");
+    });
+  } else {
+    server.route("GET", "/slow", [slow](sockdispatch::Exchange &exchange) {
+      exchange.offload([slow] {
+        spin(slow);
+        return sockdispatch::HttpResponse(200, "slow\n");
+      });
+    });
+  }
   return server.run();
 }

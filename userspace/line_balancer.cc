@@ -1,9 +1,9 @@
 #include "line_balancer.h"
 
 #include "balancer.h"
+#include "monotonic_clock.h"
 #include "sockdispatch/policy.h"
 
-#include <ctime>
 #include <optional>
 #include <vector>
 
@@ -17,12 +17,6 @@ uint64_t mix(uint64_t value) {
   value = (value ^ (value >> 30U)) * 0xbf58476d1ce4e5b9ULL;
   value = (value ^ (value >> 27U)) * 0x94d049bb133111ebULL;
   return value ^ (value >> 31U);
-}
-
-uint64_t monotonicNs() {
-  timespec now{};
-  ::clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
 }
 
 std::optional<uint32_t> referenceChoice(uint32_t policy, std::span<SlotSnapshot> slots,

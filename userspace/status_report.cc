@@ -1,5 +1,6 @@
 #include "status_report.h"
 
+#include "monotonic_clock.h"
 #include "names.h"
 #include "pin_dir.h"
 #include "pinned_attachment.h"
@@ -13,6 +14,13 @@
 #include <cctype>
 
 namespace sockdispatch {
+
+uint64_t busyMicros(const AttachmentStatus &status, const SlotSnapshot &worker) {
+  if (worker.busySince == 0 || status.readAtNs <= worker.busySince) {
+    return 0;
+  }
+  return (status.readAtNs - worker.busySince) / 1000;
+}
 
 namespace {
 
@@ -44,6 +52,7 @@ nlohmann::json toJson(const AttachmentStatus &status) {
                        {"skipped", w.skipped},
                        {"selected", w.selected},
                        {"queued", w.queued},
+                       {"busy_us", busyMicros(status, w)},
                        {"respawns", w.respawns},
                        {"generation", w.generation}});
   }
@@ -103,6 +112,7 @@ Result<AttachmentStatus> readStatus(uint16_t port) {
   Scoreboard board = attachment->scoreboard();
   status.config = *board.config();
   status.workers = board.snapshotAll();
+  status.readAtNs = monotonicNs();
   status.masterAlive = attachment->lineMode()
                            ? attachment->heldBy(status.config.master_pid).value_or(true)
                            : processAlive(status.config.master_pid);
@@ -167,25 +177,49 @@ std::string formatPrometheus(const std::vector<AttachmentStatus> &all) {
     const char *name;
     const char *type;
     const char *help;
-    uint64_t (*value)(const SlotSnapshot &);
+    double (*value)(const AttachmentStatus &, const SlotSnapshot &);
   };
   static const Metric kWorkerMetrics[] = {
       {"sockdispatch_worker_open_connections", "gauge", "Connections open in the worker now.",
-       [](const SlotSnapshot &w) { return w.open; }},
+       [](const AttachmentStatus &, const SlotSnapshot &w) { return static_cast<double>(w.open); }},
       {"sockdispatch_worker_accepted_total", "counter", "Connections the worker accepted.",
-       [](const SlotSnapshot &w) { return w.accepted; }},
+       [](const AttachmentStatus &, const SlotSnapshot &w) {
+         return static_cast<double>(w.accepted);
+       }},
       {"sockdispatch_worker_requests_total", "counter", "Requests the worker answered.",
-       [](const SlotSnapshot &w) { return w.requests; }},
+       [](const AttachmentStatus &, const SlotSnapshot &w) {
+         return static_cast<double>(w.requests);
+       }},
       {"sockdispatch_worker_skipped_total", "counter", "skip_load passes over the worker.",
-       [](const SlotSnapshot &w) { return w.skipped; }},
+       [](const AttachmentStatus &, const SlotSnapshot &w) {
+         return static_cast<double>(w.skipped);
+       }},
       {"sockdispatch_worker_selected_total", "counter", "Times the policy chose the worker.",
-       [](const SlotSnapshot &w) { return w.selected; }},
+       [](const AttachmentStatus &, const SlotSnapshot &w) {
+         return static_cast<double>(w.selected);
+       }},
       {"sockdispatch_worker_respawns_total", "counter", "Times the worker slot was respawned.",
-       [](const SlotSnapshot &w) { return w.respawns; }},
+       [](const AttachmentStatus &, const SlotSnapshot &w) {
+         return static_cast<double>(w.respawns);
+       }},
       {"sockdispatch_worker_up", "gauge", "1 when the worker serves, 0 otherwise.",
-       [](const SlotSnapshot &w) { return static_cast<uint64_t>(w.state == SD_SLOT_RUNNING); }},
+       [](const AttachmentStatus &, const SlotSnapshot &w) {
+         return static_cast<double>(w.state == SD_SLOT_RUNNING);
+       }},
       {"sockdispatch_worker_weight", "gauge", "The worker's weight for the weighted policy.",
-       [](const SlotSnapshot &w) { return static_cast<uint64_t>(w.weight); }},
+       [](const AttachmentStatus &, const SlotSnapshot &w) {
+         return static_cast<double>(w.weight);
+       }},
+      {"sockdispatch_worker_queued_connections", "gauge",
+       "Connections chosen for the worker still in its listen queue.",
+       [](const AttachmentStatus &, const SlotSnapshot &w) {
+         return static_cast<double>(w.queued);
+       }},
+      {"sockdispatch_worker_busy_seconds", "gauge",
+       "How long the worker has been inside its current handler call (0 between calls).",
+       [](const AttachmentStatus &s, const SlotSnapshot &w) {
+         return static_cast<double>(busyMicros(s, w)) / 1e6;
+       }},
   };
   std::string out = "# HELP sockdispatch_info Attachment of a port: mode and policy in labels.\n"
                     "# TYPE sockdispatch_info gauge\n";
@@ -199,7 +233,7 @@ std::string formatPrometheus(const std::vector<AttachmentStatus> &all) {
     for (const auto &s : all) {
       for (const auto &w : s.workers) {
         out += fmt::format("{}{{port=\"{}\",slot=\"{}\"}} {}\n", metric.name, s.port, w.slot,
-                           metric.value(w));
+                           metric.value(s, w));
       }
     }
   }

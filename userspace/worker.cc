@@ -2,6 +2,7 @@
 
 #include "builtin_page.h"
 #include "fd_channel.h"
+#include "monotonic_clock.h"
 #include "server_hooks.h"
 #include "static_files.h"
 
@@ -48,10 +49,7 @@ private:
   class Busy {
   public:
     Busy(Scoreboard &board, uint32_t slot) : board_(board), slot_(slot) {
-      timespec now{};
-      ::clock_gettime(CLOCK_MONOTONIC, &now);
-      board_.setBusySince(slot_, static_cast<uint64_t>(now.tv_sec) * 1000000000ULL +
-                                     static_cast<uint64_t>(now.tv_nsec));
+      board_.setBusySince(slot_, monotonicNs());
     }
     ~Busy() { board_.setBusySince(slot_, 0); }
     Busy(const Busy &) = delete;

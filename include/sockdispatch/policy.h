@@ -61,7 +61,7 @@ static inline __u64 sd_slot_load(__u64 open, __u64 queued)
  * until it returns, however few connections it holds. Its load gains SD_BUSY_PENALTY, so
  * least_conn and p2c choose it only when every worker is as busy. The threshold is short
  * because every connection chosen for a worker in the instant before the penalty applies
- * waits out the whole call (bench/policy_bench.py: 200 us let through about 40 % more such
+ * waits out the whole call (bench/policy_bench.py, one run each: 200 us let through 40 % more
  * stalls than 20 us). `now` and `busy_since` are CLOCK_MONOTONIC nanoseconds
  * (bpf_ktime_get_ns in the program); now == 0 ignores business (a reference with no clock).
  */

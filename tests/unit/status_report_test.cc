@@ -34,6 +34,9 @@ AttachmentStatus sample() {
     status.workers.push_back(w);
   }
   status.workers[1].draining = 1;
+  status.workers[1].queued = 2;
+  status.readAtNs = 9'000'000'000ULL;
+  status.workers[1].busySince = status.readAtNs - 1'500'000; // 1.5 ms into one handler call
   status.verdicts[SD_VERDICT_SELECTED] = 21;
   status.verdicts[SD_VERDICT_SELECT_FAILED] = 2;
   return status;
@@ -58,6 +61,9 @@ TEST(StatusReport, JsonCarriesTheDocumentedSchema) {
   EXPECT_EQ(w["requests"], 101);
   EXPECT_EQ(w["skipped"], 7);
   EXPECT_EQ(w["weight"], 1);
+  EXPECT_EQ(w["queued"], 2);
+  EXPECT_EQ(w["busy_us"], 1500);
+  EXPECT_EQ(json["workers"][0]["busy_us"], 0) << "between calls";
   EXPECT_EQ(json["verdicts"]["selected"], 21);
   EXPECT_EQ(json["verdicts"]["select_failed"], 2);
   EXPECT_EQ(json["verdicts"].size(), static_cast<size_t>(SD_NR_VERDICTS));
@@ -89,6 +95,15 @@ TEST(StatusReport, PrometheusTextFormat) {
       << text;
   EXPECT_NE(text.find("sockdispatch_verdicts_total{port=\"8080\",verdict=\"selected\"} 21\n"),
             std::string::npos);
+  EXPECT_NE(text.find("sockdispatch_worker_queued_connections{port=\"8080\",slot=\"1\"} 2\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("sockdispatch_worker_busy_seconds{port=\"8080\",slot=\"1\"} 0.0015\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("sockdispatch_worker_busy_seconds{port=\"8080\",slot=\"0\"} 0\n"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("sockdispatch_info{port=\"8080\",mode=\"ebpf\",policy=\"skip_load\"} 1\n"),
             std::string::npos);
   // Every sample line is "name{labels} value".
