@@ -15,14 +15,16 @@
 
 namespace sockdispatch {
 
+namespace {
+
+// How long the worker had been inside its current handler call when the status was read, in
+// microseconds; 0 between calls.
 uint64_t busyMicros(const AttachmentStatus &status, const SlotSnapshot &worker) {
   if (worker.busySince == 0 || status.readAtNs <= worker.busySince) {
     return 0;
   }
   return (status.readAtNs - worker.busySince) / 1000;
 }
-
-namespace {
 
 void readProgramStats(const std::string &dir, AttachmentStatus &status) {
   UniqueFd prog(bpf_obj_get((dir + "/" + kPinProgram).c_str()));
@@ -177,49 +179,28 @@ std::string formatPrometheus(const std::vector<AttachmentStatus> &all) {
     const char *name;
     const char *type;
     const char *help;
-    double (*value)(const AttachmentStatus &, const SlotSnapshot &);
+    uint64_t (*value)(const SlotSnapshot &);
   };
   static const Metric kWorkerMetrics[] = {
       {"sockdispatch_worker_open_connections", "gauge", "Connections open in the worker now.",
-       [](const AttachmentStatus &, const SlotSnapshot &w) { return static_cast<double>(w.open); }},
+       [](const SlotSnapshot &w) { return w.open; }},
       {"sockdispatch_worker_accepted_total", "counter", "Connections the worker accepted.",
-       [](const AttachmentStatus &, const SlotSnapshot &w) {
-         return static_cast<double>(w.accepted);
-       }},
+       [](const SlotSnapshot &w) { return w.accepted; }},
       {"sockdispatch_worker_requests_total", "counter", "Requests the worker answered.",
-       [](const AttachmentStatus &, const SlotSnapshot &w) {
-         return static_cast<double>(w.requests);
-       }},
+       [](const SlotSnapshot &w) { return w.requests; }},
       {"sockdispatch_worker_skipped_total", "counter", "skip_load passes over the worker.",
-       [](const AttachmentStatus &, const SlotSnapshot &w) {
-         return static_cast<double>(w.skipped);
-       }},
+       [](const SlotSnapshot &w) { return w.skipped; }},
       {"sockdispatch_worker_selected_total", "counter", "Times the policy chose the worker.",
-       [](const AttachmentStatus &, const SlotSnapshot &w) {
-         return static_cast<double>(w.selected);
-       }},
+       [](const SlotSnapshot &w) { return w.selected; }},
       {"sockdispatch_worker_respawns_total", "counter", "Times the worker slot was respawned.",
-       [](const AttachmentStatus &, const SlotSnapshot &w) {
-         return static_cast<double>(w.respawns);
-       }},
+       [](const SlotSnapshot &w) { return w.respawns; }},
       {"sockdispatch_worker_up", "gauge", "1 when the worker serves, 0 otherwise.",
-       [](const AttachmentStatus &, const SlotSnapshot &w) {
-         return static_cast<double>(w.state == SD_SLOT_RUNNING);
-       }},
+       [](const SlotSnapshot &w) { return static_cast<uint64_t>(w.state == SD_SLOT_RUNNING); }},
       {"sockdispatch_worker_weight", "gauge", "The worker's weight for the weighted policy.",
-       [](const AttachmentStatus &, const SlotSnapshot &w) {
-         return static_cast<double>(w.weight);
-       }},
+       [](const SlotSnapshot &w) { return static_cast<uint64_t>(w.weight); }},
       {"sockdispatch_worker_queued_connections", "gauge",
        "Connections chosen for the worker still in its listen queue.",
-       [](const AttachmentStatus &, const SlotSnapshot &w) {
-         return static_cast<double>(w.queued);
-       }},
-      {"sockdispatch_worker_busy_seconds", "gauge",
-       "How long the worker has been inside its current handler call (0 between calls).",
-       [](const AttachmentStatus &s, const SlotSnapshot &w) {
-         return static_cast<double>(busyMicros(s, w)) / 1e6;
-       }},
+       [](const SlotSnapshot &w) { return w.queued; }},
   };
   std::string out = "# HELP sockdispatch_info Attachment of a port: mode and policy in labels.\n"
                     "# TYPE sockdispatch_info gauge\n";
@@ -227,16 +208,27 @@ std::string formatPrometheus(const std::vector<AttachmentStatus> &all) {
     out += fmt::format("sockdispatch_info{{port=\"{}\",mode=\"{}\",policy=\"{}\"}} {}\n", s.port,
                        modeName(s.config.mode), policyName(s.config.policy), s.masterAlive ? 1 : 0);
   }
-  for (const auto &metric : kWorkerMetrics) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", metric.name, metric.help, metric.name,
-                       metric.type);
+  // One metric: its HELP and TYPE lines, then a sample per worker of every attachment.
+  auto addWorkerMetric = [&](const char *name, const char *type, const char *help,
+                             const auto &sample) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
     for (const auto &s : all) {
       for (const auto &w : s.workers) {
-        out += fmt::format("{}{{port=\"{}\",slot=\"{}\"}} {}\n", metric.name, s.port, w.slot,
-                           metric.value(s, w));
+        out +=
+            fmt::format("{}{{port=\"{}\",slot=\"{}\"}} {}\n", name, s.port, w.slot, sample(s, w));
       }
     }
+  };
+  for (const auto &metric : kWorkerMetrics) {
+    addWorkerMetric(
+        metric.name, metric.type, metric.help,
+        [&](const AttachmentStatus &, const SlotSnapshot &w) { return metric.value(w); });
   }
+  addWorkerMetric("sockdispatch_worker_busy_seconds", "gauge",
+                  "How long the worker has been inside its current handler call (0 between calls).",
+                  [](const AttachmentStatus &s, const SlotSnapshot &w) {
+                    return static_cast<double>(busyMicros(s, w)) / 1e6;
+                  });
   out += "# HELP sockdispatch_verdicts_total Dispatch decisions by reason.\n"
          "# TYPE sockdispatch_verdicts_total counter\n";
   for (const auto &s : all) {

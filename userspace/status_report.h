@@ -23,10 +23,6 @@ struct AttachmentStatus {
   uint64_t readAtNs = 0; // CLOCK_MONOTONIC when the slots were read (for busy_since's age)
 };
 
-// How long the worker has been inside its current handler call when the status was read, in
-// microseconds; 0 between calls.
-uint64_t busyMicros(const AttachmentStatus &status, const SlotSnapshot &worker);
-
 // The ports with pinned state, ascending.
 std::vector<uint16_t> attachedPorts();
 
