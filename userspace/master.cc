@@ -322,9 +322,9 @@ void Master::retire(uint32_t slot) {
   worker.respawnTimer.reset();
   // Chosen by no policy from now on; the migration of its queue picks a live slot.
   scoreboard_.setDraining(slot, true);
-  scoreboard_.setState(slot, SD_SLOT_STOPPING);
   listeners_[slot].reset();
   if (worker.pid == 0) {
+    scoreboard_.setState(slot, SD_SLOT_STOPPING);
     freeSlot(slot);
     return;
   }
@@ -338,6 +338,8 @@ void Master::retire(uint32_t slot) {
     ::kill(worker.pid, SIGTERM);
     worker.terminated = true;
   }
+  // Only now: whoever sees the slot stopping knows the worker has been asked (or signalled).
+  scoreboard_.setState(slot, SD_SLOT_STOPPING);
   worker.stopTimer.reset(evtimer_new(
       base_.get(),
       [](evutil_socket_t, short, void *ctx) {

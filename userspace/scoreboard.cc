@@ -45,6 +45,7 @@ void Scoreboard::prepareSlot(uint32_t slot, uint64_t generation) {
     storeRelease<__u32>(s.weight, 1);
   }
   storeRelease<__u64>(s.generation, generation);
+  storeRelease<__u64>(s.busy_since, 0); // in no handler call until it makes one
   storeRelease<__u32>(s.pid, 0);
   storeRelease<__u32>(s.state, SD_SLOT_STARTING);
 }
@@ -68,6 +69,10 @@ void Scoreboard::resetOpen(uint32_t slot) {
   // Counted afresh: what waits in its listen queue is taken by its respawn (an accept of an
   // uncounted connection leaves the count at zero) or migrates, counted where it lands.
   storeRelease<__u64>(slots_[slot].queued, 0);
+  // A worker killed inside a handler call never cleared its mark: left set, the load-aware
+  // policies would count its respawn busy until that one's first request, which they would
+  // never send it.
+  storeRelease<__u64>(slots_[slot].busy_since, 0);
 }
 
 void Scoreboard::addRespawn(uint32_t slot) {
@@ -90,6 +95,7 @@ void Scoreboard::releaseSlot(uint32_t slot) {
   storeRelease<__u32>(s.pid, 0);
   storeRelease<__u32>(s.draining, 0);
   storeRelease<__u64>(s.open, 0);
+  storeRelease<__u64>(s.busy_since, 0);
 }
 
 void Scoreboard::setWeight(uint32_t slot, uint32_t weight) {

@@ -26,6 +26,10 @@ namespace {
 // whole message of connections, and room for the files it serves.
 constexpr uint64_t kDescriptorReserve = kMaxFdsPerMessage + 64;
 constexpr timeval kAcceptPause{0, 100'000};
+// Two event priorities: the master's control messages (stop, re-link) run before any client
+// I/O that became ready in the same loop turn; everything else shares the default.
+constexpr int kEventPriorities = 2;
+constexpr int kControlPriority = 0;
 
 // Marks the worker's slot busy for the length of every handler call (busy_since), so the
 // load-aware policies see a worker stuck in slow work, which accepts and counts nothing
@@ -97,6 +101,11 @@ int Worker::run() {
     spdlog::error("Failed to create the event loop");
     return kExitFailure;
   }
+  // Before any event exists, so each one gets the default (lower) priority when it is made.
+  if (event_base_priority_init(base_.get(), kEventPriorities) != 0) {
+    spdlog::error("Failed to set up the event loop's priorities");
+    return kExitFailure;
+  }
   if (options_.hooks && options_.hooks->makeHandler) {
     WorkerContext context{identity_, base_.get(), scoreboard_};
     handler_ = options_.hooks->makeHandler(context);
@@ -150,6 +159,7 @@ int Worker::run() {
     controlEvent_.reset(event_new(
         base_.get(), channel_.get(), EV_READ | EV_PERSIST,
         [](evutil_socket_t, short, void *ctx) { static_cast<Worker *>(ctx)->onControl(); }, this));
+    event_priority_set(controlEvent_.get(), kControlPriority);
     event_add(controlEvent_.get(), nullptr);
   }
   reaper_.reset(event_new(

@@ -4,6 +4,8 @@
 //   GET  /fast             200 "fast" at once (X-Pid: the worker's pid)
 //   GET  /slow?ms=N        200 "slow N" after sleeping N ms on the offload pool
 //   GET  /then?ms=N        sleeps on the pool, then the loop makes the answer "then N"
+//   GET  /block?ms=N       200 "block N" after sleeping N ms in the handler (its worker's
+//                          loop is held meanwhile, and its slot is marked busy)
 //   GET  /throw            the handler throws (500)
 //   GET  /throw-offload    the offloaded work throws (500)
 //   POST /echo             the body back
@@ -76,6 +78,11 @@ int main(int argc, char **argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(ms));
       return sockdispatch::HttpResponse(200, "slow " + std::to_string(ms));
     });
+  });
+  server.route("GET", "/block", [](sockdispatch::Exchange &exchange) {
+    int ms = queryNumber(exchange.request().query(), "ms");
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    exchange.response().setBody("block " + std::to_string(ms));
   });
   server.route("GET", "/then", [](sockdispatch::Exchange &exchange) {
     int ms = queryNumber(exchange.request().query(), "ms");

@@ -312,6 +312,53 @@ TEST_F(Library, LeastConnAvoidsAWorkerWithASaturatedPool) {
   EXPECT_EQ(done->status, 200);
 }
 
+/* A worker killed inside a handler call (a slow inline handler, its slot marked busy) never
+   clears its own busy mark. The master clears it with the dead worker's other counts, so
+   least_conn chooses the respawn like any idle worker: with two idle workers, ties rotate and
+   each gets about half of the new connections. */
+TEST_F(Library, RespawnOfAWorkerKilledInsideAHandlerIsNotBusy) {
+  startServer({"--workers", "2"});
+  Scoreboard board = scoreboard();
+  storeRelease<__u32>(board.config()->policy, SD_POLICY_LEAST_CONN);
+
+  auto blocked = request("GET /block?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n");
+  int victim = -1;
+  ASSERT_TRUE(eventually([&] {
+    for (uint32_t slot = 0; slot < 2; ++slot) {
+      if (board.snapshot(slot).busySince != 0) {
+        victim = static_cast<int>(slot);
+      }
+    }
+    return victim >= 0;
+  })) << "no worker marked busy by the blocking handler";
+  const auto slot = static_cast<uint32_t>(victim);
+  const auto victimPid = static_cast<pid_t>(board.snapshot(slot).pid);
+  ASSERT_EQ(::kill(victimPid, SIGKILL), 0);
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto now = board.snapshot(slot);
+        return now.state == SD_SLOT_RUNNING && now.pid != 0 &&
+               now.pid != static_cast<uint32_t>(victimPid);
+      },
+      10s))
+      << "slot " << slot << " was not respawned";
+  EXPECT_EQ(board.snapshot(slot).busySince, 0U) << "the dead worker's busy mark outlived it";
+
+  constexpr int kConnections = 6;
+  int toRespawn = 0;
+  for (int i = 0; i < kConnections; ++i) {
+    auto next = request("GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    auto reply = next.readReply(5s);
+    ASSERT_TRUE(reply.has_value()) << "connection " << i;
+    EXPECT_EQ(reply->status, 200);
+    toRespawn += reply->workerSlot() == victim ? 1 : 0;
+    ASSERT_TRUE(next.waitForClose(5s));
+    ASSERT_TRUE(eventually([&] { return board.snapshot(0).open + board.snapshot(1).open == 0; }));
+  }
+  EXPECT_GE(toRespawn, 2) << "of " << kConnections << " new connections, to the respawned slot";
+  EXPECT_LE(toRespawn, kConnections - 2) << "ties between two idle workers rotate";
+}
+
 /* Stopping (SIGTERM) with calls in flight: the worker finishes the calls whose clients wait
    (they get their answers, with Connection: close), a call whose client left is answered to
    nobody, the stop hook runs after the pool is done, and everything exits 0. */

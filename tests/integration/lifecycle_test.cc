@@ -170,7 +170,16 @@ TEST_P(InMode, GracefulStopServesQueuedAndInFlightRequests) {
   }
 
   attachment->process().signal(SIGQUIT);
-  ::usleep(100000); // the master closes its listener copies and asks the workers to stop
+  // The master marks a slot stopping once it has asked that worker to stop; the frozen
+  // workers cannot, so this sees the master's word reach both of them.
+  ASSERT_TRUE(eventually([&] {
+    for (const auto &slot : pinned->scoreboard().snapshotAll()) {
+      if (slot.state != SD_SLOT_STOPPING) {
+        return false;
+      }
+    }
+    return true;
+  })) << "the master did not ask the workers to stop";
   for (const auto &slot : workers) {
     ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGCONT), 0) << "SIGCONT slot " << slot.slot;
   }
