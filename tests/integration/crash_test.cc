@@ -29,7 +29,7 @@ TEST_F(Crash, KilledWorkersQueuedConnectionsAreAllAnswered) {
   auto before = pinned->scoreboard().snapshotAll();
   ASSERT_EQ(before.size(), 4U);
   for (const auto &slot : before) {
-    ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGSTOP), 0) << "SIGSTOP slot " << slot.slot;
+    ASSERT_TRUE(freeze(static_cast<pid_t>(slot.pid))) << "SIGSTOP slot " << slot.slot;
   }
 
   constexpr int kClients = 24;

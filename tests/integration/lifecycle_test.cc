@@ -159,7 +159,7 @@ TEST_P(InMode, GracefulStopServesQueuedAndInFlightRequests) {
 
   auto workers = pinned->scoreboard().snapshotAll();
   for (const auto &slot : workers) {
-    ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGSTOP), 0) << "SIGSTOP slot " << slot.slot;
+    ASSERT_TRUE(freeze(static_cast<pid_t>(slot.pid))) << "SIGSTOP slot " << slot.slot;
   }
   std::vector<TcpClient> queued;
   for (int i = 0; i < 6; ++i) {
@@ -255,7 +255,7 @@ TEST_P(InMode, KilledWorkerLosesExactlyTheConnectionsItHeld) {
   }
   auto before = pinned->scoreboard().snapshotAll();
   for (const auto &slot : before) {
-    ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGSTOP), 0);
+    ASSERT_TRUE(freeze(static_cast<pid_t>(slot.pid)));
   }
   std::vector<TcpClient> queued = sendQueued(port, 16);
   ASSERT_EQ(queued.size(), 16U);

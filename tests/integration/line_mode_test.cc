@@ -191,7 +191,7 @@ TEST_F(LineMode, KilledMiddleWorkerLosesOnlyWhatItOwned) {
   Load load(port, 2, 2);
   ASSERT_TRUE(load.waitFor(300)) << "the load did not start";
   auto victimPid = static_cast<pid_t>(pinned->scoreboard().snapshot(kVictim).pid);
-  ASSERT_EQ(::kill(victimPid, SIGSTOP), 0);
+  ASSERT_TRUE(freeze(victimPid));
   uint64_t ownedAtFreeze = pinned->scoreboard().snapshot(kVictim).open;
   std::vector<TcpClient> queued = sendQueued(port, 16);
   ASSERT_EQ(queued.size(), 16U);

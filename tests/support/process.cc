@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <sstream>
 
@@ -167,6 +168,29 @@ Attachment::~Attachment() {
 std::optional<int> Attachment::stop(std::chrono::milliseconds timeout) {
   process_->signal(SIGTERM);
   return process_->wait(timeout);
+}
+
+namespace {
+
+// The state letter of /proc/PID/stat (after the parenthesised command name, which may
+// itself hold spaces or parentheses), or '?' when it cannot be read.
+char processState(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) {
+    return '?';
+  }
+  return stat[close + 2];
+}
+
+} // namespace
+
+bool freeze(pid_t pid, std::chrono::milliseconds timeout) {
+  if (::kill(pid, SIGSTOP) != 0) {
+    return false;
+  }
+  return eventually([pid] { return processState(pid) == 'T'; }, timeout);
 }
 
 bool haveBpfPrivileges() {

@@ -81,6 +81,11 @@ template <typename F> bool eventually(F condition, std::chrono::milliseconds tim
   return condition();
 }
 
+// SIGSTOP, then waits until the process has really stopped (state T in /proc/PID/stat):
+// kill() returns before the signal is delivered, and a process that has not stopped yet may
+// still accept. False when it did not stop within `timeout`.
+bool freeze(pid_t pid, std::chrono::milliseconds timeout = 5s);
+
 // Whether this process may load BPF programs and mount bpffs (root in CI).
 bool haveBpfPrivileges();
 
