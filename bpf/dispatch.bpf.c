@@ -5,7 +5,8 @@
  * the queued connections of a closing listener to a live worker (md->migrating_sk).
  *
  * Any failure to select is counted and answered with SK_PASS, which lets the kernel's own
- * reuseport hash choose: our bookkeeping never drops a connection.
+ * reuseport hash choose: our bookkeeping never drops a connection. The one refusal is a new
+ * connection while the whole attachment stops (config.stopping).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -225,6 +226,18 @@ int sd_dispatch(struct sk_reuseport_md *md)
 			return SK_PASS;
 		}
 		return select_slot(md, walk.chosen, SD_VERDICT_MIGRATED, SD_VERDICT_MIGRATE_FAILED);
+	}
+
+	if (cfg->stopping) {
+		/*
+		 * Every listener is about to close. A SYN admitted now could complete into the
+		 * last one's queue after its final accept, with nowhere left to migrate: reset
+		 * after the client was told it was connected. Refused now (SK_DROP: the kernel
+		 * finds no listener and answers the SYN with a RST), the client knows nothing
+		 * was sent.
+		 */
+		count_verdict(SD_VERDICT_STOPPING);
+		return SK_DROP;
 	}
 
 	switch (cfg->policy) {

@@ -398,6 +398,10 @@ void Master::announceStop() {
     line_->stopAccepting();
     relinkLine(); // every worker keeps what reaches it now
   }
+  // Before any worker is asked to stop: from the next SYN on, the program refuses new
+  // connections, so none can land in a listener after that listener's last accept. (In line
+  // mode the one listener is closed already; the mark is what `status` readers see.)
+  storeRelease<__u32>(scoreboard_.config()->stopping, 1);
   if (stoppingCallback_) {
     stoppingCallback_();
   }

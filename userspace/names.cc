@@ -11,8 +11,8 @@ constexpr std::array<std::string_view, SD_NR_POLICIES> kPolicies{
 constexpr std::array<std::string_view, SD_NR_SLOT_STATES> kStates{"empty",    "starting", "running",
                                                                   "stopping", "dead",     "full"};
 constexpr std::array<std::string_view, SD_NR_VERDICTS> kVerdicts{
-    "selected",      "migrated",  "hash",          "no_live_worker",
-    "select_failed", "no_config", "migrate_failed"};
+    "selected",      "migrated",  "hash",           "no_live_worker",
+    "select_failed", "no_config", "migrate_failed", "stopping"};
 
 template <size_t N>
 std::string_view lookup(const std::array<std::string_view, N> &names, uint32_t value) {

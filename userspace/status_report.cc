@@ -71,6 +71,7 @@ nlohmann::json toJson(const AttachmentStatus &status) {
           {"abi_version", status.config.abi_version},
           {"master_pid", status.config.master_pid},
           {"stale", !status.masterAlive},
+          {"stopping", status.config.stopping != 0},
           {"generation", status.config.generation},
           {"program", program},
           {"workers", workers},
@@ -133,10 +134,12 @@ std::string formatTable(const AttachmentStatus &status) {
   std::string program = status.config.mode == SD_MODE_LINE
                             ? std::string("no program (the workers pass connections)")
                             : fmt::format("program id {}", status.programId);
-  std::string out = fmt::format(
-      "port {}  mode {}  policy {}  master pid {}{}  {}  map ABI {}\n", status.port,
-      modeName(status.config.mode), policyName(status.config.policy), status.config.master_pid,
-      status.masterAlive ? "" : " (not running: stale state)", program, status.config.abi_version);
+  std::string out =
+      fmt::format("port {}  mode {}  policy {}  master pid {}{}{}  {}  map ABI {}\n", status.port,
+                  modeName(status.config.mode), policyName(status.config.policy),
+                  status.config.master_pid, status.masterAlive ? "" : " (not running: stale state)",
+                  status.config.stopping != 0 ? " (stopping: new connections refused)" : "",
+                  program, status.config.abi_version);
   if (status.programRunCount > 0) {
     out += fmt::format("program: {} decisions, {:.0f} ns each on average\n", status.programRunCount,
                        static_cast<double>(status.programRunTimeNs) /

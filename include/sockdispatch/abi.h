@@ -12,7 +12,7 @@
 
 #include <linux/types.h>
 
-#define SD_ABI_VERSION 2
+#define SD_ABI_VERSION 3
 /* Upper bound on worker slots (the size of every per-worker map). */
 #define SD_MAX_WORKERS 128
 #define SD_CACHELINE   64
@@ -54,6 +54,7 @@ enum sd_verdict {
 	SD_VERDICT_SELECT_FAILED = 4,  /* bpf_sk_select_reuseport failed: fell back to the hash */
 	SD_VERDICT_NO_CONFIG = 5,      /* config map missing: fell back to the hash */
 	SD_VERDICT_MIGRATE_FAILED = 6, /* migration target refused: fell back to the hash */
+	SD_VERDICT_STOPPING = 7,       /* the attachment is stopping: the SYN was refused */
 	SD_NR_VERDICTS
 };
 
@@ -93,6 +94,9 @@ struct sd_config {
 	__u32 master_pid;  /* owner of the attachment */
 	__u32 port;	   /* the attached TCP port */
 	__u64 generation;  /* bumped on every configuration change */
+	/* non-zero once the master began to stop the whole attachment: new connections are
+	 * refused (every listener is about to close); a closing listener's queue still migrates */
+	__u32 stopping;
 	__u64 rr_cursor __attribute__((aligned(SD_CACHELINE))); /* round_robin position */
 };
 

@@ -7,10 +7,17 @@
 #include "support/process.h"
 #include "support/temp_dir.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <array>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 #include <string>
 #include <tuple>
@@ -196,6 +203,70 @@ TEST_P(InMode, GracefulStopServesQueuedAndInFlightRequests) {
   EXPECT_TRUE(idle->waitForClose()) << "the idle keep-alive connection stayed open";
   EXPECT_EQ(attachment->process().wait(10s), 0);
   EXPECT_FALSE(PinnedAttachment::open(port, false)) << "the pins outlived the attachment";
+}
+
+/*
+ * Once a stop has begun, a new connection is refused at once (RST to its SYN), never
+ * accepted into a listener that may close before anyone takes it from the queue. The workers
+ * are frozen, so their listeners are still open when the client connects: in eBPF mode the
+ * program refuses (and counts a "stopping" verdict); in line mode the master has closed the
+ * one listener. A connection made before the signal is still answered.
+ */
+TEST_P(InMode, NewConnectionsAreRefusedOnceTheStopBegan) {
+  auto attachment =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2", "--mode", GetParam()});
+  ASSERT_NE(attachment, nullptr);
+  const uint16_t port = attachment->port();
+  auto pinned = PinnedAttachment::open(port, false);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+  const bool ebpf = std::string(GetParam()) == "ebpf";
+  std::array<uint64_t, SD_NR_VERDICTS> verdictsBefore{};
+  if (ebpf) {
+    auto read = pinned->verdicts();
+    ASSERT_TRUE(read) << read.error().message();
+    verdictsBefore = *read;
+  }
+
+  auto workers = pinned->scoreboard().snapshotAll();
+  for (const auto &slot : workers) {
+    ASSERT_TRUE(freeze(static_cast<pid_t>(slot.pid))) << "SIGSTOP slot " << slot.slot;
+  }
+  auto before = TcpClient::connect(port);
+  ASSERT_TRUE(before);
+  ASSERT_TRUE(before->send("GET /?before HTTP/1.1\r\nHost: x\r\n\r\n"));
+
+  attachment->process().signal(SIGQUIT);
+  // Marked once the line master has closed its listener, and before the eBPF master asks
+  // any worker to stop.
+  ASSERT_TRUE(eventually([&] { return loadRelaxed(pinned->scoreboard().config()->stopping) != 0; }))
+      << "the master did not mark the attachment stopping";
+  constexpr int kAttempts = 3;
+  for (int i = 0; i < kAttempts; ++i) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(fd);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = ::connect(fd.get(), reinterpret_cast<sockaddr *>(&to), sizeof(to));
+    int error = errno;
+    EXPECT_EQ(rc, -1) << "attempt " << i << " was accepted while the attachment stops";
+    EXPECT_EQ(error, ECONNREFUSED) << "attempt " << i << ": " << std::strerror(error);
+  }
+  if (ebpf) {
+    auto verdictsAfter = pinned->verdicts();
+    ASSERT_TRUE(verdictsAfter) << verdictsAfter.error().message();
+    EXPECT_EQ((*verdictsAfter)[SD_VERDICT_STOPPING] - verdictsBefore[SD_VERDICT_STOPPING],
+              static_cast<uint64_t>(kAttempts));
+  }
+
+  for (const auto &slot : workers) {
+    ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGCONT), 0) << "SIGCONT slot " << slot.slot;
+  }
+  auto reply = before->readReply(10s);
+  ASSERT_TRUE(reply) << "the connection made before the stop was lost";
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_EQ(attachment->process().wait(10s), 0);
 }
 
 /*

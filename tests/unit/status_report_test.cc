@@ -49,6 +49,7 @@ TEST(StatusReport, JsonCarriesTheDocumentedSchema) {
   EXPECT_EQ(json["policy"], "skip_load");
   EXPECT_EQ(json["master_pid"], 4242);
   EXPECT_EQ(json["stale"], false);
+  EXPECT_EQ(json["stopping"], false);
   EXPECT_EQ(json["program"]["id"], 17);
   ASSERT_EQ(json["workers"].size(), 2U);
   const auto &w = json["workers"][1];
@@ -85,6 +86,11 @@ TEST(StatusReport, TableShowsEveryWorkerAndVerdict) {
   auto stale = sample();
   stale.masterAlive = false;
   EXPECT_NE(formatTable(stale).find("stale"), std::string::npos);
+  EXPECT_EQ(table.find("stopping:"), std::string::npos) << table;
+  auto stopping = sample();
+  stopping.config.stopping = 1;
+  EXPECT_NE(formatTable(stopping).find("(stopping: new connections refused)"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(formatJson(stopping))["stopping"], true);
 }
 
 TEST(StatusReport, PrometheusTextFormat) {
