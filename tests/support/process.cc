@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <regex>
+#include <set>
 #include <sstream>
 
 namespace sockdispatch::test {
@@ -191,6 +193,33 @@ bool freeze(pid_t pid, std::chrono::milliseconds timeout) {
     return false;
   }
   return eventually([pid] { return processState(pid) == 'T'; }, timeout);
+}
+
+size_t tcpSocketsHeldBy(pid_t pid) {
+  std::set<std::string> tcpInodes;
+  for (const char *table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line); // the header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string field;
+      for (int i = 0; i < 10 && fields >> field; ++i) {
+      }
+      tcpInodes.insert(field); // the tenth column: the socket's inode
+    }
+  }
+  size_t held = 0;
+  std::error_code error;
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  for (const auto &entry : std::filesystem::directory_iterator(dir, error)) {
+    std::string target = std::filesystem::read_symlink(entry.path(), error).string();
+    if (target.starts_with("socket:[") && target.ends_with("]") &&
+        tcpInodes.count(target.substr(8, target.size() - 9)) != 0) {
+      ++held;
+    }
+  }
+  return held;
 }
 
 bool haveBpfPrivileges() {

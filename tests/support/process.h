@@ -86,6 +86,11 @@ template <typename F> bool eventually(F condition, std::chrono::milliseconds tim
 // still accept. False when it did not stop within `timeout`.
 bool freeze(pid_t pid, std::chrono::milliseconds timeout = 5s);
 
+// How many TCP sockets the process holds open, from the kernel (its /proc/PID/fd links
+// matched against the inodes in /proc/net/tcp and tcp6): counts every connection it holds,
+// also one it received and has not yet counted anywhere.
+size_t tcpSocketsHeldBy(pid_t pid);
+
 // Whether this process may load BPF programs and mount bpffs (root in CI).
 bool haveBpfPrivileges();
 
