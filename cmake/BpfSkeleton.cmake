@@ -27,10 +27,15 @@ function(sockdispatch_add_bpf_skeleton name source)
     list(APPEND include_flags -I/usr/include/${CMAKE_LIBRARY_ARCHITECTURE})
   endif()
 
+  set(werror_flag)
+  if(SOCKDISPATCH_WERROR)
+    set(werror_flag -Werror)
+  endif()
+
   add_custom_command(
     OUTPUT ${object}
     COMMAND ${SOCKDISPATCH_BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${target_arch}
-            -Wall -Wextra -Werror ${include_flags}
+            -Wall -Wextra ${werror_flag} ${include_flags}
             -MD -MF ${object}.d -c ${source} -o ${object}
     DEPFILE ${object}.d
     DEPENDS ${source}

@@ -224,6 +224,9 @@ const std::vector<KeySpec> &keyTable() {
           "max-header-bytes", "--max-header-bytes",
           [](auto &o) -> auto & { return o.limits.maxHeaderBytes; }, kMaxHeaderBytesRange),
       integer(
+          "max-header-fields", "--max-header-fields",
+          [](auto &o) -> auto & { return o.limits.maxHeaderFields; }, kMaxHeaderFieldsRange),
+      integer(
           "max-body-bytes", "--max-body-bytes",
           [](auto &o) -> auto & { return o.limits.maxBodyBytes; }, kMaxBodyBytesRange),
       integer(

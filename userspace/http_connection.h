@@ -125,6 +125,7 @@ private:
   std::string headerField_;
   std::string headerValue_;
   size_t headerBytes_ = 0;
+  size_t hostFields_ = 0; // Host fields of the request being read (RFC 9112 3.2: exactly one)
   uint32_t requestsAnswered_ = 0;
   Phase phase_ = Phase::idle;
   Clock::time_point readDeadline_;  // of the current phase

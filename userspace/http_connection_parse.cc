@@ -2,6 +2,7 @@
 #include "http_connection.h"
 
 #include <event2/buffer.h>
+#include <strings.h>
 
 #include <cctype>
 #include <string>
@@ -54,6 +55,7 @@ int HttpConnection::onMessageBegin(llhttp_t *parser) {
   HttpConnection &c = self(parser);
   c.request_ = Request{};
   c.headerBytes_ = 0;
+  c.hostFields_ = 0;
   c.enterPhase(Phase::head);
   return HPE_OK;
 }
@@ -99,11 +101,23 @@ int HttpConnection::onHeaderFieldComplete(llhttp_t *parser) {
   if (!isToken(c.headerField_)) {
     return c.failWith(400, "invalid header field name");
   }
+  if (c.request_.headers.size() >= c.limits_.maxHeaderFields) {
+    return c.failWith(431, "too many header fields");
+  }
   return HPE_OK;
 }
 
 int HttpConnection::onHeaderValueComplete(llhttp_t *parser) {
   HttpConnection &c = self(parser);
+  // RFC 9112 3.2: more than one Host field, or one whose value is not a host, is answered 400.
+  if (c.headerField_.size() == 4 && ::strncasecmp(c.headerField_.data(), "host", 4) == 0) {
+    if (++c.hostFields_ > 1) {
+      return c.failWith(400, "more than one Host header field");
+    }
+    if (!isValidHost(trimmed(c.headerValue_))) {
+      return c.failWith(400, "invalid Host header field");
+    }
+  }
   c.request_.headers.emplace_back(std::move(c.headerField_), std::move(c.headerValue_));
   c.headerField_.clear();
   c.headerValue_.clear();
@@ -117,6 +131,9 @@ int HttpConnection::onHeadersComplete(llhttp_t *parser) {
   r.versionMinor = llhttp_get_http_minor(parser);
   if (r.versionMajor != 1 || r.versionMinor > 1) {
     return c.failWith(505, "unsupported HTTP version");
+  }
+  if (r.versionMinor == 1 && c.hostFields_ == 0) {
+    return c.failWith(400, "HTTP/1.1 request without a Host header field");
   }
   r.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(parser)));
   r.keepAlive = llhttp_should_keep_alive(parser) != 0;

@@ -29,6 +29,11 @@ HeadFraming::Verdict HeadFraming::feed(const char *data, size_t length) {
     case State::endCr: state_ = State::done; break;
     case State::done: break;
     }
+    if (state_ == State::line && inRequestLine_) {
+      checkRequestLine(c);
+    } else if (state_ == State::lineCr) {
+      inRequestLine_ = false;
+    }
     bool afterCr = state_ == State::start || state_ == State::lineStart || state_ == State::done;
     if (afterCr && c != '\n') {
       verdict_ = Verdict::bareCr; // a CR not followed by LF
@@ -39,12 +44,27 @@ HeadFraming::Verdict HeadFraming::feed(const char *data, size_t length) {
   return verdict_;
 }
 
+void HeadFraming::checkRequestLine(char c) {
+  if (c == ' ') {
+    if (afterSpace_ || ++requestLineSpaces_ > 2) {
+      verdict_ = Verdict::requestLineSpace;
+    }
+    afterSpace_ = true;
+    return;
+  }
+  afterSpace_ = false;
+  if (c == '\t' || c == '\v' || c == '\f') {
+    verdict_ = Verdict::requestLineSpace;
+  }
+}
+
 const char *HeadFraming::describe(Verdict verdict) {
   switch (verdict) {
   case Verdict::ok: return "ok";
   case Verdict::bareLf: return "line ends in a bare LF";
   case Verdict::bareCr: return "bare CR in the request head";
   case Verdict::obsFold: return "obsolete line folding";
+  case Verdict::requestLineSpace: return "request line parts not separated by single spaces";
   }
   return "invalid framing";
 }

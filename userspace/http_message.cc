@@ -2,6 +2,7 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <ctime>
 
 namespace sockdispatch {
@@ -13,6 +14,83 @@ std::string_view Request::header(std::string_view name) const {
     }
   }
   return {};
+}
+
+namespace {
+
+bool isHexDigit(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// RFC 3986 unreserved / sub-delims.
+bool isUnreservedOrSubDelim(char c) {
+  bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  return alnum || std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
+}
+
+// RFC 3986 reg-name: unreserved / pct-encoded / sub-delims (an IPv4 address is one too).
+bool isRegName(std::string_view name) {
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (isUnreservedOrSubDelim(name[i])) {
+      continue;
+    }
+    if (name[i] == '%' && i + 2 < name.size() && isHexDigit(name[i + 1]) &&
+        isHexDigit(name[i + 2])) {
+      i += 2;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+// The inside of "[...]": an IPv6 address (hex digits and ':', perhaps a dotted IPv4 tail) or
+// an IPvFuture ("v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )).
+bool isIpLiteral(std::string_view inside) {
+  if (!inside.empty() && (inside[0] == 'v' || inside[0] == 'V')) {
+    size_t dot = inside.find('.');
+    if (dot == std::string_view::npos || dot < 2 || dot + 1 == inside.size()) {
+      return false;
+    }
+    std::string_view version = inside.substr(1, dot - 1);
+    std::string_view rest = inside.substr(dot + 1);
+    return std::all_of(version.begin(), version.end(), isHexDigit) &&
+           std::all_of(rest.begin(), rest.end(),
+                       [](char c) { return c == ':' || isUnreservedOrSubDelim(c); });
+  }
+  return inside.find(':') != std::string_view::npos &&
+         std::all_of(inside.begin(), inside.end(),
+                     [](char c) { return isHexDigit(c) || c == ':' || c == '.'; });
+}
+
+bool isPort(std::string_view port) {
+  return std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+} // namespace
+
+bool isValidHost(std::string_view value) {
+  if (value.empty()) {
+    return false;
+  }
+  std::string_view host = value;
+  std::string_view port;
+  if (value.front() == '[') {
+    size_t close = value.find(']');
+    if (close == std::string_view::npos || !isIpLiteral(value.substr(1, close - 1))) {
+      return false;
+    }
+    std::string_view after = value.substr(close + 1);
+    if (!after.empty() && after.front() != ':') {
+      return false;
+    }
+    return isPort(after.empty() ? after : after.substr(1));
+  }
+  if (size_t colon = value.find(':'); colon != std::string_view::npos) {
+    host = value.substr(0, colon);
+    port = value.substr(colon + 1);
+  }
+  return !host.empty() && isRegName(host) && isPort(port);
 }
 
 std::string_view reasonPhrase(int status) {

@@ -58,6 +58,7 @@ struct Response {
 struct HttpLimits {
   size_t maxTargetBytes = 8UL * 1024;       // 414 above
   size_t maxHeaderBytes = 32UL * 1024;      // 431 above (request line and headers together)
+  size_t maxHeaderFields = 100;             // 431 above (Apache's LimitRequestFields)
   size_t maxBodyBytes = 1024UL * 1024;      // 413 above
   size_t maxPendingOutput = 1024UL * 1024;  // stop reading pipelined requests above this
   uint32_t maxRequestsPerConnection = 1000; // the last one is answered with Connection: close
@@ -71,6 +72,11 @@ struct HttpLimits {
   // already on its way, is answered instead of meeting a closed connection.
   std::chrono::milliseconds drainLinger{1000};
 };
+
+// Whether a Host field's value is `uri-host [ ":" port ]` (RFC 9112 3.2, RFC 3986 3.2.2): a
+// bracketed IP literal or a reg-name (IPv4 included), then an optional port of digits. Empty,
+// a path, userinfo or white space inside is not.
+bool isValidHost(std::string_view value);
 
 // "OK", "Not Found", ...; "Unknown" for a code we never send.
 std::string_view reasonPhrase(int status);

@@ -27,6 +27,7 @@ inline constexpr IntRange kMaxConnsRange{0, 10000000}; // 0: no limit
 inline constexpr IntRange kLineBatchRange{1, 253};     // SCM_MAX_FD
 inline constexpr IntRange kMaxTargetBytesRange{64, int64_t{1} << 20};
 inline constexpr IntRange kMaxHeaderBytesRange{256, int64_t{1} << 24};
+inline constexpr IntRange kMaxHeaderFieldsRange{1, 100000};
 inline constexpr IntRange kMaxBodyBytesRange{0, int64_t{1} << 32};
 inline constexpr IntRange kMaxPendingOutputRange{4096, int64_t{1} << 30};
 inline constexpr IntRange kMaxKeepaliveRequestsRange{0, int64_t{1} << 30};

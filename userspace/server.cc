@@ -97,6 +97,7 @@ AttachOptions toAttachOptions(const ServerOptions &from) {
   const ServerLimits &limits = from.limits;
   to.limits.maxTargetBytes = limits.maxTargetBytes;
   to.limits.maxHeaderBytes = limits.maxHeaderBytes;
+  to.limits.maxHeaderFields = limits.maxHeaderFields;
   to.limits.maxBodyBytes = limits.maxBodyBytes;
   to.limits.maxRequestsPerConnection = limits.maxRequestsPerConnection;
   to.limits.headerTimeout = limits.headerTimeout;

@@ -98,7 +98,7 @@ ScoreboardLayout scoreboardLayout() {
   return {slotsOffset, slotsOffset + roundUp(sizeof(sd_slot) * SD_MAX_WORKERS, page)};
 }
 
-Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, sd_config initial) {
+Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, const sd_config &initial) {
   std::string dir = runDirFor(port);
   if (auto made = makeDirs(dir); !made) {
     return made.error();
@@ -139,14 +139,15 @@ Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, sd_config initi
   for (uint32_t slot = 0; slot < SD_MAX_WORKERS; ++slot) {
     slots[slot].weight = 1; // the file is zero-filled; a fresh slot weighs 1
   }
-  initial.abi_version = SD_ABI_VERSION;
-  initial.mode = SD_MODE_LINE;
-  initial.port = port;
-  initial.master_pid = static_cast<uint32_t>(::getpid());
-  if (initial.nr_slots > SD_MAX_WORKERS) {
-    initial.nr_slots = SD_MAX_WORKERS;
+  sd_config *config = board.config(); // not yet visible to anyone: plain stores suffice
+  *config = initial;
+  config->abi_version = SD_ABI_VERSION;
+  config->mode = SD_MODE_LINE;
+  config->port = port;
+  config->master_pid = static_cast<uint32_t>(::getpid());
+  if (config->nr_slots > SD_MAX_WORKERS) {
+    config->nr_slots = SD_MAX_WORKERS;
   }
-  *board.config() = initial;
 
   if (::rename(tempPath.c_str(), path.c_str()) != 0) {
     return osError("rename " + tempPath + " to " + path);

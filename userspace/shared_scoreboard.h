@@ -43,7 +43,7 @@ public:
   // forks: a file nobody holds locked (its master and workers are gone) is replaced, one in
   // use is refused with EEXIST. The owner removes the file (and the directory, when empty)
   // on destruction.
-  static Result<SharedScoreboard> create(uint16_t port, sd_config initial);
+  static Result<SharedScoreboard> create(uint16_t port, const sd_config &initial);
   // Anyone else: maps the existing file, writable or read-only. Refuses a file whose ABI
   // version differs or that is shorter than the layout.
   static Result<SharedScoreboard> open(uint16_t port, bool writable);

@@ -31,6 +31,7 @@ using WorkerHook = std::function<void(const WorkerInfo &worker)>;
 struct ServerLimits {
 	size_t maxTargetBytes = 8UL * 1024;	  ///< 414 above
 	size_t maxHeaderBytes = 32UL * 1024;	  ///< 431 above (request line and headers)
+	size_t maxHeaderFields = 100;		  ///< 431 above (fields in one request)
 	size_t maxBodyBytes = 1024UL * 1024;	  ///< 413 above
 	uint32_t maxRequestsPerConnection = 1000; ///< the last is answered with Connection: close
 	std::chrono::milliseconds headerTimeout{10000}; ///< to the end of the headers, else 408

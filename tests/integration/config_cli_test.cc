@@ -85,7 +85,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "line 2: unknown key 'wokers' (known keys: port, workers, min-workers, "
                   "max-workers, pool-busy-conns, pool-idle-seconds, bind, backlog, mode, policy, "
                   "max-conns, line-batch, root, "
-                  "shutdown-timeout, max-target-bytes, max-header-bytes, max-body-bytes, "
+                  "shutdown-timeout, max-target-bytes, max-header-bytes, max-header-fields, "
+                  "max-body-bytes, "
                   "max-pending-output, max-keepalive-requests, header-timeout, body-timeout, "
                   "idle-timeout, write-timeout, user, dotfiles, verbose)"},
         BadConfig{"wrong_type", "port = 80\n\nworkers = \"two\"\n",

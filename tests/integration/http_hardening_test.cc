@@ -36,6 +36,15 @@ std::string get(const std::string &target, const std::string &extra = "") {
   return "GET " + target + " HTTP/1.1\r\nHost: t\r\n" + extra + "\r\n";
 }
 
+// A GET with exactly `count` header fields (Host and count - 1 small ones).
+std::string withFields(size_t count) {
+  std::string extra;
+  for (size_t i = 1; i < count; ++i) {
+    extra += "X-" + std::to_string(i) + ": v\r\n";
+  }
+  return get("/hello.txt", extra);
+}
+
 std::string post(const std::string &headers, const std::string &body = "") {
   return "POST /hello.txt HTTP/1.1\r\nHost: t\r\n" + headers + "\r\n" + body;
 }
@@ -63,7 +72,7 @@ protected:
     std::filesystem::create_symlink("hello.txt", root / "alias.txt");
     server_ = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2", "--root",
                                  root.string(), "--max-target-bytes", "1024", "--max-header-bytes",
-                                 "4096", "--max-body-bytes", "1024"})
+                                 "4096", "--max-header-fields", "20", "--max-body-bytes", "1024"})
                   .release();
   }
 
@@ -127,7 +136,23 @@ INSTANTIATE_TEST_SUITE_P(
         HardeningCase{"target_too_long", get("/" + std::string(2000, 'a')), 414, true},
         HardeningCase{"headers_too_large", get("/", "X-Big: " + std::string(5000, 'b') + "\r\n"),
                       431, true},
+        HardeningCase{"fields_at_the_limit", withFields(20), 200, false},
+        HardeningCase{"fields_past_the_limit", withFields(21), 431, true},
         HardeningCase{"body_too_large", post("Content-Length: 5000\r\n"), 413, true},
+        // Host (RFC 9112 3.2) and the request line's separators (RFC 9112 3).
+        HardeningCase{"no_host", "GET /hello.txt HTTP/1.1\r\n\r\n", 400, true},
+        HardeningCase{"no_host_http_1_0", "GET /hello.txt HTTP/1.0\r\n\r\n", 200, true},
+        HardeningCase{"two_hosts", "GET /hello.txt HTTP/1.1\r\nHost: t\r\nHost: t\r\n\r\n", 400,
+                      true},
+        HardeningCase{"empty_host", "GET /hello.txt HTTP/1.1\r\nHost:\r\n\r\n", 400, true},
+        HardeningCase{"host_with_path", "GET /hello.txt HTTP/1.1\r\nHost: t/hello.txt\r\n\r\n", 400,
+                      true},
+        HardeningCase{"host_with_port", "GET /hello.txt HTTP/1.1\r\nHost: t:8080\r\n\r\n", 200,
+                      false},
+        HardeningCase{"host_ipv6", "GET /hello.txt HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 200, false},
+        HardeningCase{"tab_after_method", "GET\t/hello.txt HTTP/1.1\r\nHost: t\r\n\r\n", 400, true},
+        HardeningCase{"two_spaces_after_method", "GET  /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n", 400,
+                      true},
         HardeningCase{"chunked_body_too_large",
                       post("Transfer-Encoding: chunked\r\n",
                            "800\r\n" + std::string(2048, 'c') + "\r\n0\r\n\r\n"),

@@ -56,6 +56,8 @@ std::vector<GoodKey> goodKeys() {
        [](const AttachOptions &o) { return o.limits.maxTargetBytes == 4096; }},
       {"max-header-bytes", "16384",
        [](const AttachOptions &o) { return o.limits.maxHeaderBytes == 16384; }},
+      {"max-header-fields", "250",
+       [](const AttachOptions &o) { return o.limits.maxHeaderFields == 250; }},
       {"max-body-bytes", "100",
        [](const AttachOptions &o) { return o.limits.maxBodyBytes == 100; }},
       {"max-pending-output", "65536",

@@ -343,8 +343,53 @@ TEST_F(HttpConnectionLimits, LastRequestOfTheBudgetSaysClose) {
   EXPECT_TRUE(closed_);
 }
 
+// Header fields are bounded by count as well as by bytes: exactly the limit is served, one
+// more is 431 (each under --max-header-bytes).
+std::string requestWithFields(size_t fields) {
+  std::string request = "GET / HTTP/1.1\r\nHost: x\r\n";
+  for (size_t i = 1; i < fields; ++i) {
+    request += "X-" + std::to_string(i) + ": v\r\n";
+  }
+  return request + "\r\n";
+}
+
+TEST_F(HttpConnectionLimits, HeaderFieldsAtTheLimitAreServed) {
+  limits_.maxHeaderFields = 5;
+  send(requestWithFields(5));
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].status, 200);
+}
+
+TEST_F(HttpConnectionLimits, OneHeaderFieldPastTheLimitIs431) {
+  limits_.maxHeaderFields = 5;
+  send(requestWithFields(6));
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].status, 431);
+  EXPECT_EQ(got[0].header("connection"), "close");
+}
+
+TEST_F(HttpConnectionLimits, TwoThousandSmallFieldsAreRefusedByTheDefault) {
+  ASSERT_EQ(limits_.maxHeaderFields, 100U);
+  std::string request = requestWithFields(2000);
+  ASSERT_LT(request.size(), limits_.maxHeaderBytes); // the count refuses it, not the bytes
+  send(request);
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].status, 431);
+}
+
+TEST_F(HttpConnectionLimits, Http10WithoutHostIsServed) {
+  send("GET / HTTP/1.0\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].status, 200);
+}
+
 TEST_F(HttpConnectionLimits, HeaderTimeoutIsNotMovedByTricklingBytes) {
   limits_.headerTimeout = std::chrono::milliseconds(300);
+  limits_.maxHeaderFields = 100000; // the trickle below sends ~150 fields
   send("GET / HTTP/1.1\r\n");
   int line = 0;
   // A header line every ~20 ms: a timer re-armed per read would never fire.
@@ -477,19 +522,24 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"unknown_method", "BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501},
         BadCase{"http_2_version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
         BadCase{"http_1_2_version", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505},
-        BadCase{"target_too_long", "GET /" + std::string(100, 'a') + " HTTP/1.1\r\n\r\n", 414},
+        BadCase{"target_too_long", "GET /" + std::string(100, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n",
+                414},
         BadCase{"headers_too_large",
-                "GET / HTTP/1.1\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", 431},
-        BadCase{"body_too_large_by_length", "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n", 413},
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", 431},
+        BadCase{"body_too_large_by_length",
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n", 413},
         BadCase{"chunked_body_too_large",
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" +
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" +
                     std::string(32, 'c') + "\r\n0\r\n\r\n",
                 413},
-        BadCase{"bad_chunk_size", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        BadCase{"bad_chunk_size",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        BadCase{
+            "length_and_chunked",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400},
+        BadCase{"bad_content_length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
                 400},
-        BadCase{"length_and_chunked",
-                "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-        BadCase{"bad_content_length", "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400},
         BadCase{"space_before_colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400},
         BadCase{"bare_lf_request_line", "GET / HTTP/1.1\nHost: x\r\n\r\n", 400},
         BadCase{"bare_lf_header", "GET / HTTP/1.1\r\nHost: x\nA: b\r\n\r\n", 400},
@@ -504,20 +554,43 @@ INSTANTIATE_TEST_SUITE_P(
                 "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
                 400},
-        BadCase{"chunked_then_length",
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+        BadCase{
+            "chunked_then_length",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            400},
         BadCase{"content_length_conflict",
-                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
-        BadCase{"content_length_repeated",
-                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", 400},
-        BadCase{"content_length_list", "POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\na", 400},
-        BadCase{"chunk_without_crlf",
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400},
-        BadCase{"chunk_size_hex_prefix",
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
                 400},
-        BadCase{"chunk_size_overflow",
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n", 400},
+        BadCase{"content_length_repeated",
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na",
+                400},
+        BadCase{"content_length_list",
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\na", 400},
+        BadCase{
+            "chunk_without_crlf",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+            400},
+        BadCase{"chunk_size_hex_prefix",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                "chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+                400},
+        BadCase{
+            "chunk_size_overflow",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+            400},
+        BadCase{"missing_host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400},
+        BadCase{"duplicate_host", "GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n", 400},
+        BadCase{"duplicate_host_other_case", "GET / HTTP/1.1\r\nHost: x\r\nhOsT: y\r\n\r\n", 400},
+        BadCase{"duplicate_host_http_1_0", "GET / HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n", 400},
+        BadCase{"empty_host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 400},
+        BadCase{"blank_host", "GET / HTTP/1.1\r\nHost:   \r\n\r\n", 400},
+        BadCase{"host_with_path", "GET / HTTP/1.1\r\nHost: example.com/index.html\r\n\r\n", 400},
+        BadCase{"host_with_userinfo", "GET / HTTP/1.1\r\nHost: user@example.com\r\n\r\n", 400},
+        BadCase{"host_with_space", "GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r\n", 400},
+        BadCase{"host_bad_port", "GET / HTTP/1.1\r\nHost: example.com:80a\r\n\r\n", 400},
+        BadCase{"tab_after_method", "GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+        BadCase{"tab_after_target", "GET /\tHTTP/1.1\r\nHost: x\r\n\r\n", 400},
+        BadCase{"two_spaces_after_method", "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400},
         BadCase{"http_1_0_chunked",
                 "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400}),
     [](const testing::TestParamInfo<BadCase> &p) { return p.param.name; });

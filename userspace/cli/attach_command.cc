@@ -62,6 +62,10 @@ void addHttpFlags(CLI::App *cmd, HttpLimits &limits) {
                   "Largest request line plus header fields; larger is answered 431")
       ->check(rangeCheck(kMaxHeaderBytesRange))
       ->capture_default_str();
+  cmd->add_option("--max-header-fields", limits.maxHeaderFields,
+                  "Most header fields in a request; more are answered 431")
+      ->check(rangeCheck(kMaxHeaderFieldsRange))
+      ->capture_default_str();
   cmd->add_option("--max-body-bytes", limits.maxBodyBytes,
                   "Largest request body; larger is answered 413")
       ->check(rangeCheck(kMaxBodyBytesRange))
