@@ -1,6 +1,7 @@
 #include "attach.h"
 
 #include "dispatch_program.h"
+#include "line_dispatch.h"
 #include "listener.h"
 #include "logging.h"
 #include "master.h"
@@ -8,7 +9,9 @@
 #include "notify.h"
 #include "pin_dir.h"
 #include "pinned_attachment.h"
+#include "reuseport_dispatch.h"
 #include "shared_scoreboard.h"
+#include "worker_kind.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -265,11 +268,16 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
                  "to start instead)",
                  prepared->fallbackReason);
   }
-  MasterDispatch dispatch;
-  dispatch.listeners = std::move(prepared->listeners);
-  dispatch.program = prepared->program.get();
-  dispatch.scoreboard = line ? prepared->sharedBoard->writer() : prepared->program->scoreboard();
-  Master master(options, std::move(dispatch), reloadOptions);
+  MasterParts parts;
+  parts.scoreboard = line ? prepared->sharedBoard->writer() : prepared->program->scoreboard();
+  if (line) {
+    parts.mode = std::make_unique<LineDispatch>(std::move(prepared->listeners), parts.scoreboard);
+  } else {
+    parts.mode =
+        std::make_unique<ReuseportDispatch>(std::move(prepared->listeners), *prepared->program);
+  }
+  parts.kind = std::make_unique<NativeWorkerKind>();
+  Master master(options, std::move(parts), reloadOptions);
   master.onReloading([] { notifyReloading(); });
   master.onReloaded([](bool committed) {
     notifyReady(committed ? "reloaded: a new generation serves"

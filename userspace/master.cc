@@ -3,7 +3,6 @@
 #include "fd_channel.h"
 #include "logging.h"
 #include "privileges.h"
-#include "worker.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
@@ -37,32 +36,39 @@ std::string describeExit(int status) {
 
 } // namespace
 
-Master::Master(AttachOptions options, MasterDispatch dispatch, OptionsLoader reloadOptions)
+Master::Master(AttachOptions options, MasterParts parts, OptionsLoader reloadOptions)
     : options_(std::make_shared<const AttachOptions>(std::move(options))),
-      reloadOptions_(std::move(reloadOptions)), address_(dispatch.listeners.address),
-      program_(dispatch.program), scoreboard_(dispatch.scoreboard), listeners_(SD_MAX_WORKERS),
-      base_(event_base_new()), workers_(SD_MAX_WORKERS) {
+      reloadOptions_(std::move(reloadOptions)), scoreboard_(parts.scoreboard),
+      kind_(std::move(parts.kind)), base_(event_base_new()), mode_(std::move(parts.mode)),
+      workers_(SD_MAX_WORKERS) {
   for (uint32_t slot = 0; slot < workers_.size(); ++slot) {
     workers_[slot].owner = this;
     workers_[slot].slot = slot;
   }
-  auto &sockets = dispatch.listeners.sockets;
-  if (program_ == nullptr) {
-    LineDispatcher::Hooks hooks;
-    hooks.head = [this] { return lineHead(); };
-    hooks.lineFull = [this] { return lineFull(); };
-    line_ = std::make_unique<LineDispatcher>(base_.get(), std::move(sockets.at(0)),
-                                             static_cast<size_t>(options_->lineBatch),
-                                             std::move(hooks));
-  }
-  const auto first = static_cast<uint32_t>(line_ ? initialWorkers(*options_) : sockets.size());
+  mode_->connect(base_.get(), *this);
+  const uint32_t first = mode_->firstGenerationSize(*options_);
   for (uint32_t slot = 0; slot < first; ++slot) {
-    if (!line_) {
-      listeners_[slot] = std::move(sockets[slot]);
-    }
     workers_[slot].generation = generation_;
     workers_[slot].options = options_;
   }
+}
+
+uint32_t Master::slotCount() const {
+  return static_cast<uint32_t>(workers_.size());
+}
+
+bool Master::running(uint32_t slot) const {
+  return workers_[slot].pid != 0;
+}
+
+// A worker takes new connections while it runs (or starts) and is not leaving.
+bool Master::takesConnections(uint32_t slot) const {
+  const WorkerProcess &worker = workers_[slot];
+  return worker.pid != 0 && !worker.retiring && !stopping_;
+}
+
+int Master::controlChannel(uint32_t slot) const {
+  return workers_[slot].channel.get();
 }
 
 int Master::run() {
@@ -94,8 +100,8 @@ int Master::run() {
       break;
     }
   }
-  if (!stopping_ && line_) {
-    if (auto started = line_->start(); !started) {
+  if (!stopping_) {
+    if (auto started = mode_->start(); !started) {
       spdlog::error("{}", started.error().message());
       exitCode_ = kExitFailure;
       beginStop(0);
@@ -126,13 +132,9 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
     spdlog::error("{}", channel.error().message());
     return false;
   }
-  if (line_) {
-    if (auto made = line_->ensureChannel(slot); !made) {
-      spdlog::error("{}", made.error().message());
-      return false;
-    }
-    line_->handOver(slot); // the worker reads its input from now on
-    worker.successor = lineSuccessorOf(slot);
+  if (auto ready = mode_->beforeFork(slot); !ready) {
+    spdlog::error("{}", ready.error().message());
+    return false;
   }
   scoreboard_.prepareSlot(slot, worker.generation);
   if (isRespawn) {
@@ -143,9 +145,7 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
   if (pid < 0) {
     scoreboard_.setState(slot, SD_SLOT_DEAD);
     spdlog::error("Failed to fork the worker for slot {}: {}", slot, std::strerror(errno));
-    if (line_) {
-      line_->recoverFrom(slot);
-    }
+    mode_->forkFailed(slot);
     return false;
   }
   if (pid == 0) {
@@ -157,9 +157,7 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
   worker.terminated = false;
   scoreboard_.setPid(slot, pid);
   spdlog::debug("spawned worker {} (generation {}) as pid {}", slot, worker.generation, pid);
-  if (line_) {
-    relinkLine(); // its predecessor passes to it from now on
-  }
+  mode_->forked(slot);
   return true;
 }
 
@@ -172,19 +170,11 @@ void Master::runWorker(uint32_t slot, UniqueFd channel) {
   resetSignalsAfterFork();
   std::signal(SIGPIPE, SIG_IGN);
   setupLogging("worker " + std::to_string(slot), options_->verbose);
-  // Keep only this slot's listener (or line ends) and this worker's end of its own channel.
-  WorkerSockets sockets;
+  // Keep only this slot's sockets and this worker's end of its own channel.
+  WorkerSockets sockets = mode_->takeInChild(slot);
   sockets.control = std::move(channel);
-  if (line_) {
-    auto ends = line_->takeInChild(slot, workers_[slot].successor);
-    sockets.lineInput = std::move(ends.input);
-    sockets.lineSuccessor = std::move(ends.successor);
-  } else {
-    sockets.listener = std::move(listeners_[slot]);
-  }
-  for (uint32_t i = 0; i < workers_.size(); ++i) {
-    listeners_[i].reset();
-    workers_[i].channel.reset();
+  for (auto &other : workers_) {
+    other.channel.reset();
   }
   // The worker publishes its own pid before it announces RUNNING, so no reader ever sees a
   // running slot without its pid (the parent's setPid may come later).
@@ -194,11 +184,7 @@ void Master::runWorker(uint32_t slot, UniqueFd channel) {
     spdlog::critical("{}", dropped.error().message());
     ::_exit(kExitFatalConfig); // the same user would fail again: not respawned
   }
-  int code = 0;
-  {
-    Worker worker(*options, slot, std::move(sockets), scoreboard_, line_ ? "line" : "ebpf");
-    code = worker.run();
-  }
+  int code = kind_->runInChild(*options, slot, std::move(sockets), scoreboard_, mode_->name());
   spdlog::default_logger()->flush();
   ::_exit(code);
 }
@@ -229,12 +215,7 @@ void Master::onWorkerExit(uint32_t slot, int status) {
   // died with it. Its listener stays open here, so its queue waits for the respawn.
   scoreboard_.setState(slot, SD_SLOT_DEAD);
   scoreboard_.resetOpen(slot);
-  if (line_) {
-    // Its predecessor passes around it; what was already queued for it is sent again.
-    worker.successor.reset();
-    relinkLine();
-    line_->recoverFrom(slot);
-  }
+  mode_->exited(slot);
   if (worker.retiring || stopping_) {
     spdlog::debug("worker {} (pid {}) {}", slot, pid, describeExit(status));
     if (worker.retiring) {
@@ -311,7 +292,7 @@ void Master::freeSlot(uint32_t slot) {
   worker.options.reset();
   worker.respawnTimer.reset();
   worker.stopTimer.reset();
-  listeners_[slot].reset();
+  mode_->released(slot);
   scoreboard_.releaseSlot(slot);
   publishSlotCount();
 }
@@ -322,14 +303,11 @@ void Master::retire(uint32_t slot) {
   worker.respawnTimer.reset();
   // Chosen by no policy from now on; the migration of its queue picks a live slot.
   scoreboard_.setDraining(slot, true);
-  listeners_[slot].reset();
+  mode_->retiring(slot);
   if (worker.pid == 0) {
     scoreboard_.setState(slot, SD_SLOT_STOPPING);
     freeSlot(slot);
     return;
-  }
-  if (line_) {
-    relinkLine(); // nothing new is passed to it
   }
   if (auto sent =
           sendFds(worker.channel.get(), LineMessage::make(LineMessageType::kStopGracefully), {});
@@ -386,18 +364,14 @@ bool Master::anyWorkerAlive() const {
 
 void Master::breakWhenEmpty() {
   if (stopping_ && !anyWorkerAlive()) {
-    answerLineLeftovers();
+    mode_->stopped();
     event_base_loopbreak(base_.get());
   }
 }
 
 void Master::announceStop() {
   stopping_ = true;
-  if (line_) {
-    // What the kernel already queued goes down the line; nothing more is accepted.
-    line_->stopAccepting();
-    relinkLine(); // every worker keeps what reaches it now
-  }
+  mode_->stopping();
   // Before any worker is asked to stop: from the next SYN on, the program refuses new
   // connections, so none can land in a listener after that listener's last accept. (In line
   // mode the one listener is closed already; the mark is what `status` readers see.)

@@ -1,13 +1,13 @@
 #pragma once
 
-#include "dispatch_program.h"
+#include "dispatch.h"
 #include "event_ptr.h"
-#include "line_dispatcher.h"
-#include "listener.h"
 #include "options.h"
 #include "result.h"
+#include "scoreboard.h"
 #include "signal_set.h"
 #include "unique_fd.h"
+#include "worker_kind.h"
 
 #include <sys/types.h>
 
@@ -19,12 +19,11 @@
 
 namespace sockdispatch {
 
-// How connections reach the workers. eBPF: `listeners` holds one socket per slot of the first
-// generation and `program` chooses among them. Line (no program): `listeners` holds the one
-// socket the master accepts on, and the workers pass connections down the line.
-struct MasterDispatch {
-  ListenerGroup listeners;
-  DispatchProgram *program = nullptr;
+// What a master is made of: how connections reach its workers, what runs in a worker
+// process, and the scoreboard both read and write.
+struct MasterParts {
+  std::unique_ptr<Dispatch> mode;
+  std::unique_ptr<WorkerKind> kind;
   Scoreboard scoreboard{nullptr, nullptr};
 };
 
@@ -44,18 +43,17 @@ struct MasterDispatch {
 // channel, by the worker itself, so the kernel migrates whatever is still queued on it to a
 // live worker. Signal handlers only wake the libevent loop (signalfd).
 //
-// In line mode the master accepts on one listener and hands connections to the first worker
-// of the line (LineDispatcher); it links each worker to the next one that takes connections
-// (kSuccessor over the control channel) and re-links the line whenever a worker starts,
-// leaves or dies. What was queued for a worker that died is read back and sent again.
-class Master {
+// What is done with the slot's sockets at each of these steps is the dispatch mode's
+// (Dispatch: reuseport or line); what runs in the forked process is the worker kind's
+// (WorkerKind). The master implements the WorkerRoster they read.
+class Master final : private WorkerRoster {
 public:
   // Reads the options again for a reload (a configuration file); the current ones when the
   // attachment was started from flags alone.
   using OptionsLoader = std::function<Result<AttachOptions>()>;
 
-  Master(AttachOptions options, MasterDispatch dispatch, OptionsLoader reloadOptions);
-  ~Master() = default;
+  Master(AttachOptions options, MasterParts parts, OptionsLoader reloadOptions);
+  ~Master() override = default;
   Master(const Master &) = delete;
   Master &operator=(const Master &) = delete;
 
@@ -87,8 +85,14 @@ private:
     EventPtr respawnTimer;
     EventPtr stopTimer; // SIGTERM, then SIGKILL, for a worker that does not leave in time
     bool terminated = false;
-    std::optional<uint32_t> successor; // line mode: where the worker passes, as last told
   };
+
+  // WorkerRoster, for the dispatch mode.
+  [[nodiscard]] uint32_t slotCount() const override;
+  [[nodiscard]] bool running(uint32_t slot) const override;
+  [[nodiscard]] bool takesConnections(uint32_t slot) const override;
+  [[nodiscard]] int controlChannel(uint32_t slot) const override;
+  [[nodiscard]] const AttachOptions &options() const override { return *options_; }
 
   bool spawn(uint32_t slot, bool isRespawn);
   [[noreturn]] void runWorker(uint32_t slot, UniqueFd channel);
@@ -115,29 +119,19 @@ private:
   [[nodiscard]] bool anyWorkerAlive() const;
   void breakWhenEmpty();
   void announceStop();
-  // Line mode (master_line.cc).
-  [[nodiscard]] bool lineMode() const { return line_ != nullptr; }
-  [[nodiscard]] bool takesConnections(const WorkerProcess &worker) const;
-  [[nodiscard]] std::optional<uint32_t> lineSuccessorOf(uint32_t slot) const;
-  [[nodiscard]] std::optional<uint32_t> lineHead() const;
-  [[nodiscard]] bool lineFull() const;
-  void relinkLine();
-  void answerLineLeftovers();
 
   std::shared_ptr<const AttachOptions> options_; // the current generation's
   OptionsLoader reloadOptions_;
-  SocketAddress address_;
-  DispatchProgram *program_; // null in line mode
   Scoreboard scoreboard_;
-  std::vector<UniqueFd> listeners_; // by slot; empty once the slot's worker retires
-  // Declared before every libevent object below, so it is freed after all of them.
+  std::unique_ptr<WorkerKind> kind_;
+  // Declared before every libevent object below (the dispatch mode's included), so it is
+  // freed after all of them.
   EventBasePtr base_;
+  std::unique_ptr<Dispatch> mode_;
   std::unique_ptr<SignalSet> signals_;
   EventPtr generationTimer_; // watches a starting generation until it serves
   EventPtr killTimer_;
-  EventPtr poolTimer_;   // the dynamic pool's once-a-second look at the scoreboard
-  EventPtr relinkTimer_; // retries a re-linking the control channels could not take at once
-  std::unique_ptr<LineDispatcher> line_; // line mode only
+  EventPtr poolTimer_; // the dynamic pool's once-a-second look at the scoreboard
   int poolGrowStep_ = 1;
   int poolIdleTicks_ = 0;
   std::vector<WorkerProcess> workers_; // by slot, SD_MAX_WORKERS of them

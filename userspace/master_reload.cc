@@ -1,7 +1,6 @@
 // The master's generations: the first one's start, and reload/restart, which start a new
 // generation beside the serving one and retire the old one only once the new one serves.
 #include "address.h"
-#include "listener.h"
 #include "master.h"
 
 #include <spdlog/spdlog.h>
@@ -78,7 +77,7 @@ void Master::beginReload(bool rereadOptions) {
   if (next.port != options_->port || normalizedBind(next.bind) != normalizedBind(options_->bind)) {
     spdlog::error("{}: the address cannot change in place (serving {}, configured {} port {}); "
                   "keeping the running configuration; detach and attach again to move",
-                  what, address_.toString(), next.bind, next.port);
+                  what, mode_->address().toString(), next.bind, next.port);
     return;
   }
   std::vector<uint32_t> free;
@@ -120,19 +119,8 @@ void Master::beginReload(bool rereadOptions) {
 
 Result<void> Master::takeSlot(uint32_t slot, uint64_t generation,
                               std::shared_ptr<const AttachOptions> options) {
-  if (line_) {
-    if (auto made = line_->ensureChannel(slot); !made) {
-      return made;
-    }
-  } else {
-    auto listener = openGroupListener(address_, options->backlog);
-    if (!listener) {
-      return listener.error();
-    }
-    if (auto set = program_->setSocket(slot, listener->get()); !set) {
-      return set;
-    }
-    listeners_[slot] = std::move(listener.value());
+  if (auto opened = mode_->openSlot(slot, *options); !opened) {
+    return opened;
   }
   WorkerProcess &worker = workers_[slot];
   worker.generation = generation;

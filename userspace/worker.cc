@@ -10,7 +10,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <csignal>
@@ -22,10 +21,6 @@ namespace sockdispatch {
 
 namespace {
 
-// A line-mode worker keeps this many descriptors in reserve below its RLIMIT_NOFILE: one
-// whole message of connections, and room for the files it serves.
-constexpr uint64_t kDescriptorReserve = kMaxFdsPerMessage + 64;
-constexpr timeval kAcceptPause{0, 100'000};
 // Two event priorities: the master's control messages (stop, re-link) run before any client
 // I/O that became ready in the same loop turn; everything else shares the default.
 constexpr int kEventPriorities = 2;
@@ -69,32 +64,15 @@ private:
   uint32_t slot_;
 };
 
-uint64_t descriptorLimit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
-    return 0;
-  }
-  return limit.rlim_cur > kDescriptorReserve ? limit.rlim_cur - kDescriptorReserve : 1;
-}
-
 } // namespace
 
 Worker::Worker(const AttachOptions &options, uint32_t slot, WorkerSockets sockets,
                Scoreboard scoreboard, std::string mode)
-    : options_(options), slot_(slot), listenerFd_(std::move(sockets.listener)),
-      channel_(std::move(sockets.control)), lineInput_(std::move(sockets.lineInput)),
-      lineSuccessor_(std::move(sockets.lineSuccessor)),
+    : options_(options), slot_(slot), channel_(std::move(sockets.control)),
       scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
-      base_(event_base_new()), maxConnections_(options.maxConnections) {
-  if (lineInput_) {
-    // recvmsg installs descriptors only while the limit allows and drops the rest: a line
-    // worker counts itself full before it gets there.
-    uint64_t limit = descriptorLimit();
-    if (limit != 0 && (maxConnections_ == 0 || maxConnections_ > limit)) {
-      maxConnections_ = limit;
-    }
-  }
-}
+      base_(event_base_new()),
+      intake_(makeIntake(sockets, slot, scoreboard, options.maxConnections)),
+      maxConnections_(intake_->connectionLimit()) {}
 
 int Worker::run() {
   if (!base_) {
@@ -125,28 +103,7 @@ int Worker::run() {
     handler_ = std::move(files.value());
   }
   handler_ = std::make_unique<BusyMarkingHandler>(std::move(handler_), scoreboard_, slot_);
-  if (listenerFd_) {
-    listener_.reset(evconnlistener_new(
-        base_.get(),
-        [](evconnlistener *, evutil_socket_t fd, sockaddr *, int, void *ctx) {
-          static_cast<Worker *>(ctx)->onAccept(fd);
-        },
-        this, LEV_OPT_CLOSE_ON_EXEC, 0, listenerFd_.get()));
-    if (!listener_) {
-      spdlog::error("Failed to listen on the slot {} socket", slot_);
-      return kExitFailure;
-    }
-    evconnlistener_set_error_cb(listener_.get(), [](evconnlistener *, void *ctx) {
-      auto *self = static_cast<Worker *>(ctx);
-      int code = errno;
-      if (code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM) {
-        spdlog::warn("Failed to accept: {}; pausing accepts for 100 ms", std::strerror(code));
-        self->pauseAccepting();
-      } else {
-        spdlog::debug("accept failed: {}", std::strerror(code));
-      }
-    });
-  } else if (!startLine()) {
+  if (!intake_->start(base_.get(), *this)) {
     return kExitFailure;
   }
   signals_ = std::make_unique<SignalSet>(base_.get(), std::initializer_list<int>{SIGTERM, SIGINT},
@@ -173,7 +130,7 @@ int Worker::run() {
   return kExitOk;
 }
 
-void Worker::onAccept(int fd) {
+void Worker::takeConnection(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   scoreboard_.connectionOpened(slot_);
@@ -201,36 +158,17 @@ void Worker::updateFull() {
   full_ = full;
   if (full) {
     scoreboard_.changeState(slot_, SD_SLOT_RUNNING, SD_SLOT_FULL);
-    if (listener_) {
-      evconnlistener_disable(listener_.get());
-    }
   } else {
     scoreboard_.changeState(slot_, SD_SLOT_FULL, SD_SLOT_RUNNING);
-    if (listener_) {
-      evconnlistener_enable(listener_.get());
-    }
   }
+  intake_->setFull(full);
 }
 
-// Out of descriptors: no spinning on a ready listener that cannot be accepted from. The slot
-// is marked full meanwhile, so the program sends new connections elsewhere.
-void Worker::pauseAccepting() {
-  if (paused_) {
-    return;
-  }
-  paused_ = true;
+// Out of descriptors (the intake pauses): the slot is marked full meanwhile, so the program
+// sends new connections elsewhere.
+void Worker::setPaused(bool paused) {
+  paused_ = paused;
   updateFull();
-  if (!acceptPause_) {
-    acceptPause_.reset(evtimer_new(
-        base_.get(),
-        [](evutil_socket_t, short, void *ctx) {
-          auto *self = static_cast<Worker *>(ctx);
-          self->paused_ = false;
-          self->updateFull();
-        },
-        this));
-  }
-  evtimer_add(acceptPause_.get(), &kAcceptPause);
 }
 
 // Reads everything queued: a re-link and a stop sent together take effect together, before
@@ -258,32 +196,10 @@ void Worker::onControl() {
       spdlog::debug("asked to stop gracefully");
       beginStop();
       break;
-    case LineMessageType::kSuccessor: onSuccessor(*received); break;
+    case LineMessageType::kSuccessor: intake_->changeSuccessor(*received); break;
     default: spdlog::warn("ignored a control message of type {}", received->message.type); break;
     }
   }
-}
-
-// Takes every connection the kernel already completed for this listener, then closes it. A
-// connection that arrives after the last accept finds the listener closed, and the kernel
-// migrates it (with the rest of the queue) to a live worker through the program.
-void Worker::drainListener() {
-  if (!listenerFd_) {
-    return;
-  }
-  evconnlistener_disable(listener_.get());
-  for (;;) {
-    int fd = ::accept4(listenerFd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) {
-        continue;
-      }
-      break; // EAGAIN: the queue is empty (EMFILE and the like: the kernel migrates the rest)
-    }
-    onAccept(fd);
-  }
-  listener_.reset();
-  listenerFd_.reset();
 }
 
 void Worker::onConnectionClosed(HttpConnection *connection) {
@@ -311,15 +227,14 @@ void Worker::beginStop() {
   }
   stopping_ = true;
   scoreboard_.setState(slot_, SD_SLOT_STOPPING);
-  if (lineInput_) {
-    onLineInput(); // what the line already sent is kept or passed on before anything closes
-  }
+  // What is already queued for this worker is taken (each new one answers its first request
+  // with Connection: close), then nothing more is chosen for it.
+  intake_->drain();
   std::vector<HttpConnection *> open;
   open.reserve(connections_.size());
   for (auto &entry : connections_) {
     open.push_back(entry.first);
   }
-  drainListener();
   if (connections_.empty()) {
     event_base_loopbreak(base_.get());
     return;
