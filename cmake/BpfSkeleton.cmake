@@ -22,7 +22,7 @@ function(sockdispatch_add_bpf_skeleton name source)
     set(target_arch ${CMAKE_SYSTEM_PROCESSOR})
   endif()
 
-  set(include_flags -I${PROJECT_SOURCE_DIR}/include)
+  set(include_flags -I${PROJECT_SOURCE_DIR}/bpf/include)
   if(CMAKE_LIBRARY_ARCHITECTURE)
     list(APPEND include_flags -I/usr/include/${CMAKE_LIBRARY_ARCHITECTURE})
   endif()

@@ -12,7 +12,6 @@ install(TARGETS libsockdispatch llhttp EXPORT sockdispatchTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
 install(FILES include/sockdispatch/server.h include/sockdispatch/exchange.h
               include/sockdispatch/request.h include/sockdispatch/response.h
-              include/sockdispatch/abi.h include/sockdispatch/policy.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sockdispatch COMPONENT dev)
 install(EXPORT sockdispatchTargets NAMESPACE sockdispatch:: DESTINATION ${SOCKDISPATCH_CMAKE_DIR}
         COMPONENT dev)

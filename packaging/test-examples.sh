@@ -33,6 +33,7 @@ trap 'exit 130' INT TERM
 echo "== install into a temporary prefix"
 cmake --install "$build" --component dev --prefix "$work/prefix" >/dev/null
 [[ -f "$work/prefix/include/sockdispatch/server.h" ]] || fail "server.h not installed"
+[[ ! -e "$work/prefix/include/sockdispatch/abi.h" ]] || fail "the private map ABI was installed"
 
 echo "== pkg-config sees the install"
 PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig:$work/prefix/lib/$(gcc -print-multiarch 2>/dev/null)/pkgconfig" \

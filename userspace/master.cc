@@ -17,8 +17,6 @@ namespace sockdispatch {
 
 namespace {
 
-constexpr auto kQuickCrash = std::chrono::seconds(5);
-constexpr auto kMaxBackoff = std::chrono::seconds(10);
 constexpr auto kKillGrace = std::chrono::seconds(2);
 
 timeval toTimeval(std::chrono::milliseconds ms) {
@@ -243,22 +241,15 @@ void Master::onWorkerExit(uint32_t slot, int status) {
     }
     return;
   }
-  auto lived = std::chrono::steady_clock::now() - worker.started;
-  worker.quickCrashes = lived < kQuickCrash ? worker.quickCrashes + 1 : 0;
-  if (worker.quickCrashes <= 2) {
+  auto delay = worker.backoff.afterExit(std::chrono::steady_clock::now() - worker.started);
+  if (worker.backoff.worthLogging()) {
     spdlog::warn("worker {} (pid {}) {}; respawning it", slot, pid, describeExit(status));
   }
-  scheduleRespawn(slot);
+  scheduleRespawn(slot, delay);
 }
 
-void Master::scheduleRespawn(uint32_t slot) {
+void Master::scheduleRespawn(uint32_t slot, std::chrono::milliseconds delay) {
   WorkerProcess &worker = workers_[slot];
-  std::chrono::milliseconds delay{0};
-  if (worker.quickCrashes > 1) {
-    int exponent = std::min(worker.quickCrashes - 2, 10);
-    delay = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100L << exponent),
-                                                kMaxBackoff);
-  }
   worker.respawnTimer.reset(evtimer_new(
       base_.get(),
       [](evutil_socket_t, short, void *ctx) {
@@ -269,10 +260,9 @@ void Master::scheduleRespawn(uint32_t slot) {
   timeval when = toTimeval(delay);
   evtimer_add(worker.respawnTimer.get(), &when);
   // A crash loop is logged when the delay grows, and then once per doubling: not per crash.
-  bool powerOfTwo = (worker.quickCrashes & (worker.quickCrashes - 1)) == 0;
-  if (delay.count() > 0 && powerOfTwo) {
+  if (worker.backoff.loopWorthLogging()) {
     spdlog::warn("worker {} is crash-looping ({} quick exits); next start in {} ms", slot,
-                 worker.quickCrashes, delay.count());
+                 worker.backoff.quickCrashes(), delay.count());
   }
 }
 
@@ -288,7 +278,7 @@ void Master::freeSlot(uint32_t slot) {
   WorkerProcess &worker = workers_[slot];
   worker.generation = 0;
   worker.retiring = false;
-  worker.quickCrashes = 0;
+  worker.backoff.reset();
   worker.options.reset();
   worker.respawnTimer.reset();
   worker.stopTimer.reset();

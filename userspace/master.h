@@ -3,6 +3,8 @@
 #include "dispatch.h"
 #include "event_ptr.h"
 #include "options.h"
+#include "pool_sizing.h"
+#include "respawn_backoff.h"
 #include "result.h"
 #include "scoreboard.h"
 #include "signal_set.h"
@@ -80,8 +82,8 @@ private:
     bool retiring = false;
     std::shared_ptr<const AttachOptions> options;
     std::chrono::steady_clock::time_point started;
-    int quickCrashes = 0; // consecutive crashes soon after start, for the backoff
-    UniqueFd channel;     // the master's end of the control channel
+    RespawnBackoff backoff; // paces the respawns of a worker that keeps crashing
+    UniqueFd channel;       // the master's end of the control channel
     EventPtr respawnTimer;
     EventPtr stopTimer; // SIGTERM, then SIGKILL, for a worker that does not leave in time
     bool terminated = false;
@@ -98,7 +100,7 @@ private:
   [[noreturn]] void runWorker(uint32_t slot, UniqueFd channel);
   void reapChildren();
   void onWorkerExit(uint32_t slot, int status);
-  void scheduleRespawn(uint32_t slot);
+  void scheduleRespawn(uint32_t slot, std::chrono::milliseconds delay);
   void respawn(uint32_t slot);
   void freeSlot(uint32_t slot);
   void retire(uint32_t slot);
@@ -132,8 +134,7 @@ private:
   EventPtr generationTimer_; // watches a starting generation until it serves
   EventPtr killTimer_;
   EventPtr poolTimer_; // the dynamic pool's once-a-second look at the scoreboard
-  int poolGrowStep_ = 1;
-  int poolIdleTicks_ = 0;
+  PoolSizing pool_;
   std::vector<WorkerProcess> workers_; // by slot, SD_MAX_WORKERS of them
   std::function<void()> readyCallback_;
   std::function<void()> reloadingCallback_;

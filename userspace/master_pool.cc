@@ -1,8 +1,6 @@
-// The dynamic pool (Apache prefork's MinSpare/MaxSpare idea, read from our scoreboard): once
-// a second the master compares the serving generation's open connections with its size.
-// Busy: it adds workers, 1, 2, 4 ... per second (capped), up to --max-workers. Idle for
-// --pool-idle-seconds: it retires one worker per second, down to --min-workers. Workers are
-// added and retired exactly as a reload does it, so neither loses a connection.
+// The dynamic pool: once a second the master asks PoolSizing (pool_sizing.h) whether to grow
+// or shrink the serving generation, and adds or retires workers exactly as a reload does
+// it, so neither loses a connection.
 #include "master.h"
 
 #include <spdlog/spdlog.h>
@@ -10,12 +8,6 @@
 #include <algorithm>
 
 namespace sockdispatch {
-
-namespace {
-
-constexpr int kMaxGrowStep = 8;
-
-} // namespace
 
 void Master::watchPool() {
   poolTimer_.reset(event_new(
@@ -28,8 +20,7 @@ void Master::watchPool() {
 void Master::checkPool() {
   const AttachOptions &options = *options_;
   if (options.maxWorkers == 0 || stopping_ || !ready_ || nextGeneration_ != 0) {
-    poolGrowStep_ = 1;
-    poolIdleTicks_ = 0;
+    pool_.reset();
     return;
   }
   auto live = slotsOf(generation_);
@@ -38,12 +29,10 @@ void Master::checkPool() {
     open += scoreboard_.snapshot(slot).open;
   }
   const auto size = static_cast<int>(live.size());
-  const auto busy = static_cast<uint64_t>(options.poolBusyConnections);
-  if (open > busy * static_cast<uint64_t>(size) && size < options.maxWorkers) {
-    poolIdleTicks_ = 0;
-    int add = std::min(poolGrowStep_, options.maxWorkers - size);
-    poolGrowStep_ = std::min(poolGrowStep_ * 2, kMaxGrowStep);
-    spdlog::info("pool: {} open connections on {} workers; adding {}", open, size, add);
+  PoolSizing::Decision decision = pool_.decide(open, size, options);
+  if (decision.add > 0) {
+    spdlog::info("pool: {} open connections on {} workers; adding {}", open, size, decision.add);
+    int add = decision.add;
     for (auto &worker : workers_) {
       if (add == 0) {
         break;
@@ -63,17 +52,11 @@ void Master::checkPool() {
     }
     return;
   }
-  poolGrowStep_ = 1;
-  if (open * 4 >= busy * static_cast<uint64_t>(size) || size <= options.minWorkers) {
-    poolIdleTicks_ = 0;
-    return;
+  if (decision.retire) {
+    uint32_t last = *std::max_element(live.begin(), live.end());
+    spdlog::info("pool: {} open connections on {} workers; retiring worker {}", open, size, last);
+    retire(last);
   }
-  if (++poolIdleTicks_ < options.poolIdleSeconds) {
-    return;
-  }
-  uint32_t last = *std::max_element(live.begin(), live.end());
-  spdlog::info("pool: {} open connections on {} workers; retiring worker {}", open, size, last);
-  retire(last);
 }
 
 } // namespace sockdispatch

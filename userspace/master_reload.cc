@@ -125,7 +125,7 @@ Result<void> Master::takeSlot(uint32_t slot, uint64_t generation,
   WorkerProcess &worker = workers_[slot];
   worker.generation = generation;
   worker.options = std::move(options);
-  worker.quickCrashes = 0;
+  worker.backoff.reset();
   scoreboard_.resetCounters(slot);
   publishSlotCount();
   return {};
