@@ -2,11 +2,13 @@
 // `attach --config FILE` serves with the file's settings, flags given beside it win. Every bad
 // file exits 2 from both verbs with the same message naming the file, the line and the key.
 #include "config_file.h"
+#include "option_table.h"
 #include "pinned_attachment.h"
 #include "support/http_client.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -175,6 +177,63 @@ TEST_F(AttachWithConfig, FileAppliesAndFlagsOverrideIt) {
   ASSERT_TRUE(reply.has_value());
   EXPECT_EQ(reply->status, 200);
   EXPECT_EQ(attachment->stop(), 0) << attachment->process().stderrText();
+}
+
+} // namespace
+} // namespace sockdispatch::test
+
+namespace sockdispatch::test {
+namespace {
+
+/*
+ * One table drives the flags and the keys (option_table.h): for every numeric setting, one
+ * past either end of its range is refused with exit 2 by the flag (naming it) and by the key
+ * (naming its line) alike, and the far end itself is accepted by the file.
+ */
+TEST(OptionTable, EveryRangeIsTheSameForTheFlagAndTheKey) {
+  TempDir dir;
+  int checked = 0;
+  for (const OptionSpec &spec : optionTable()) {
+    bool fractional = spec.type == OptionType::timeout;
+    if (spec.type != OptionType::integer && spec.type != OptionType::seconds && !fractional) {
+      continue;
+    }
+    SCOPED_TRACE(std::string(spec.key));
+    std::string above = fractional ? fmt::format("{}", spec.fractional.max + 1)
+                                   : std::to_string(spec.integers.max + 1);
+    std::string below = fractional ? fmt::format("{}", spec.fractional.min / 2)
+                                   : std::to_string(spec.integers.min - 1);
+    std::string top =
+        fractional ? fmt::format("{}", spec.fractional.max) : std::to_string(spec.integers.max);
+    for (const std::string &bad : {above, below}) {
+      std::vector<std::string> args{"attach"};
+      if (spec.key != "port") {
+        args.insert(args.end(), {"0", std::string(spec.flag())});
+      }
+      args.push_back(bad);
+      auto flag = runSockdispatch(args);
+      EXPECT_EQ(flag.code, 2) << bad << ": " << flag.err;
+      EXPECT_NE(flag.err.find(bad), std::string::npos) << flag.err;
+
+      std::string file =
+          dir.write("bad.toml", "port = 80\n" + std::string(spec.key) + " = " + bad + "\n");
+      if (spec.key == "port") {
+        file = dir.write("bad.toml", "port = " + bad + "\n");
+      }
+      auto key = runSockdispatch({"check-config", file});
+      EXPECT_EQ(key.code, 2) << bad << ": " << key.err;
+      EXPECT_NE(key.err.find("key '" + std::string(spec.key) + "'"), std::string::npos) << key.err;
+    }
+    std::string good =
+        spec.key == "port"
+            ? "port = " + top + "\n"
+            : "port = 80\n" + std::string(spec.key) + " = " + top +
+                  (spec.key == "min-workers" ? "\nmax-workers = " + top + "\n" : "\n");
+    auto accepted = runSockdispatch({"check-config", dir.write("good.toml", good)});
+    EXPECT_EQ(accepted.code, 0) << good << accepted.err;
+    ++checked;
+  }
+  EXPECT_GE(checked, 20);
 }
 
 } // namespace

@@ -1,9 +1,8 @@
-#include "address.h"
 #include "attach.h"
 #include "commands.h"
 #include "config_file.h"
 #include "names.h"
-#include "option_ranges.h"
+#include "option_table.h"
 #include "privileges.h"
 #include "sockdispatch/abi.h"
 
@@ -11,7 +10,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -19,96 +17,59 @@ namespace sockdispatch::cli {
 
 namespace {
 
-CLI::Validator numericAddress() {
-  return CLI::Validator(
-      [](std::string &value) -> std::string {
-        if (!parseAddress(value, 0)) {
-          return "'" + value + "' is not a numeric IPv4 or IPv6 address";
-        }
-        return {};
-      },
-      "ADDRESS");
-}
-
-// The flag's check, from the range the configuration file checks too.
-CLI::Range rangeCheck(const IntRange &range) {
-  return CLI::Range(range.min, range.max);
-}
-
 int defaultWorkers() {
   long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
   return static_cast<int>(std::clamp<long>(cpus, 1, SD_MAX_WORKERS));
 }
 
-// A timeout flag in seconds (fractions allowed) written into a millisecond field.
-void addTimeoutFlag(CLI::App *cmd, const std::string &name, std::chrono::milliseconds &field,
-                    const std::string &help) {
-  cmd->add_option_function<double>(
-         name,
-         [&field](const double &value) {
-           field = std::chrono::milliseconds(std::llround(value * 1000.0));
-         },
-         help)
-      ->check(CLI::Range(kTimeoutSecondsRange.min, kTimeoutSecondsRange.max))
-      ->default_str(CLI::detail::to_string(static_cast<double>(field.count()) / 1000.0));
-}
-
-void addHttpFlags(CLI::App *cmd, HttpLimits &limits) {
-  cmd->add_option("--max-target-bytes", limits.maxTargetBytes,
-                  "Longest request target; longer is answered 414")
-      ->check(rangeCheck(kMaxTargetBytesRange))
-      ->capture_default_str();
-  cmd->add_option("--max-header-bytes", limits.maxHeaderBytes,
-                  "Largest request line plus header fields; larger is answered 431")
-      ->check(rangeCheck(kMaxHeaderBytesRange))
-      ->capture_default_str();
-  cmd->add_option("--max-header-fields", limits.maxHeaderFields,
-                  "Most header fields in a request; more are answered 431")
-      ->check(rangeCheck(kMaxHeaderFieldsRange))
-      ->capture_default_str();
-  cmd->add_option("--max-body-bytes", limits.maxBodyBytes,
-                  "Largest request body; larger is answered 413")
-      ->check(rangeCheck(kMaxBodyBytesRange))
-      ->capture_default_str();
-  cmd->add_option("--max-pending-output", limits.maxPendingOutput,
-                  "Answer bytes a connection may have unsent before its requests stop being read")
-      ->check(rangeCheck(kMaxPendingOutputRange))
-      ->capture_default_str();
-  cmd->add_option("--max-keepalive-requests", limits.maxRequestsPerConnection,
-                  "Requests per connection; the last is answered with Connection: close (0: no "
-                  "limit)")
-      ->check(rangeCheck(kMaxKeepaliveRequestsRange))
-      ->capture_default_str();
-  addTimeoutFlag(cmd, "--header-timeout", limits.headerTimeout,
-                 "Seconds from a request's first byte to the end of its header fields (408)");
-  addTimeoutFlag(cmd, "--body-timeout", limits.bodyTimeout,
-                 "Seconds from the end of the header fields to the end of the body (408)");
-  addTimeoutFlag(cmd, "--idle-timeout", limits.idleTimeout,
-                 "Seconds a keep-alive connection may wait for its next request");
-  addTimeoutFlag(cmd, "--write-timeout", limits.writeTimeout,
-                 "Seconds without progress writing answers before the connection is closed");
-}
-
-void addPoolFlags(CLI::App *cmd, CLI::Option *workers, AttachOptions &options) {
-  auto *minWorkers =
-      cmd->add_option("--min-workers", options.minWorkers,
-                      "Dynamic pool: fewest workers (with --max-workers; not with --workers)")
-          ->check(rangeCheck(kWorkersRange))
-          ->excludes(workers);
-  auto *maxWorkers = cmd->add_option("--max-workers", options.maxWorkers,
-                                     "Dynamic pool: most workers, grown while they are busy")
-                         ->check(rangeCheck(kWorkersRange))
-                         ->excludes(workers);
-  minWorkers->needs(maxWorkers);
-  maxWorkers->needs(minWorkers);
-  cmd->add_option("--pool-busy-conns", options.poolBusyConnections,
-                  "Dynamic pool: grow while workers hold more open connections each")
-      ->check(rangeCheck(kPoolBusyConnsRange))
-      ->capture_default_str();
-  cmd->add_option("--pool-idle-seconds", options.poolIdleSeconds,
-                  "Dynamic pool: shrink after this long below a quarter of --pool-busy-conns")
-      ->check(rangeCheck(kPoolIdleSecondsRange))
-      ->capture_default_str();
+// One flag from its row of the option table: the same name, help, range or check and field
+// as the configuration key. CLI11 checks the value before the callback sets it.
+CLI::Option *addFlag(CLI::App *cmd, const OptionSpec &spec, AttachOptions &options) {
+  const std::string names(spec.names);
+  const std::string help(spec.help);
+  AttachOptions *target = &options;
+  CLI::Option *flag = nullptr;
+  switch (spec.type) {
+  case OptionType::integer:
+  case OptionType::seconds:
+    flag = cmd->add_option_function<int64_t>(
+                  names, [&spec, target](const int64_t &value) { spec.setInteger(*target, value); },
+                  help)
+               ->check(CLI::Range(spec.integers.min, spec.integers.max));
+    break;
+  case OptionType::timeout:
+    flag = cmd->add_option_function<double>(
+                  names, [&spec, target](const double &value) { spec.setSeconds(*target, value); },
+                  help)
+               ->check(CLI::Range(spec.fractional.min, spec.fractional.max));
+    break;
+  case OptionType::boolean:
+    return cmd->add_flag_function(
+        names, [&spec, target](int64_t /*count*/) { spec.setBoolean(*target, true); }, help);
+  case OptionType::choice:
+    flag = cmd->add_option_function<std::string>(
+                  names,
+                  [&spec, target](const std::string &value) { spec.setText(*target, value); }, help)
+               ->check(CLI::IsMember(spec.choices));
+    break;
+  case OptionType::string:
+    flag = cmd->add_option_function<std::string>(
+                  names,
+                  [&spec, target](const std::string &value) { spec.setText(*target, value); }, help)
+               ->check(CLI::Validator(
+                   [&spec](std::string &value) {
+                     AttachOptions scratch;
+                     return spec.setText(scratch, value).value_or(std::string{});
+                   },
+                   std::string(spec.valueName)));
+    break;
+  }
+  if (spec.showDefault) {
+    if (std::string shown = spec.show(options); !shown.empty()) {
+      flag->default_str(shown);
+    }
+  }
+  return flag;
 }
 
 // A usage problem that is no failed operation: the message alone.
@@ -132,13 +93,11 @@ Action addAttachCommand(CLI::App &app) {
   // CLI11 writes into these after this function returns: they live as long as the action.
   struct Flags {
     AttachOptions options;
-    long shutdownSeconds = 10;
     std::string configPath;
   };
   auto flags = std::make_shared<Flags>();
   AttachOptions *options = &flags->options;
   *options = defaultAttachOptions();
-  flags->shutdownSeconds = options->shutdownTimeout.count();
 
   CLI::App *cmd = app.add_subcommand("attach", "Serve HTTP on PORT with kernel-dispatched workers");
   cmd->footer(R"(Examples:
@@ -163,66 +122,20 @@ Signals to the master:
 Exit codes: 0 stopped cleanly, 1 runtime failure (--mode ebpf where the program cannot
 load included), 2 bad flag, bad configuration file or
 port already attached.)");
-  CLI::Option *port =
-      cmd->add_option("port", options->port,
-                      "TCP port to serve (0: pick an ephemeral port); required unless the "
-                      "--config file sets 'port'")
-          ->check(rangeCheck(kPortRange));
   cmd->add_option("--config,-c", flags->configPath,
                   "Read settings from this TOML file (keys named like the flags)");
-  auto *workers =
-      cmd->add_option("--workers,-w", options->workers, "Worker processes (default: CPU count)")
-          ->check(rangeCheck(kWorkersRange));
-  addPoolFlags(cmd, workers, *options);
-  cmd->add_option("--bind,-b", options->bind, "Numeric IPv4 or IPv6 address to bind")
-      ->check(numericAddress())
-      ->capture_default_str();
-  cmd->add_option("--backlog", options->backlog, "listen() backlog of each worker's socket")
-      ->check(rangeCheck(kBacklogRange))
-      ->capture_default_str();
-  cmd->add_option_function<std::string>(
-         "--mode",
-         [options](const std::string &value) { options->mode = *parseDispatchMode(value); },
-         "How connections reach the workers: ebpf (the kernel program chooses), line (the "
-         "master accepts and the workers pass connections down a line), auto (ebpf where the "
-         "program loads, else line, with a warning saying why)")
-      ->check(CLI::IsMember({"auto", "ebpf", "line"}))
-      ->default_str("auto");
-  cmd->add_option_function<std::string>(
-         "--policy",
-         [options](const std::string &value) { options->policy = *policyFromName(value); },
-         "Balancing policy to start with (sockdispatch tune changes it live): " + policyNames())
-      ->check(CLI::IsMember({"skip_load", "least_conn", "p2c", "round_robin", "weighted", "hash"}))
-      ->default_str("least_conn");
-  cmd->add_option("--max-conns", options->maxConnections,
-                  "Open connections per worker at which it takes no more (0: no limit); a full "
-                  "worker is chosen by no policy, and when all are, connections wait in the "
-                  "kernel's backlog")
-      ->check(rangeCheck(kMaxConnsRange))
-      ->capture_default_str();
-  cmd->add_option("--line-batch", options->lineBatch,
-                  "Line mode: most connections the master hands to the line in one message")
-      ->check(rangeCheck(kLineBatchRange))
-      ->capture_default_str();
-  cmd->add_option("--root,-r", options->root,
-                  "Serve static files from this directory (default: the built-in page)")
-      ->check(CLI::ExistingDirectory);
-  cmd->add_option("--shutdown-timeout", flags->shutdownSeconds,
-                  "Seconds workers get to finish in-flight requests on stop")
-      ->check(rangeCheck(kShutdownTimeoutRange))
-      ->capture_default_str();
-  addHttpFlags(cmd, options->limits);
-  cmd->add_option("--user,-u", options->user,
-                  "Run the workers as this user, with no capabilities (the master stays root)")
-      ->check(CLI::Validator(
-          [](std::string &name) { return checkUser(name).value_or(std::string{}); }, "NAME"));
-  cmd->add_flag("--dotfiles", options->dotfiles,
-                "With --root: serve files whose names start with a dot (.git, .env, ...); "
-                "hidden (404) by default");
-  cmd->add_flag("--verbose,-v", options->verbose, "Debug logging (libbpf's log included)");
+  for (const OptionSpec &spec : optionTable()) {
+    addFlag(cmd, spec, *options);
+  }
+  // What the table cannot say: how flags combine.
+  CLI::Option *port = cmd->get_option("port");
+  CLI::Option *workers = cmd->get_option("--workers");
+  CLI::Option *minWorkers = cmd->get_option("--min-workers");
+  CLI::Option *maxWorkers = cmd->get_option("--max-workers");
+  minWorkers->excludes(workers)->needs(maxWorkers);
+  maxWorkers->excludes(workers)->needs(minWorkers);
 
   return [flags, cmd, port] {
-    flags->options.shutdownTimeout = std::chrono::seconds(flags->shutdownSeconds);
     const std::string &configPath = flags->configPath;
     // The command line's options, then the file's keys for every setting the command line
     // did not give. A reload (SIGHUP) does this again with the file as it is then.
