@@ -37,8 +37,9 @@ std::string describeExit(int status) {
 Master::Master(AttachOptions options, MasterParts parts, OptionsLoader reloadOptions)
     : options_(std::make_shared<const AttachOptions>(std::move(options))),
       reloadOptions_(std::move(reloadOptions)), scoreboard_(parts.scoreboard),
-      kind_(std::move(parts.kind)), base_(event_base_new()), mode_(std::move(parts.mode)),
-      workers_(SD_MAX_WORKERS) {
+      kind_(std::move(parts.kind)),
+      processes_(parts.processes != nullptr ? *parts.processes : systemProcesses()),
+      base_(event_base_new()), mode_(std::move(parts.mode)), workers_(SD_MAX_WORKERS) {
   for (uint32_t slot = 0; slot < workers_.size(); ++slot) {
     workers_[slot].owner = this;
     workers_[slot].slot = slot;
@@ -139,7 +140,7 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
     // Counted before the fork: once the new process says RUNNING, readers see the count.
     scoreboard_.addRespawn(slot);
   }
-  pid_t pid = ::fork();
+  pid_t pid = processes_.fork();
   if (pid < 0) {
     scoreboard_.setState(slot, SD_SLOT_DEAD);
     spdlog::error("Failed to fork the worker for slot {}: {}", slot, std::strerror(errno));
@@ -190,7 +191,7 @@ void Master::runWorker(uint32_t slot, UniqueFd channel) {
 void Master::reapChildren() {
   for (;;) {
     int status = 0;
-    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    pid_t pid = processes_.reap(&status);
     if (pid <= 0) {
       break;
     }
@@ -303,7 +304,7 @@ void Master::retire(uint32_t slot) {
           sendFds(worker.channel.get(), LineMessage::make(LineMessageType::kStopGracefully), {});
       !sent) {
     spdlog::warn("worker {}: {}; sending SIGTERM", slot, sent.error().message());
-    ::kill(worker.pid, SIGTERM);
+    processes_.kill(worker.pid, SIGTERM);
     worker.terminated = true;
   }
   // Only now: whoever sees the slot stopping knows the worker has been asked (or signalled).
@@ -328,14 +329,14 @@ void Master::onStopTimer(uint32_t slot) {
   }
   if (!worker.terminated) {
     spdlog::warn("worker {} (pid {}) did not stop in time; sending SIGTERM", slot, worker.pid);
-    ::kill(worker.pid, SIGTERM);
+    processes_.kill(worker.pid, SIGTERM);
     worker.terminated = true;
     timeval when = toTimeval(kKillGrace);
     evtimer_add(worker.stopTimer.get(), &when);
     return;
   }
   spdlog::warn("worker {} (pid {}) ignored SIGTERM; killing it", slot, worker.pid);
-  ::kill(worker.pid, SIGKILL);
+  processes_.kill(worker.pid, SIGKILL);
 }
 
 void Master::publishSlotCount() {
@@ -353,7 +354,8 @@ bool Master::anyWorkerAlive() const {
 }
 
 void Master::breakWhenEmpty() {
-  if (stopping_ && !anyWorkerAlive()) {
+  if (stopping_ && !stopped_ && !anyWorkerAlive()) {
+    stopped_ = true; // once: a stop begun while reaping would come here twice
     mode_->stopped();
     event_base_loopbreak(base_.get());
   }
@@ -377,7 +379,7 @@ void Master::beginStop(int signo) {
       spdlog::info("signal {} again: killing the workers now", signo);
       for (auto &worker : workers_) {
         if (worker.pid != 0) {
-          ::kill(worker.pid, SIGKILL);
+          processes_.kill(worker.pid, SIGKILL);
         }
       }
     }
@@ -393,7 +395,7 @@ void Master::beginStop(int signo) {
     worker.stopTimer.reset();
     if (worker.pid != 0) {
       scoreboard_.setState(worker.slot, SD_SLOT_STOPPING);
-      ::kill(worker.pid, SIGTERM);
+      processes_.kill(worker.pid, SIGTERM);
       worker.terminated = true;
     }
   }
@@ -402,10 +404,11 @@ void Master::beginStop(int signo) {
   killTimer_.reset(evtimer_new(
       base_.get(),
       [](evutil_socket_t, short, void *ctx) {
-        for (auto &worker : static_cast<Master *>(ctx)->workers_) {
+        auto *self = static_cast<Master *>(ctx);
+        for (auto &worker : self->workers_) {
           if (worker.pid != 0) {
             spdlog::warn("worker pid {} did not stop in time; killing it", worker.pid);
-            ::kill(worker.pid, SIGKILL);
+            self->processes_.kill(worker.pid, SIGKILL);
           }
         }
       },

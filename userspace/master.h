@@ -4,6 +4,7 @@
 #include "event_ptr.h"
 #include "options.h"
 #include "pool_sizing.h"
+#include "process_ops.h"
 #include "respawn_backoff.h"
 #include "result.h"
 #include "scoreboard.h"
@@ -27,6 +28,7 @@ struct MasterParts {
   std::unique_ptr<Dispatch> mode;
   std::unique_ptr<WorkerKind> kind;
   Scoreboard scoreboard{nullptr, nullptr};
+  ProcessOps *processes = nullptr; // null: the system's (systemProcesses())
 };
 
 // The master process. It forks one worker per slot of the current generation, keeps every
@@ -126,6 +128,7 @@ private:
   OptionsLoader reloadOptions_;
   Scoreboard scoreboard_;
   std::unique_ptr<WorkerKind> kind_;
+  ProcessOps &processes_;
   // Declared before every libevent object below (the dispatch mode's included), so it is
   // freed after all of them.
   EventBasePtr base_;
@@ -147,6 +150,7 @@ private:
   std::chrono::steady_clock::time_point generationDeadline_;
   bool ready_ = false;
   bool stopping_ = false;
+  bool stopped_ = false; // every worker gone after a stop; the loop is ending
   int exitCode_ = kExitOk;
 };
 
