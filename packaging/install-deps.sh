@@ -13,6 +13,8 @@ build_deps=(
   libgtest-dev libgmock-dev
   clang-format clang-tidy libclang-rt-14-dev
   iproute2 util-linux procps curl python3
+  # unmodified programs run as workers by the tests (attach PORT -- COMMAND)
+  gunicorn python3-uvicorn
   # the Debian package and its test (packaging/test-deb.sh), systemd-analyze for the unit
   dpkg-dev debhelper lintian adduser systemd man-db
 )

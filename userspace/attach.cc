@@ -1,6 +1,7 @@
 #include "attach.h"
 
 #include "dispatch_program.h"
+#include "exec_worker_kind.h"
 #include "line_dispatch.h"
 #include "listener.h"
 #include "logging.h"
@@ -197,7 +198,8 @@ Prepared prepare(const AttachOptions &options) {
     quietLibbpfWarnings(options.mode == DispatchModeOption::kAuto);
     auto program = loadProgram();
     quietLibbpfWarnings(false);
-    if (!program && options.mode == DispatchModeOption::kEbpf) {
+    if (!program && (options.mode == DispatchModeOption::kEbpf || !options.command.empty())) {
+      // A COMMAND's workers accept on their own listeners: there is no line to fall back to.
       fail(program.error());
     }
     if (program) {
@@ -276,7 +278,11 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
     parts.mode =
         std::make_unique<ReuseportDispatch>(std::move(prepared->listeners), *prepared->program);
   }
-  parts.kind = std::make_unique<NativeWorkerKind>();
+  if (options.command.empty()) {
+    parts.kind = std::make_unique<NativeWorkerKind>();
+  } else {
+    parts.kind = std::make_unique<ExecWorkerKind>();
+  }
   Master master(options, std::move(parts), reloadOptions);
   master.onReloading([] { notifyReloading(); });
   master.onReloaded([](bool committed) {

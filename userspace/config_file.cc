@@ -75,6 +75,24 @@ std::optional<std::string> apply(const OptionSpec &spec, const toml::node &node,
     spec.setBoolean(options, node.as_boolean()->get());
     return std::nullopt;
   }
+  case OptionType::words: {
+    const toml::array *array = node.as_array();
+    if (array == nullptr) {
+      return wrongType("an array of strings", node);
+    }
+    std::vector<std::string> words;
+    for (const toml::node &word : *array) {
+      if (!word.is_string()) {
+        return "expected an array of strings, got " + std::string(typeName(word.type())) + " in it";
+      }
+      words.push_back(word.as_string()->get());
+    }
+    if (words.empty() || words.front().empty()) {
+      return std::string("expected the program and its arguments, got an empty list");
+    }
+    spec.setWords(options, std::move(words));
+    return std::nullopt;
+  }
   case OptionType::string:
   case OptionType::choice: break;
   }

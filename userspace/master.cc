@@ -300,11 +300,16 @@ void Master::retire(uint32_t slot) {
     freeSlot(slot);
     return;
   }
-  if (auto sent =
-          sendFds(worker.channel.get(), LineMessage::make(LineMessageType::kStopGracefully), {});
-      !sent) {
-    spdlog::warn("worker {}: {}; sending SIGTERM", slot, sent.error().message());
-    processes_.kill(worker.pid, SIGTERM);
+  const int stopSignal = kind_->stopSignal(*worker.options);
+  if (!kind_->readsControlChannel()) {
+    processes_.kill(worker.pid, stopSignal);
+    worker.terminated = true;
+  } else if (auto sent = sendFds(worker.channel.get(),
+                                 LineMessage::make(LineMessageType::kStopGracefully), {});
+             !sent) {
+    spdlog::warn("worker {}: {}; sending SIG{}", slot, sent.error().message(),
+                 ::sigabbrev_np(stopSignal));
+    processes_.kill(worker.pid, stopSignal);
     worker.terminated = true;
   }
   // Only now: whoever sees the slot stopping knows the worker has been asked (or signalled).
@@ -328,14 +333,17 @@ void Master::onStopTimer(uint32_t slot) {
     return;
   }
   if (!worker.terminated) {
-    spdlog::warn("worker {} (pid {}) did not stop in time; sending SIGTERM", slot, worker.pid);
-    processes_.kill(worker.pid, SIGTERM);
+    int stopSignal = kind_->stopSignal(*worker.options);
+    spdlog::warn("worker {} (pid {}) did not stop in time; sending SIG{}", slot, worker.pid,
+                 ::sigabbrev_np(stopSignal));
+    processes_.kill(worker.pid, stopSignal);
     worker.terminated = true;
     timeval when = toTimeval(kKillGrace);
     evtimer_add(worker.stopTimer.get(), &when);
     return;
   }
-  spdlog::warn("worker {} (pid {}) ignored SIGTERM; killing it", slot, worker.pid);
+  spdlog::warn("worker {} (pid {}) did not stop after its stop signal; killing it", slot,
+               worker.pid);
   processes_.kill(worker.pid, SIGKILL);
 }
 
@@ -395,7 +403,7 @@ void Master::beginStop(int signo) {
     worker.stopTimer.reset();
     if (worker.pid != 0) {
       scoreboard_.setState(worker.slot, SD_SLOT_STOPPING);
-      processes_.kill(worker.pid, SIGTERM);
+      processes_.kill(worker.pid, kind_->stopSignal(*worker.options));
       worker.terminated = true;
     }
   }

@@ -80,6 +80,13 @@ void Master::beginReload(bool rereadOptions) {
                   what, mode_->address().toString(), next.bind, next.port);
     return;
   }
+  if (next.command.empty() != options_->command.empty()) {
+    spdlog::error("{}: workers cannot change from {} in place; keeping the running "
+                  "configuration; detach and attach again",
+                  what,
+                  options_->command.empty() ? "built-in to a COMMAND" : "a COMMAND to built-in");
+    return;
+  }
   std::vector<uint32_t> free;
   for (const auto &worker : workers_) {
     if (worker.generation == 0 && worker.pid == 0) {

@@ -1,6 +1,7 @@
 #include "option_table.h"
 
 #include "address.h"
+#include "exec_worker_kind.h"
 #include "names.h"
 #include "privileges.h"
 
@@ -130,6 +131,38 @@ std::optional<std::string> existingDirectory(const std::string &value) {
   return std::nullopt;
 }
 
+OptionSpec commandOption() {
+  OptionSpec spec = row("command", "command", OptionType::words,
+                        "After --: a program to run as each worker, given its listener as fd 3 "
+                        "(LISTEN_FDS=1), e.g. -- gunicorn --bind fd://3 app:app");
+  spec.setWords = [](AttachOptions &options, std::vector<std::string> words) {
+    options.command = std::move(words);
+  };
+  spec.showDefault = false;
+  spec.copy = copier(&AttachOptions::command);
+  return spec;
+}
+
+OptionSpec stopSignalOption() {
+  OptionSpec spec = row("stop-signal", "--stop-signal", OptionType::choice,
+                        "With a COMMAND: the signal that asks a worker to stop gracefully "
+                        "(SIGKILL follows after --shutdown-timeout)");
+  spec.choices = {"TERM", "QUIT", "INT", "HUP", "USR1", "USR2", "WINCH"};
+  spec.setText = [](AttachOptions &options,
+                    const std::string &value) -> std::optional<std::string> {
+    auto signo = stopSignalFromName(value);
+    if (!signo) {
+      return fmt::format("'{}' is not a stop signal (TERM, QUIT, INT, HUP, USR1, USR2 or WINCH)",
+                         value);
+    }
+    options.stopSignal = *signo;
+    return std::nullopt;
+  };
+  spec.show = [](const AttachOptions &options) { return stopSignalName(options.stopSignal); };
+  spec.copy = copier(&AttachOptions::stopSignal);
+  return spec;
+}
+
 OptionSpec modeOption() {
   OptionSpec spec = row("mode", "--mode", OptionType::choice,
                         "How connections reach the workers: ebpf (the kernel program chooses), "
@@ -255,6 +288,12 @@ std::vector<OptionSpec> makeTable() {
               "hidden (404) by default"),
       boolean("verbose", "--verbose,-v", &AttachOptions::verbose,
               "Debug logging (libbpf's log included)"),
+      commandOption(),
+      stopSignalOption(),
+      boolean("fd-only", "--fd-only", &AttachOptions::fdOnly,
+              "With a COMMAND: pass the listener as fd 3 without LISTEN_FDS/LISTEN_PID, for a "
+              "program given the fd by an argument that would also read LISTEN_FDS (gunicorn "
+              "--bind fd://3)"),
   };
   for (OptionSpec &spec : table) {
     // No default worth printing: required (port), the machine's CPU count (workers, said in
@@ -279,6 +318,7 @@ std::string_view OptionSpec::typeName() const {
   case OptionType::seconds: return "integer (seconds)";
   case OptionType::timeout: return "number (seconds)";
   case OptionType::boolean: return "boolean";
+  case OptionType::words: return "array of strings";
   case OptionType::string:
   case OptionType::choice: break;
   }

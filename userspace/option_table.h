@@ -24,6 +24,7 @@ enum class OptionType {
   boolean, // a flag: present (or `true` in the file) sets it
   string,  // any text `check` accepts
   choice,  // one of `choices`
+  words,   // a list of strings: the positional words after `--`, an array in the file
 };
 
 struct OptionSpec {
@@ -45,6 +46,7 @@ struct OptionSpec {
   std::function<void(AttachOptions &, double)> setSeconds;  // timeout
   std::function<void(AttachOptions &, bool)> setBoolean;    // boolean
   std::function<std::optional<std::string>(AttachOptions &, const std::string &)> setText;
+  std::function<void(AttachOptions &, std::vector<std::string>)> setWords; // words
   std::function<std::string(const AttachOptions &)> show; // the value as help prints it ("":
                                                           // no default worth printing)
   std::function<void(const AttachOptions &, AttachOptions &)> copy; // from one to another

@@ -4,11 +4,13 @@
 #include "sockdispatch/abi.h"
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sockdispatch {
 
@@ -67,6 +69,15 @@ struct AttachOptions {
   // Workers run as this user, with no capabilities (empty: as the master's user).
   std::string user;
   bool dotfiles = false; // serve files and directories whose names start with a dot
+  // A program run as each worker (`attach PORT -- COMMAND ARGS...`): it gets its slot's
+  // listener as fd 3 by the socket-activation protocol (docs/design/exec.md). Empty: our own
+  // workers serve.
+  std::vector<std::string> command;
+  // The signal that asks a COMMAND worker to stop gracefully (--stop-signal).
+  int stopSignal = SIGTERM;
+  // With a COMMAND: fd 3 without the LISTEN_FDS variables (--fd-only), for a program told the
+  // descriptor by an argument that would also take it from LISTEN_FDS (gunicorn --bind fd://3).
+  bool fdOnly = false;
   bool verbose = false;
   // Set by the library's Server: makes each worker's handler instead of the built-in choice.
   std::shared_ptr<const ServerHooks> hooks;

@@ -7,7 +7,8 @@ namespace sockdispatch {
 // How the master paces the respawn of a worker that keeps crashing (nginx respawns at once,
 // systemd's StartLimit stops for good; we respawn forever, slower and slower). An exit less
 // than kQuickCrash after the start is a quick crash; the first is respawned at once, the
-// second after 100 ms, and the delay doubles from there up to kMaxDelay. One exit after a longer life resets it.
+// second after 100 ms, and the delay doubles from there up to kMaxDelay. One exit after a longer
+// life resets it.
 class RespawnBackoff {
 public:
   static constexpr auto kQuickCrash = std::chrono::seconds(5);

@@ -4,6 +4,7 @@
 #include "options.h"
 #include "scoreboard.h"
 
+#include <csignal>
 #include <cstdint>
 
 namespace sockdispatch {
@@ -19,6 +20,11 @@ public:
   // (kExitFatalConfig: do not respawn). `mode` names the dispatch mode ("ebpf", "line").
   virtual int runInChild(const AttachOptions &options, uint32_t slot, WorkerSockets sockets,
                          Scoreboard scoreboard, const char *mode) = 0;
+  // Whether the worker reads its control channel (then a leaving worker is asked to stop
+  // gracefully over it); one that does not is sent stopSignal() instead.
+  [[nodiscard]] virtual bool readsControlChannel() const = 0;
+  // The signal that asks the worker to stop: finish what it has, then exit.
+  [[nodiscard]] virtual int stopSignal(const AttachOptions &options) const = 0;
 };
 
 // The built-in worker: a libevent loop serving HTTP with the built-in page, the static files
@@ -27,6 +33,8 @@ class NativeWorkerKind final : public WorkerKind {
 public:
   int runInChild(const AttachOptions &options, uint32_t slot, WorkerSockets sockets,
                  Scoreboard scoreboard, const char *mode) override;
+  [[nodiscard]] bool readsControlChannel() const override { return true; }
+  [[nodiscard]] int stopSignal(const AttachOptions & /*options*/) const override { return SIGTERM; }
 };
 
 } // namespace sockdispatch

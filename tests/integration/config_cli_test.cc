@@ -90,7 +90,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "shutdown-timeout, max-target-bytes, max-header-bytes, max-header-fields, "
                   "max-body-bytes, "
                   "max-pending-output, max-keepalive-requests, header-timeout, body-timeout, "
-                  "idle-timeout, write-timeout, user, dotfiles, verbose)"},
+                  "idle-timeout, write-timeout, user, dotfiles, verbose, command, stop-signal, "
+                  "fd-only)"},
         BadConfig{"wrong_type", "port = 80\n\nworkers = \"two\"\n",
                   "line 3: key 'workers': expected an integer, got a string"},
         BadConfig{"out_of_range", "port = 80\nbacklog = 70000\n",
@@ -100,6 +101,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"syntax_error", "port = 80\nworkers 2\n",
                   "line 2: syntax error: Error while parsing key-value pair: expected '=', saw "
                   "'2'"},
+        BadConfig{"command_not_a_list", "port = 80\ncommand = \"gunicorn app:app\"\n",
+                  "line 2: key 'command': expected an array of strings, got a string"},
+        BadConfig{"command_empty", "port = 80\ncommand = []\n",
+                  "line 2: key 'command': expected the program and its arguments, got an empty "
+                  "list"},
+        BadConfig{"command_with_a_number", "port = 80\ncommand = [\"sleep\", 5]\n",
+                  "line 2: key 'command': expected an array of strings, got an integer in it"},
+        BadConfig{"bad_stop_signal", "port = 80\nstop-signal = \"KILL\"\n",
+                  "line 2: key 'stop-signal': 'KILL' is not a stop signal (TERM, QUIT, INT, "
+                  "HUP, USR1, USR2 or WINCH)"},
         BadConfig{"unreadable", "", "No such file or directory"}),
     [](const testing::TestParamInfo<BadConfig> &param) { return std::string(param.param.name); });
 
@@ -127,8 +138,9 @@ TEST(AttachConfig, EveryKeyNamesAnAttachFlag) {
   ASSERT_EQ(help.code, 0) << help.err;
   for (const ConfigKey &key : configKeys()) {
     std::string flag(key.flag);
-    if (flag == "port") {
-      EXPECT_NE(help.out.find("Positionals:\n  port "), std::string::npos) << help.out;
+    if (flag == "port" || flag == "command") { // the positionals: PORT, and the words after --
+      EXPECT_NE(help.out.find("Positionals:\n"), std::string::npos) << help.out;
+      EXPECT_NE(help.out.find("\n  " + flag + " "), std::string::npos) << help.out;
       continue;
     }
     EXPECT_EQ(flag, "--" + std::string(key.name)) << "key and flag named alike";

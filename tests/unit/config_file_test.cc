@@ -56,6 +56,12 @@ std::vector<GoodKey> goodKeys() {
        [](const AttachOptions &o) { return o.limits.maxTargetBytes == 4096; }},
       {"max-header-bytes", "16384",
        [](const AttachOptions &o) { return o.limits.maxHeaderBytes == 16384; }},
+      {"command", "[\"gunicorn\", \"app:app\"]",
+       [](const AttachOptions &o) {
+         return o.command == std::vector<std::string>{"gunicorn", "app:app"};
+       }},
+      {"stop-signal", "\"QUIT\"", [](const AttachOptions &o) { return o.stopSignal == SIGQUIT; }},
+      {"fd-only", "true", [](const AttachOptions &o) { return o.fdOnly; }},
       {"max-header-fields", "250",
        [](const AttachOptions &o) { return o.limits.maxHeaderFields == 250; }},
       {"max-body-bytes", "100",

@@ -77,6 +77,8 @@ public:
     ADD_FAILURE() << "no child runs here";
     return 1;
   }
+  [[nodiscard]] bool readsControlChannel() const override { return true; }
+  [[nodiscard]] int stopSignal(const AttachOptions & /*options*/) const override { return SIGTERM; }
 };
 
 // Pids from 100000 on; an exit is queued and announced with SIGCHLD. SIGTERM and SIGKILL end

@@ -1,6 +1,7 @@
 #include "attach.h"
 #include "commands.h"
 #include "config_file.h"
+#include "exec_worker_kind.h"
 #include "names.h"
 #include "option_table.h"
 #include "privileges.h"
@@ -52,6 +53,11 @@ CLI::Option *addFlag(CLI::App *cmd, const OptionSpec &spec, AttachOptions &optio
                   [&spec, target](const std::string &value) { spec.setText(*target, value); }, help)
                ->check(CLI::IsMember(spec.choices));
     break;
+  case OptionType::words:
+    return cmd->add_option_function<std::vector<std::string>>(
+        names,
+        [&spec, target](const std::vector<std::string> &words) { spec.setWords(*target, words); },
+        help);
   case OptionType::string:
     flag = cmd->add_option_function<std::string>(
                   names,
@@ -108,6 +114,10 @@ Action addAttachCommand(CLI::App &app) {
   sockdispatch attach 8080 --mode line             no BPF: the workers pass connections
   sockdispatch attach --config /etc/sockdispatch/web.toml --workers 2
                                                    the file's settings, --workers overridden
+  sockdispatch attach 8000 --workers 4 -- gunicorn --workers 1 app:app
+                                                   an unmodified program as each worker (it
+                                                   finds fd 3 by LISTEN_FDS)
+  sockdispatch attach 8000 --workers 4 -- python3 -m uvicorn --fd 3 app:app
 
 Runs in the foreground; the pinned state lives under /sys/fs/bpf/sockdispatch/PORT (line
 mode: the scoreboard file /run/sockdispatch/PORT/scoreboard).
@@ -157,6 +167,19 @@ port already attached.)");
       if (!havePort) {
         return usageError("no port: give PORT, or set 'port' in the --config file\n"
                           "Run 'sockdispatch attach --help' for usage.");
+      }
+      if (!resolved.command.empty()) {
+        if (resolved.mode == DispatchModeOption::kLine) {
+          return usageError("a COMMAND's workers take their own listener: --mode line cannot "
+                            "run one (use --mode ebpf or auto)");
+        }
+        if (!findExecutable(resolved.command.front())) {
+          return usageError("COMMAND '" + resolved.command.front() +
+                            "': no such executable (looked up in PATH)");
+        }
+        if (!resolved.root.empty()) {
+          return usageError("--root serves files with the built-in workers: not with a COMMAND");
+        }
       }
       if (resolved.maxWorkers > 0 && resolved.minWorkers > resolved.maxWorkers) {
         return usageError("--min-workers " + std::to_string(resolved.minWorkers) +
