@@ -2,6 +2,7 @@
 
 #include "dispatch_program.h"
 #include "exec_worker_kind.h"
+#include "foreign_load.h"
 #include "line_dispatch.h"
 #include "listener.h"
 #include "logging.h"
@@ -245,6 +246,27 @@ Prepared prepare(const AttachOptions &options) {
   return prepared;
 }
 
+// A COMMAND's workers write no load: the kernel measures it for their slots. Where it cannot
+// (no BTF tracepoints), they are served all the same, balanced on the choices alone.
+std::unique_ptr<ForeignLoad> measureForeignLoad(DispatchProgram &program,
+                                                ReuseportDispatch &dispatch) {
+  auto loaded = ForeignLoad::load(program.slotsMapFd());
+  if (!loaded) {
+    spdlog::warn("{}; the COMMAND workers' load is not measured: least_conn sees only its own "
+                 "choices",
+                 loaded.error().message());
+    return nullptr;
+  }
+  std::unique_ptr<ForeignLoad> load = std::move(loaded.value());
+  ForeignLoad *tagger = load.get();
+  dispatch.observeListeners([tagger](uint32_t slot, int listenerFd) {
+    if (auto tagged = tagger->tag(listenerFd, slot); !tagged) {
+      spdlog::warn("{}; its load is not measured", tagged.error().message());
+    }
+  });
+  return load;
+}
+
 } // namespace
 
 int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadOptions) {
@@ -272,11 +294,16 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
   }
   MasterParts parts;
   parts.scoreboard = line ? prepared->sharedBoard->writer() : prepared->program->scoreboard();
+  std::unique_ptr<ForeignLoad> foreignLoad; // outlives the master
   if (line) {
     parts.mode = std::make_unique<LineDispatch>(std::move(prepared->listeners), parts.scoreboard);
   } else {
-    parts.mode =
+    auto reuseport =
         std::make_unique<ReuseportDispatch>(std::move(prepared->listeners), *prepared->program);
+    if (!options.command.empty()) {
+      foreignLoad = measureForeignLoad(*prepared->program, *reuseport);
+    }
+    parts.mode = std::move(reuseport);
   }
   if (options.command.empty()) {
     parts.kind = std::make_unique<NativeWorkerKind>();

@@ -128,6 +128,10 @@ Result<void> DispatchProgram::pinInto(const std::string &dir) {
   return {};
 }
 
+int DispatchProgram::slotsMapFd() const {
+  return bpf_map__fd(skeleton_->maps.slots);
+}
+
 Scoreboard DispatchProgram::scoreboard() const {
   return Scoreboard(slots_.as<sd_slot>(), config_.as<sd_config>());
 }

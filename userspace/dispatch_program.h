@@ -31,6 +31,8 @@ public:
   Result<void> pinInto(const std::string &dir);
 
   [[nodiscard]] Scoreboard scoreboard() const;
+  // The `slots` map, for a second program that shares it (ForeignLoad).
+  [[nodiscard]] int slotsMapFd() const;
   [[nodiscard]] uint32_t programId() const;
 
 private:

@@ -17,12 +17,24 @@ uint32_t ReuseportDispatch::firstGenerationSize(const AttachOptions & /*options*
   return firstGeneration_; // one per prepared listener
 }
 
+void ReuseportDispatch::observeListeners(ListenerObserver observer) {
+  observer_ = std::move(observer);
+  for (uint32_t slot = 0; slot < listeners_.size(); ++slot) {
+    if (listeners_[slot]) {
+      observer_(slot, listeners_[slot].get());
+    }
+  }
+}
+
 void ReuseportDispatch::connect(event_base * /*base*/, const WorkerRoster & /*roster*/) {}
 
 Result<void> ReuseportDispatch::openSlot(uint32_t slot, const AttachOptions &options) {
   auto listener = openGroupListener(address_, options.backlog);
   if (!listener) {
     return listener.error();
+  }
+  if (observer_) {
+    observer_(slot, listener->get()); // before the sockarray can send it a connection
   }
   if (auto set = program_.setSocket(slot, listener->get()); !set) {
     return set;

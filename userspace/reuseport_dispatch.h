@@ -4,6 +4,7 @@
 #include "dispatch_program.h"
 #include "listener.h"
 
+#include <functional>
 #include <vector>
 
 namespace sockdispatch {
@@ -17,6 +18,11 @@ class ReuseportDispatch final : public Dispatch {
 public:
   // `listeners`: the first generation's sockets, slot 0 first, already in the sockarray.
   ReuseportDispatch(ListenerGroup listeners, DispatchProgram &program);
+
+  // Called for every listener the slots hold now and for each one a slot opens later (the
+  // kernel-side load of foreign workers tags them); before any worker takes from it.
+  using ListenerObserver = std::function<void(uint32_t slot, int listenerFd)>;
+  void observeListeners(ListenerObserver observer);
 
   [[nodiscard]] const char *name() const override { return "ebpf"; }
   [[nodiscard]] const SocketAddress &address() const override { return address_; }
@@ -39,6 +45,7 @@ private:
   DispatchProgram &program_;
   uint32_t firstGeneration_;
   std::vector<UniqueFd> listeners_; // by slot; empty once the slot's worker retires
+  ListenerObserver observer_;
 };
 
 } // namespace sockdispatch

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -201,6 +202,79 @@ TEST_F(ExecWorkers, AKilledChildAndAReloadUnderLoadLoseNothing) {
   LoadTally tally = load.stop();
   EXPECT_EQ(tally.failures(), 0U) << tally.describe();
   EXPECT_GT(tally.ok, 800U) << tally.describe();
+  EXPECT_EQ(attachment->stop(), 0);
+}
+
+// The pids of `pid`'s children (its first thread's), from /proc.
+std::vector<pid_t> childrenOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> children;
+  pid_t child = 0;
+  while (in >> child) {
+    children.push_back(child);
+  }
+  return children;
+}
+
+/*
+ * The kernel measures a COMMAND worker's load (foreign_load.bpf.c): every child of its
+ * listener counts in its slot's `open` from the handshake to the application's close. With
+ * slot 0's gunicorn frozen (SIGSTOP on its master and its worker), the first connection
+ * chosen for it stays queued there, its `open` shows it, and least_conn sends the next ones
+ * to slot 1: of 10 new connections at most 2 wait (the kernel's hash would leave about 5).
+ * Once it resumes and every client has closed, both slots are back to 0 open: the count is
+ * exact.
+ */
+TEST_F(ExecWorkers, AFrozenCopyIsAvoidedByItsKernelMeasuredLoad) {
+  auto attachment = Attachment::start(gunicorn({"0", "--bind", "127.0.0.1", "--workers", "2"}));
+  ASSERT_NE(attachment, nullptr);
+  uint16_t port = attachment->port();
+  for (int i = 0; i < 4; ++i) {
+    auto reply = fetch(port, "/");
+    ASSERT_TRUE(reply && reply->status == 200) << "warm-up " << i;
+  }
+  ASSERT_TRUE(eventually([&] {
+    auto now = slots(port);
+    return now.size() == 2 && now[0].open == 0 && now[1].open == 0 && now[0].accepted >= 1;
+  })) << "the kernel does not count the COMMAND workers' connections";
+
+  auto frozen = static_cast<pid_t>(slots(port)[0].pid);
+  std::vector<pid_t> stopped{frozen};
+  for (pid_t child : childrenOf(frozen)) {
+    stopped.push_back(child);
+  }
+  for (pid_t pid : stopped) {
+    ASSERT_TRUE(freeze(pid)) << "SIGSTOP " << pid;
+  }
+  std::vector<TcpClient> waiting;
+  int unanswered = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto client = TcpClient::connect(port);
+    ASSERT_TRUE(client) << "connect " << i;
+    ASSERT_TRUE(client->send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    auto reply = client->readReply(std::chrono::milliseconds(1000));
+    if (!reply) {
+      ++unanswered;
+      waiting.push_back(std::move(*client));
+    }
+  }
+  auto during = slots(port);
+  EXPECT_LE(unanswered, 2) << "slot 0 open " << during[0].open << ", slot 1 open "
+                           << during[1].open;
+  EXPECT_GE(during[0].open, 1U) << "the frozen copy's queue is not counted";
+  for (pid_t pid : stopped) {
+    ::kill(pid, SIGCONT);
+  }
+  for (auto &client : waiting) {
+    auto late = client.readReply(5s);
+    EXPECT_TRUE(late) << "a connection queued for the frozen copy was lost";
+  }
+  waiting.clear();
+  EXPECT_TRUE(eventually([&] {
+    auto now = slots(port);
+    return now.size() == 2 && now[0].open == 0 && now[1].open == 0;
+  })) << "open stays at "
+      << slots(port)[0].open << " and " << slots(port)[1].open;
   EXPECT_EQ(attachment->stop(), 0);
 }
 

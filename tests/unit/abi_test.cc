@@ -8,6 +8,7 @@
 namespace {
 
 static_assert(sizeof(sd_slot) % SD_CACHELINE == 0, "slots tile whole cache lines");
+static_assert(sizeof(sd_sock_tag) == 24, "sd_sock_tag: no padding");
 static_assert(offsetof(sd_slot, open) == 1 * SD_CACHELINE, "open: own line");
 static_assert(offsetof(sd_slot, accepted) == 2 * SD_CACHELINE, "accepted: own line");
 static_assert(offsetof(sd_slot, requests) == 3 * SD_CACHELINE, "requests: own line");

@@ -85,6 +85,16 @@ struct sd_slot {
 	__u64 busy_since __attribute__((aligned(SD_CACHELINE)));
 };
 
+/* The tag of a listener whose worker does not write its slot (an exec'd COMMAND), in the
+ * socket-storage map `ktags`; cloned into every child of the listener, where the tracing
+ * program (foreign_load.bpf.c) records the slot's epoch at the child's birth. */
+struct sd_sock_tag {
+	__u32 slot;
+	__u32 live;	  /* a child counted in its slot's open */
+	__u64 generation; /* the slot's generation and respawns at the child's birth */
+	__u64 respawns;
+};
+
 /* The attachment's configuration: one record, key 0 of the config map. */
 struct sd_config {
 	__u32 abi_version; /* SD_ABI_VERSION of the master that wrote it */
