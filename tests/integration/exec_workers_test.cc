@@ -9,6 +9,8 @@
 #include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -275,6 +277,30 @@ TEST_F(ExecWorkers, AFrozenCopyIsAvoidedByItsKernelMeasuredLoad) {
     return now.size() == 2 && now[0].open == 0 && now[1].open == 0;
   })) << "open stays at "
       << slots(port)[0].open << " and " << slots(port)[1].open;
+  EXPECT_EQ(attachment->stop(), 0);
+}
+
+/* --user applies to a COMMAND as to our workers: the exec'd program runs as that user. */
+TEST_F(ExecWorkers, TheProgramRunsAsTheUserGiven) {
+  ASSERT_EQ(::chmod(dir_.path().c_str(), 0755), 0) << "the app must be readable by nobody";
+  auto attachment = Attachment::start(
+      gunicorn({"0", "--bind", "127.0.0.1", "--workers", "1", "--user", "nobody"}));
+  ASSERT_NE(attachment, nullptr);
+  auto reply = fetch(attachment->port(), "/");
+  ASSERT_TRUE(reply && reply->status == 200);
+  auto program = static_cast<pid_t>(slots(attachment->port())[0].pid);
+  std::ifstream status("/proc/" + std::to_string(program) + "/status");
+  std::string line;
+  std::string uids;
+  while (std::getline(status, line)) {
+    if (line.rfind("Uid:", 0) == 0) {
+      uids = line;
+    }
+  }
+  struct passwd *nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  std::string uid = std::to_string(nobody->pw_uid);
+  EXPECT_EQ(uids, "Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid) << uids;
   EXPECT_EQ(attachment->stop(), 0);
 }
 
