@@ -3,6 +3,8 @@
 // bodies in _stream.
 #include "http_connection.h"
 
+#include "timeval.h"
+
 #include <event2/buffer.h>
 
 #include <cctype>
@@ -33,14 +35,6 @@ int statusForParseError(llhttp_errno error) {
   case HPE_INVALID_VERSION: return 505;
   default: return 400;
   }
-}
-
-timeval toTimeval(std::chrono::steady_clock::duration left) {
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(left).count();
-  if (micros < 0) {
-    micros = 0;
-  }
-  return timeval{static_cast<time_t>(micros / 1000000), static_cast<suseconds_t>(micros % 1000000)};
 }
 
 } // namespace
