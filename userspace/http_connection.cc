@@ -1,66 +1,48 @@
-// HttpConnection: reading the socket, pipelining, answering, deadlines and closing. The
-// parser callbacks are in http_connection_parse.cc, deferred answers in _async, streamed
-// bodies in _stream.
+// HttpConnection: the state machine between the request reader and the response writer:
+// reading the socket, phases and their timer, answering in order (now or deferred),
+// keep-alive, draining and closing.
 #include "http_connection.h"
 
-#include <event2/buffer.h>
+#include "timeval.h"
 
-#include <cctype>
-#include <string>
+#include <event2/buffer.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <exception>
 
 namespace sockdispatch {
 
-namespace {
-
-// An unknown method is 501 when it is a well-formed token, 400 when it is garbage.
-bool looksLikeMethod(const char *begin, const char *end) {
-  if (begin == end) {
-    return false;
-  }
-  for (const char *p = begin; p < end; ++p) {
-    if (*p == ' ') {
-      return p != begin;
+// The Deferral a handler receives for one request: defer() marks the connection as waiting
+// and hands out a token for this request's sequence number.
+class HttpConnection::RequestDeferral : public Deferral {
+public:
+  explicit RequestDeferral(HttpConnection &connection) : connection_(connection) {}
+  PendingResponse defer() override {
+    HttpConnection &c = connection_;
+    if (c.awaiting_) {
+      spdlog::error("a handler deferred the same request twice");
+      return {};
     }
-    if (std::isupper(static_cast<unsigned char>(*p)) == 0 && *p != '-' && *p != '_') {
-      return false;
-    }
+    c.awaiting_ = true;
+    ++c.deferredSequence_;
+    return PendingResponse(c.anchor_, c.deferredSequence_);
   }
-  return true;
-}
 
-int statusForParseError(llhttp_errno error) {
-  switch (error) {
-  case HPE_INVALID_VERSION: return 505;
-  default: return 400;
-  }
-}
-
-timeval toTimeval(std::chrono::steady_clock::duration left) {
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(left).count();
-  if (micros < 0) {
-    micros = 0;
-  }
-  return timeval{static_cast<time_t>(micros / 1000000), static_cast<suseconds_t>(micros % 1000000)};
-}
-
-} // namespace
+private:
+  HttpConnection &connection_;
+};
 
 HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
                                const WorkerIdentity &who, const HttpLimits &limits, Hooks hooks)
-    : fd_(fd), input_(evbuffer_new()), output_(evbuffer_new()), handler_(handler), who_(who),
-      limits_(limits), hooks_(std::move(hooks)),
+    : fd_(fd), input_(evbuffer_new()), handler_(handler), limits_(limits), hooks_(std::move(hooks)),
+      reader_(limits, *this), writer_(base, fd, who, limits, *this),
       anchor_(std::make_shared<DeferredSink *>(static_cast<DeferredSink *>(this))) {
-  llhttp_init(&parser_, HTTP_REQUEST, &settings());
-  parser_.data = this;
-  // Lets file segments go out with sendfile(2) instead of being mmapped into the buffer.
-  evbuffer_set_flags(output_.get(), EVBUFFER_FLAG_DRAINS_TO_FD);
   readEvent_.reset(event_new(
       base, fd, EV_READ | EV_PERSIST,
       [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onReadable(); },
-      this));
-  writeEvent_.reset(event_new(
-      base, fd, EV_WRITE | EV_PERSIST,
-      [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onWritable(); },
       this));
   timer_.reset(evtimer_new(
       base,
@@ -73,7 +55,7 @@ HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
 
 HttpConnection::~HttpConnection() = default;
 
-void HttpConnection::enterPhase(Phase phase) {
+void HttpConnection::phaseEntered(Phase phase) {
   if (phase == phase_) {
     return;
   }
@@ -83,6 +65,11 @@ void HttpConnection::enterPhase(Phase phase) {
                                                              : limits_.bodyTimeout;
   readDeadline_ = Clock::now() + timeout;
   armTimer();
+}
+
+void HttpConnection::continueExpected() {
+  writer_.writeContinue();
+  writer_.flush();
 }
 
 std::chrono::milliseconds HttpConnection::idleWait() const {
@@ -95,18 +82,18 @@ void HttpConnection::armTimer() {
   if (closed_) {
     return;
   }
-  if (!writeArmed_ && (closeAfterWrite_ || answerPending())) {
+  if (!writer_.blocked() && (closeAfterWrite_ || answerPending())) {
     event_del(timer_.get()); // nothing to read until the answer is written
     return;
   }
-  timeval left = toTimeval((writeArmed_ ? writeDeadline_ : readDeadline_) - Clock::now());
+  timeval left = toTimeval((writer_.blocked() ? writer_.deadline() : readDeadline_) - Clock::now());
   event_add(timer_.get(), &left);
 }
 
 void HttpConnection::onTimer() {
   Clock::time_point now = Clock::now();
-  if (writeArmed_) {
-    if (now < writeDeadline_) {
+  if (writer_.blocked()) {
+    if (now < writer_.deadline()) {
       armTimer(); // writes made progress since the timer was armed: wait for the new deadline
       return;
     }
@@ -135,6 +122,12 @@ void HttpConnection::stopReading() {
     reading_ = false;
     event_del(readEvent_.get());
   }
+}
+
+// Takes up the pipelined requests still buffered, on the next loop turn.
+void HttpConnection::resumeReadingSoon() {
+  startReading();
+  event_active(readEvent_.get(), EV_READ, 0);
 }
 
 void HttpConnection::onReadable() {
@@ -184,9 +177,9 @@ bool HttpConnection::readSocket() {
 void HttpConnection::processInput() {
   evbuffer *input = input_.get();
   while (!closeAfterWrite_ && !closed_ && !answerPending()) {
-    if (evbuffer_get_length(output_.get()) > limits_.maxPendingOutput) {
-      flush();
-      if (closed_ || evbuffer_get_length(output_.get()) <= limits_.maxPendingOutput) {
+    if (writer_.backlogged()) {
+      writer_.flush();
+      if (closed_ || !writer_.backlogged()) {
         continue;
       }
       // The client is not reading its answers: read no more until they drain.
@@ -198,91 +191,103 @@ void HttpConnection::processInput() {
     if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1 || chunk.iov_len == 0) {
       break;
     }
-    const char *data = static_cast<const char *>(chunk.iov_base);
-    if (!checkFraming(data, chunk.iov_len)) {
-      return;
-    }
-    llhttp_errno error = llhttp_execute(&parser_, data, chunk.iov_len);
-    size_t consumed = chunk.iov_len;
-    if (error == HPE_PAUSED) {
-      consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
-      llhttp_resume(&parser_);
-    } else if (error != HPE_OK) {
-      int status = pendingStatus_;
-      if (status == 0 && error == HPE_INVALID_TRANSFER_ENCODING) {
-        request_.versionMinor = llhttp_get_http_minor(&parser_);
-        status = transferEncodingStatus(request_);
-      }
-      if (status == 0) {
-        const char *end = llhttp_get_error_pos(&parser_);
-        status = error == HPE_INVALID_METHOD && looksLikeMethod(data, end ? end : data)
-                     ? 501
-                     : statusForParseError(error);
-      }
+    HttpRequestReader::Fed fed =
+        reader_.feed(static_cast<const char *>(chunk.iov_base), chunk.iov_len);
+    if (fed.rejection != 0) {
       evbuffer_drain(input, evbuffer_get_length(input));
-      rejectAndClose(status);
+      rejectAndClose(fed.rejection);
       return;
     }
-    evbuffer_drain(input, consumed);
-    if (messageReady_) {
-      messageReady_ = false;
+    evbuffer_drain(input, fed.consumed);
+    if (fed.request) {
       answer();
     }
   }
-  flush();
+  writer_.flush();
 }
 
-// The head's line framing, checked before llhttp sees the bytes (HeadFraming).
-bool HttpConnection::checkFraming(const char *data, size_t length) {
-  if (framing_.headDone()) {
-    return true;
+void HttpConnection::answer() {
+  const Request &request = reader_.request();
+  Response response;
+  RequestDeferral later(*this);
+  try {
+    handler_.respond(request, response, later);
+  } catch (const std::exception &error) {
+    spdlog::error("handler failed on {} {}: {}", request.method, request.target, error.what());
+    response = simpleResponse(500, reasonPhrase(500));
+    awaiting_ = false;
+    ++deferredSequence_; // a token it handed out before throwing answers nothing
+  } catch (...) {
+    spdlog::error("handler failed on {} {}: unknown exception", request.method, request.target);
+    response = simpleResponse(500, reasonPhrase(500));
+    awaiting_ = false;
+    ++deferredSequence_;
   }
-  HeadFraming::Verdict verdict = framing_.feed(data, length);
-  if (verdict == HeadFraming::Verdict::ok) {
-    return true;
+  if (awaiting_) {
+    stopReading(); // the socket pushes back on the client until the answer is written
+    armTimer();
+    return;
   }
-  evbuffer_drain(input_.get(), evbuffer_get_length(input_.get()));
-  rejectAndClose(400);
-  return false;
+  sendAnswer(response);
 }
 
-void HttpConnection::flush() {
-  if (stream_) {
-    pullStream();
+void HttpConnection::sendAnswer(Response &response) {
+  const Request &request = reader_.request();
+  ++requestsAnswered_;
+  bool lastAllowed = limits_.maxRequestsPerConnection != 0 &&
+                     requestsAnswered_ >= limits_.maxRequestsPerConnection;
+  // An upgrade is not taken: answer, then close, as the protocol switch never happened.
+  // An HTTP/1.0 client learns a streamed body's end from the close.
+  bool closeDelimited = response.stream != nullptr && request.versionMinor == 0 &&
+                        !request.isHead() && !statusHasNoBody(response.status);
+  bool keepAlive = request.keepAlive && !response.close && !draining_ && !lastAllowed &&
+                   !reader_.upgradeRequested() && !closeDelimited;
+  writer_.writeResponse(response, request.versionMinor, request.isHead(), keepAlive);
+  if (writer_.streaming()) {
+    stopReading(); // the requests behind it wait, and the socket pushes back on the client
   }
-  size_t before = evbuffer_get_length(output_.get());
-  while (!closed_ && evbuffer_get_length(output_.get()) > 0) {
-    int n = evbuffer_write(output_.get(), fd_.get());
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        break;
-      }
-      finishClose(); // the client went away
-      return;
-    }
+  if (hooks_.requestAnswered) {
+    hooks_.requestAnswered();
   }
+  if (!keepAlive) {
+    scheduleClose();
+  }
+}
+
+bool HttpConnection::completeDeferred(uint64_t sequence, Response response) {
+  if (closed_ || !awaiting_ || sequence != deferredSequence_) {
+    return false;
+  }
+  awaiting_ = false;
+  sendAnswer(response);
   if (closed_) {
-    return;
+    return true;
   }
-  size_t left = evbuffer_get_length(output_.get());
-  if (left > 0 || stream_) {
-    if (!writeArmed_) {
-      writeArmed_ = true;
-      writeDeadline_ = Clock::now() + limits_.writeTimeout;
-      event_add(writeEvent_.get(), nullptr);
-      armTimer();
-    } else if (left < before) {
-      // Progress: move the deadline on; the timer notices when it fires (no re-arm per write).
-      writeDeadline_ = Clock::now() + limits_.writeTimeout;
-    }
-    return;
+  if (closeAfterWrite_ || answerPending()) {
+    writer_.flush(); // closes once the answer is written; a streamed answer resumes reading
+    return true;
   }
-  if (writeArmed_) {
-    writeArmed_ = false;
-    event_del(writeEvent_.get());
+  // Waiting for the next request from now; take up what the client pipelined meanwhile.
+  readDeadline_ = Clock::now() + idleWait();
+  armTimer();
+  startReading();
+  processInput();
+  if (peerClosed_ && !closed_ && !answerPending()) {
+    scheduleClose();
+  }
+  return true;
+}
+
+void HttpConnection::writeFailed() {
+  finishClose();
+}
+
+void HttpConnection::writeBlocked() {
+  armTimer(); // the write deadline governs now
+}
+
+void HttpConnection::writeDrained(bool wasBlocked) {
+  if (wasBlocked) {
     if (phase_ == Phase::idle) {
       readDeadline_ = Clock::now() + limits_.idleTimeout; // idle from now on
     }
@@ -293,75 +298,31 @@ void HttpConnection::flush() {
     return;
   }
   if (waitingForDrain_) {
-    // Answers drained: take up the pipelined requests still buffered, on the next loop turn.
-    waitingForDrain_ = false;
-    startReading();
-    event_active(readEvent_.get(), EV_READ, 0);
+    waitingForDrain_ = false; // answers drained: read the pipelined requests again
+    resumeReadingSoon();
   }
 }
 
-void HttpConnection::writeResponse(Response &response, bool head, bool keepAlive) {
-  evbuffer *output = output_.get();
-  std::string text;
-  text.reserve(256);
-  text += "HTTP/1.1 ";
-  text += std::to_string(response.status);
-  text += ' ';
-  text += reasonPhrase(response.status);
-  text += "\r\nServer: sockdispatch\r\nDate: ";
-  text += httpDateNow();
-  text += "\r\nX-Sockdispatch-Worker: ";
-  text += std::to_string(who_.slot);
-  text += "\r\n";
-  for (const auto &[name, value] : response.headers) {
-    text += name;
-    text += ": ";
-    text += value;
-    text += "\r\n";
-  }
-  bool noBody = statusHasNoBody(response.status);
-  bool streamed = response.stream != nullptr && !noBody;
-  if (streamed) {
-    if (request_.versionMinor == 1) {
-      text += "Transfer-Encoding: chunked\r\n";
-    }
-  } else if (!noBody) {
-    text += "Content-Length: ";
-    text += std::to_string(response.contentLength());
-    text += "\r\n";
-  }
-  if (!keepAlive) {
-    text += "Connection: close\r\n";
-  } else if (request_.versionMinor == 0) {
-    text += "Connection: keep-alive\r\n";
-  }
-  text += "\r\n";
-  evbuffer_add(output, text.data(), text.size());
-  if (head || noBody) {
+void HttpConnection::streamEnded(bool failed) {
+  if (failed) {
+    closeAfterWrite_ = true; // the head is sent: only a cut-short body can say it failed
     return;
   }
-  if (streamed) {
-    startStream(std::move(response.stream), request_.versionMinor == 1);
-  } else if (response.file.valid()) {
-    // The evbuffer owns the fd from here; libevent sends it with sendfile().
-    evbuffer_add_file(output, response.file.release(), response.fileOffset,
-                      static_cast<ev_off_t>(response.fileLength));
-  } else {
-    evbuffer_add(output, response.body.data(), response.body.size());
+  if (!closeAfterWrite_ && !closed_) {
+    resumeReadingSoon();
   }
 }
 
 void HttpConnection::rejectAndClose(int status) {
   Response response = simpleResponse(status, reasonPhrase(status));
-  request_.versionMinor = 1;
-  writeResponse(response, false, false);
+  writer_.writeResponse(response, 1, false, false);
   scheduleClose();
 }
 
 void HttpConnection::scheduleClose() {
   closeAfterWrite_ = true;
   stopReading();
-  flush(); // closes once everything answered is written
+  writer_.flush(); // closes once everything answered is written
 }
 
 void HttpConnection::finishClose() {
@@ -370,7 +331,7 @@ void HttpConnection::finishClose() {
   }
   closed_ = true;
   stopReading();
-  event_del(writeEvent_.get());
+  writer_.stop();
   event_del(timer_.get());
   hooks_.closed(this); // the owner frees this object later, outside our callbacks
 }
@@ -393,10 +354,6 @@ void HttpConnection::closeWhenIdle() {
   // Idle: one more request within the drain linger is answered, then it closes.
   readDeadline_ = std::min(readDeadline_, Clock::now() + idleWait());
   armTimer();
-}
-
-void HttpConnection::onWritable() {
-  flush();
 }
 
 } // namespace sockdispatch

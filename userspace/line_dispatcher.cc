@@ -1,6 +1,7 @@
 #include "line_dispatcher.h"
 
 #include "sockdispatch/abi.h"
+#include "timeval.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -26,11 +27,6 @@ constexpr std::string_view kUnavailable = "HTTP/1.1 503 Service Unavailable\r\n"
                                           "Content-Length: 0\r\n"
                                           "Retry-After: 1\r\n"
                                           "Connection: close\r\n\r\n";
-
-timeval toTimeval(std::chrono::milliseconds ms) {
-  return timeval{static_cast<time_t>(ms.count() / 1000),
-                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
-}
 
 bool outOfDescriptors(int code) {
   return code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM;

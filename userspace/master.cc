@@ -3,6 +3,7 @@
 #include "fd_channel.h"
 #include "logging.h"
 #include "privileges.h"
+#include "timeval.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
@@ -18,11 +19,6 @@ namespace sockdispatch {
 namespace {
 
 constexpr auto kKillGrace = std::chrono::seconds(2);
-
-timeval toTimeval(std::chrono::milliseconds ms) {
-  return timeval{static_cast<time_t>(ms.count() / 1000),
-                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
-}
 
 std::string describeExit(int status) {
   if (WIFSIGNALED(status)) {
