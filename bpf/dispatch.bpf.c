@@ -12,7 +12,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "sockdispatch/abi.h"
-#include "sockdispatch/policy.h"
+#include "sockdispatch/walk.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -54,131 +54,60 @@ static __always_inline void count_verdict(__u32 verdict)
 		*counter += 1;
 }
 
-/* The slot at `index` when it is on the line (running, not draining), else NULL. */
-static __always_inline struct sd_slot *line_slot(__u32 index)
-{
-	struct sd_slot *slot = bpf_map_lookup_elem(&slots, &index);
-
-	if (!slot || !sd_slot_selectable(slot->state, slot->draining))
-		return NULL;
-	return slot;
-}
-
-struct line_walk {
-	__u32 nr_slots;
-	__u32 nr_live;
-	__u32 position; /* place of the next live slot on the line */
-	__u32 chosen;
-	__u64 best_open;
-	__u64 total_weight;
-	__u64 ticket; /* round_robin: the live position to take; weighted: the weight ticket */
-	__u32 start;  /* least_conn: the slot its scan begins at (ties go to the first seen) */
-	__u64 now;    /* CLOCK_MONOTONIC ns: which workers are stuck in a handler call */
-	int found;
-};
-
-/* The walk stops at `index`: it is the chosen slot. */
-static __always_inline long take(struct line_walk *walk, __u32 index)
-{
-	walk->chosen = index;
-	walk->found = 1;
-	return 1;
-}
-
-static long count_live(__u32 index, void *data)
-{
-	struct line_walk *walk = data;
-	struct sd_slot *slot;
-
-	if (index >= walk->nr_slots)
-		return 1;
-	slot = line_slot(index);
-	if (slot) {
-		walk->nr_live++;
-		walk->total_weight += slot->weight;
-	}
-	return 0;
-}
-
-/* The live slot at position `ticket` (round_robin, and each of p2c's samples). */
-static long nth_live_step(__u32 index, void *data)
-{
-	struct line_walk *walk = data;
-	struct sd_slot *slot;
-
-	if (index >= walk->nr_slots)
-		return 1;
-	slot = line_slot(index);
-	if (!slot)
-		return 0;
-	if (walk->position == walk->ticket) {
-		walk->best_open = sd_busy_load(sd_slot_load(slot->open, slot->queued),
-					       slot->busy_since, walk->now);
-		return take(walk, index);
-	}
-	walk->position++;
-	return 0;
-}
-
-/* weighted: the live slot whose share of the total weight holds `ticket`. */
-static long weighted_step(__u32 index, void *data)
-{
-	struct line_walk *walk = data;
-	struct sd_slot *slot;
-
-	if (index >= walk->nr_slots)
-		return 1;
-	slot = line_slot(index);
-	if (!slot)
-		return 0;
-	if (sd_weighted_takes(&walk->ticket, slot->weight))
-		return take(walk, index);
-	return 0;
-}
-
-/* One worker of the virtual line: the same step the line fallback's workers run. */
-static long skip_load_step(__u32 index, void *data)
-{
-	struct line_walk *walk = data;
-	struct sd_slot *slot;
-	__u64 load;
-
-	if (index >= walk->nr_slots)
-		return 1;
-	slot = line_slot(index);
-	if (!slot)
-		return 0;
-	load = slot->open + slot->skipped;
-	__sync_fetch_and_add(&slot->skipped, 1);
-	if (sd_skip_load_keeps(load, walk->nr_live, walk->position))
-		return take(walk, index);
-	walk->position++;
-	return 0;
-}
-
 /*
- * Least load (open plus queued connections, busy workers last) among selectable slots. The
- * scan begins at slot `start` and wraps, so ties go to the first slot seen from there.
+ * The one opening of every step: the slot iteration `step` visits, read through its map
+ * pointer into the view the shared step (sockdispatch/walk.h) takes; the skip a skip_load
+ * visit counts goes to the map, atomically. `kind` is a constant in each callback below.
  */
-static long least_conn_step(__u32 index, void *data)
+static __always_inline long visit(__u32 step, void *data, enum sd_step kind)
 {
-	struct line_walk *walk = data;
+	struct sd_walk *walk = data;
+	struct sd_slot_view view;
 	struct sd_slot *slot;
-	__u64 load;
+	__u32 index;
+	long next;
 
-	if (index >= walk->nr_slots)
-		return 1;
-	index = sd_scan_slot(walk->start, index, walk->nr_slots);
-	slot = line_slot(index);
+	if (!sd_walk_visits(walk, kind, step, &index))
+		return SD_WALK_STOP;
+	slot = bpf_map_lookup_elem(&slots, &index);
 	if (!slot)
-		return 0;
-	load = sd_busy_load(sd_slot_load(slot->open, slot->queued), slot->busy_since, walk->now);
-	if (!walk->found || load < walk->best_open) {
-		walk->best_open = load;
-		walk->chosen = index;
-		walk->found = 1;
-	}
-	return 0;
+		return SD_WALK_NEXT;
+	view.state = slot->state;
+	view.draining = slot->draining;
+	view.weight = slot->weight;
+	view.open = slot->open;
+	view.queued = slot->queued;
+	view.skipped = slot->skipped;
+	view.busy_since = slot->busy_since;
+	next = sd_walk_step(walk, kind, index, &view);
+	if (sd_walk_counts_skip(kind, &view))
+		__sync_fetch_and_add(&slot->skipped, 1);
+	return next;
+}
+
+static long count_live_step(__u32 step, void *data)
+{
+	return visit(step, data, SD_STEP_COUNT_LIVE);
+}
+
+static long nth_live_step(__u32 step, void *data)
+{
+	return visit(step, data, SD_STEP_NTH_LIVE);
+}
+
+static long weighted_step(__u32 step, void *data)
+{
+	return visit(step, data, SD_STEP_WEIGHTED);
+}
+
+static long skip_load_step(__u32 step, void *data)
+{
+	return visit(step, data, SD_STEP_SKIP_LOAD);
+}
+
+static long least_conn_step(__u32 step, void *data)
+{
+	return visit(step, data, SD_STEP_LEAST_CONN);
 }
 
 static __always_inline int select_slot(struct sk_reuseport_md *md, __u32 index, __u32 ok,
@@ -202,21 +131,16 @@ static __always_inline int select_slot(struct sk_reuseport_md *md, __u32 index, 
 SEC("sk_reuseport/migrate")
 int sd_dispatch(struct sk_reuseport_md *md)
 {
-	struct line_walk walk = {};
+	struct sd_walk walk = {};
 	struct sd_config *cfg;
-	__u64 first_open;
 	__u32 zero = 0;
-	__u32 first;
 
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg) {
 		count_verdict(SD_VERDICT_NO_CONFIG);
 		return SK_PASS;
 	}
-	walk.nr_slots = cfg->nr_slots;
-	walk.now = bpf_ktime_get_ns();
-	if (walk.nr_slots > SD_MAX_WORKERS)
-		walk.nr_slots = SD_MAX_WORKERS;
+	sd_walk_begin(&walk, cfg->nr_slots, bpf_ktime_get_ns());
 
 	if (md->migrating_sk) {
 		/* A listener is closing: hand its queue to the least loaded live worker. */
@@ -240,6 +164,7 @@ int sd_dispatch(struct sk_reuseport_md *md)
 		return SK_DROP;
 	}
 
+	/* The sequence of walks of each policy is the reference's (sockdispatch/walk.h). */
 	switch (cfg->policy) {
 	case SD_POLICY_HASH:
 		count_verdict(SD_VERDICT_HASH);
@@ -247,42 +172,33 @@ int sd_dispatch(struct sk_reuseport_md *md)
 	case SD_POLICY_LEAST_CONN:
 		/* Ties rotate (nginx and HAProxy do the same): idle workers share the work. */
 		if (walk.nr_slots > 0)
-			walk.start = __sync_fetch_and_add(&cfg->rr_cursor, 1) % walk.nr_slots;
+			sd_least_conn_begin(&walk, __sync_fetch_and_add(&cfg->rr_cursor, 1));
 		bpf_loop(SD_MAX_WORKERS, least_conn_step, &walk, 0);
 		break;
 	case SD_POLICY_ROUND_ROBIN:
 	case SD_POLICY_WEIGHTED:
-		bpf_loop(SD_MAX_WORKERS, count_live, &walk, 0);
+		bpf_loop(SD_MAX_WORKERS, count_live_step, &walk, 0);
 		if (walk.nr_live == 0)
 			break;
-		walk.ticket = __sync_fetch_and_add(&cfg->rr_cursor, 1);
-		if (cfg->policy == SD_POLICY_WEIGHTED && walk.total_weight > 0) {
-			walk.ticket %= walk.total_weight;
+		if (sd_ticket_begin(&walk, __sync_fetch_and_add(&cfg->rr_cursor, 1),
+				    cfg->policy == SD_POLICY_WEIGHTED) == SD_STEP_WEIGHTED)
 			bpf_loop(SD_MAX_WORKERS, weighted_step, &walk, 0);
-		} else {
-			walk.ticket %= walk.nr_live;
+		else
 			bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
-		}
 		break;
 	case SD_POLICY_P2C:
-		bpf_loop(SD_MAX_WORKERS, count_live, &walk, 0);
+		bpf_loop(SD_MAX_WORKERS, count_live_step, &walk, 0);
 		if (walk.nr_live == 0)
 			break;
-		walk.ticket = bpf_get_prandom_u32() % walk.nr_live;
+		sd_p2c_first(&walk, bpf_get_prandom_u32());
 		bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
-		first = walk.chosen;
-		first_open = walk.best_open;
-		walk.ticket =
-			sd_p2c_second_position(walk.ticket, bpf_get_prandom_u32(), walk.nr_live);
-		walk.position = 0;
-		walk.found = 0;
+		sd_p2c_second(&walk, bpf_get_prandom_u32());
 		bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
-		if (walk.found && !sd_p2c_second_wins(first_open, walk.best_open))
-			walk.chosen = first;
+		sd_p2c_decide(&walk);
 		break;
 	case SD_POLICY_SKIP_LOAD:
 	default:
-		bpf_loop(SD_MAX_WORKERS, count_live, &walk, 0);
+		bpf_loop(SD_MAX_WORKERS, count_live_step, &walk, 0);
 		bpf_loop(SD_MAX_WORKERS, skip_load_step, &walk, 0);
 		break;
 	}

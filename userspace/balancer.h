@@ -1,18 +1,24 @@
 #pragma once
 
 #include "scoreboard.h"
+#include "sockdispatch/walk.h"
 
 #include <optional>
 #include <span>
 
 namespace sockdispatch {
 
-// The C++ side of the balancing policies, built on the same sockdispatch/policy.h the BPF
-// program uses. It is the line fallback's decision and the tests' reference.
+// The C++ side of the balancing policies: the walks of sockdispatch/walk.h, the same steps the
+// BPF program runs as bpf_loop callbacks, here in a plain loop over a scoreboard snapshot. It
+// is the line fallback's decision and the tests' reference.
 
 // skip_load over the line of selectable slots, in slot order. Mutates `slots` exactly as
 // the kernel program mutates its map (each visited worker's `skipped` grows by one) and
 // returns the chosen slot index, or nullopt when no slot is selectable.
+// What a step of sockdispatch/walk.h reads of a slot, from its snapshot (the program fills the
+// same view from its map).
+sd_slot_view slotView(const SlotSnapshot &slot);
+
 std::optional<uint32_t> skipLoadChoose(std::span<SlotSnapshot> slots);
 
 // least_conn: the selectable slot with the least load (open plus queued connections, busy

@@ -2,7 +2,7 @@
 
 #include "balancer.h"
 #include "monotonic_clock.h"
-#include "sockdispatch/policy.h"
+#include "sockdispatch/walk.h"
 
 #include <optional>
 #include <vector>
@@ -72,8 +72,14 @@ LineVerdict decideOnLine(Scoreboard &board, const LineStep &step) {
   } else {
     uint32_t policy = loadRelaxed(board.config()->policy);
     if (usesSkipLoad(policy)) {
-      uint64_t load = slots[step.slot].open + board.countSkip(step.slot);
-      keeps = sd_skip_load_keeps(load, where.live, where.position) != 0;
+      // This worker's step of the kernel's virtual line, on the real one: the same
+      // sd_walk_step at the same position, its visit counted on the shared scoreboard.
+      sd_walk walk{};
+      walk.nr_live = where.live;
+      walk.position = where.position;
+      sd_slot_view view = slotView(slots[step.slot]);
+      view.skipped = board.countSkip(step.slot);
+      keeps = sd_walk_step(&walk, SD_STEP_SKIP_LOAD, step.slot, &view) == SD_WALK_STOP;
     } else {
       std::optional<uint32_t> choice = referenceChoice(policy, slots, step.ticket);
       keeps = !choice || *choice <= step.slot;

@@ -36,7 +36,7 @@ LinePosition linePosition(std::span<const SlotSnapshot> slots, uint32_t slot);
 // Decides for the worker in `step.slot` and writes the shared counters as the kernel program
 // does: skip_load counts a skip on every live worker it visits, and the keeper's `selected`
 // grows by one. The policy is the scoreboard config's:
-//   skip_load    the nginz step, sd_skip_load_keeps() from sockdispatch/policy.h;
+//   skip_load    the kernel's skip_load step (sockdispatch/walk.h) for this worker's slot;
 //   least_conn, round_robin, weighted, p2c
 //                the C++ reference (balancer.h) picks a slot from the scoreboard; a worker
 //                keeps when the pick is itself or a slot the connection has already passed;

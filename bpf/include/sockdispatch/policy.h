@@ -2,7 +2,8 @@
 /*
  * Balancing decisions shared, as code, by the BPF program (bpf/dispatch.bpf.c), the line
  * fallback and the C++ reference used in tests. Pure functions of their arguments: no maps,
- * no helpers, so they compile for -target bpf and for the host unchanged.
+ * no helpers, so they compile for -target bpf and for the host unchanged. The walks that use
+ * them, one step per slot, are in sockdispatch/walk.h.
  */
 #ifndef SOCKDISPATCH_POLICY_H
 #define SOCKDISPATCH_POLICY_H
