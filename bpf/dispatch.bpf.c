@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "sockdispatch/abi.h"
+#include "sockdispatch/slots_map.h"
 #include "sockdispatch/walk.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -22,14 +23,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } sockets SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, SD_MAX_WORKERS);
-	__type(key, __u32);
-	__type(value, struct sd_slot);
-} slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

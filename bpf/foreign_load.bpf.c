@@ -18,6 +18,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "sockdispatch/abi.h"
+#include "sockdispatch/slots_map.h"
 
 /* The tracepoint's socket states (include/net/tcp_states.h). */
 #define SD_TCP_ESTABLISHED 1
@@ -28,15 +29,6 @@
 char LICENSE[] SEC("license") = "GPL"; /* the socket-storage helpers of tracing programs */
 
 struct sock;
-
-/* The same map as the steering program's (its fd reused at load). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, SD_MAX_WORKERS);
-	__type(key, __u32);
-	__type(value, struct sd_slot);
-} slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
