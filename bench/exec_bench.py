@@ -29,7 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from core_bench import ROOT, free_port, wait_for_http  # noqa: E402
+from core_bench import ROOT, free_port, relative_args, wait_for_http  # noqa: E402
 
 APP = """import time
 def app(environ, start_response):
@@ -126,7 +126,7 @@ def main():
         values = [r[key] for r in runs[config]]
         return sum(values) / len(values)
     summary = {c: {k: mean(c, k) for k in runs[c][0]} for c in CONFIGS}
-    out = {"args": vars(args), "runs": runs, "summary": summary}
+    out = {"args": relative_args(args), "runs": runs, "summary": summary}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "exec.json"), "w") as f:
         json.dump(out, f, indent=2)

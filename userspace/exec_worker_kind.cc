@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -27,8 +28,11 @@ constexpr std::array<std::pair<std::string_view, int>, 7> kStopSignals{{
     {"WINCH", SIGWINCH},
 }};
 
+// A regular file this process may execute (access(X_OK) alone also takes directories).
 bool isExecutable(const std::string &path) {
-  return ::access(path.c_str(), X_OK) == 0 && ::access(path.c_str(), F_OK) == 0;
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
+         ::access(path.c_str(), X_OK) == 0;
 }
 
 } // namespace
@@ -66,6 +70,15 @@ std::optional<int> stopSignalFromName(std::string_view name) {
     }
   }
   return std::nullopt;
+}
+
+std::vector<std::string> stopSignalNames() {
+  std::vector<std::string> names;
+  names.reserve(kStopSignals.size());
+  for (const auto &[signalName, signo] : kStopSignals) {
+    names.emplace_back(signalName);
+  }
+  return names;
 }
 
 std::string stopSignalName(int signo) {

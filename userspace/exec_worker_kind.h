@@ -30,6 +30,7 @@ std::optional<std::string> findExecutable(const std::string &name);
 
 // --stop-signal's names (TERM, QUIT, INT, HUP, USR1, USR2, WINCH) and back.
 std::optional<int> stopSignalFromName(std::string_view name);
+std::vector<std::string> stopSignalNames();
 std::string stopSignalName(int signo);
 
 } // namespace sockdispatch

@@ -6,6 +6,7 @@
 #include "privileges.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -147,13 +148,16 @@ OptionSpec stopSignalOption() {
   OptionSpec spec = row("stop-signal", "--stop-signal", OptionType::choice,
                         "With a COMMAND: the signal that asks a worker to stop gracefully "
                         "(SIGKILL follows after --shutdown-timeout)");
-  spec.choices = {"TERM", "QUIT", "INT", "HUP", "USR1", "USR2", "WINCH"};
+  spec.choices = stopSignalNames();
   spec.setText = [](AttachOptions &options,
                     const std::string &value) -> std::optional<std::string> {
     auto signo = stopSignalFromName(value);
     if (!signo) {
-      return fmt::format("'{}' is not a stop signal (TERM, QUIT, INT, HUP, USR1, USR2 or WINCH)",
-                         value);
+      std::vector<std::string> names = stopSignalNames();
+      std::string last = names.back();
+      names.pop_back();
+      return fmt::format("'{}' is not a stop signal ({} or {})", value, fmt::join(names, ", "),
+                         last);
     }
     options.stopSignal = *signo;
     return std::nullopt;

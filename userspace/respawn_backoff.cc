@@ -14,13 +14,12 @@ bool powerOfTwo(int n) {
 
 std::chrono::milliseconds RespawnBackoff::afterExit(std::chrono::steady_clock::duration lived) {
   quickCrashes_ = lived < kQuickCrash ? quickCrashes_ + 1 : 0;
-  delay_ = std::chrono::milliseconds(0);
-  if (quickCrashes_ > 1) {
-    int exponent = std::min(quickCrashes_ - 2, 10);
-    delay_ =
-        std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100L << exponent), kMaxDelay);
+  if (quickCrashes_ <= 1) {
+    return std::chrono::milliseconds(0);
   }
-  return delay_;
+  int exponent = std::min(quickCrashes_ - 2, 10);
+  return std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100L << exponent),
+                                             kMaxDelay);
 }
 
 bool RespawnBackoff::worthLogging() const {
@@ -28,7 +27,7 @@ bool RespawnBackoff::worthLogging() const {
 }
 
 bool RespawnBackoff::loopWorthLogging() const {
-  return delay_.count() > 0 && powerOfTwo(quickCrashes_);
+  return quickCrashes_ > 1 && powerOfTwo(quickCrashes_); // a delay, at a doubling
 }
 
 } // namespace sockdispatch

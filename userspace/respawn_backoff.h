@@ -28,7 +28,6 @@ public:
 
 private:
   int quickCrashes_ = 0; // consecutive quick crashes
-  std::chrono::milliseconds delay_{0};
 };
 
 } // namespace sockdispatch
