@@ -13,6 +13,8 @@ Workloads:
 
 Servers (--servers picks some): sockdispatch (--mode ebpf), sockdispatch-line (--mode line),
 sockdispatch-line-nobatch (--mode line --line-batch 1: one message per connection), nginx.
+--baseline-binary PATH adds sockdispatch-baseline: another build (an earlier commit) in eBPF
+mode, interleaved with the rest, for a before/after comparison in one run.
 
 Usage (as root, after `packaging/install-deps.sh --bench` and a build in ./build):
   bench/core_bench.py [--rounds 3] [--duration 10] [--connections 50] [--workers 2]
@@ -220,8 +222,12 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "core.json"))
     parser.add_argument("--servers", default=",".join(ALL_SERVERS),
                         help="comma-separated subset of: " + ", ".join(ALL_SERVERS))
+    parser.add_argument("--baseline-binary", default=None,
+                        help="another build of sockdispatch, run as sockdispatch-baseline")
     args = parser.parse_args()
     require_tools("core_bench", args.binary)
+    if args.baseline_binary and not os.path.exists(args.baseline_binary):
+        sys.exit(f"core_bench: {args.baseline_binary} not found")
     wanted = [name for name in args.servers.split(",") if name]
     unknown = [name for name in wanted if name not in ALL_SERVERS]
     if unknown:
@@ -235,6 +241,10 @@ def main():
         else:
             servers[name] = start_sockdispatch(args.binary, docroot, args.workers,
                                                args.server_cpus, name, SOCKDISPATCH_VARIANTS[name])
+    if args.baseline_binary:
+        servers["sockdispatch-baseline"] = start_sockdispatch(
+            args.baseline_binary, docroot, args.workers, args.server_cpus,
+            "sockdispatch-baseline", SOCKDISPATCH_VARIANTS["sockdispatch"])
     runs = {(name, mode): [] for name in servers for mode in ("keepalive", "close")}
     try:
         for round_index in range(args.rounds):
@@ -281,6 +291,7 @@ def main():
 
     for mode in ("keepalive", "close"):
         ratio("sockdispatch", "nginx", mode)
+        ratio("sockdispatch", "sockdispatch-baseline", mode)
         ratio("sockdispatch-line", "sockdispatch", mode)
         ratio("sockdispatch-line", "sockdispatch-line-nobatch", mode)
 

@@ -7,7 +7,7 @@
 // sockets are real loopback connections, re-sent from a pool of kMaxFdsPerMessage.
 //
 // Usage: fd_batch_bench [total-fds] [rounds]     (defaults: 10000 5)
-#include "fd_channel.h"
+#include "line/fd_channel.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

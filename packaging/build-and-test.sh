@@ -21,7 +21,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOCKDISPATCH_WERROR=ON
 cmake --build build -j "$jobs"
 
 echo "== clang-tidy"
-mapfile -t tidy_sources < <(ls userspace/*.cc userspace/cli/*.cc)
+mapfile -t tidy_sources < <(ls userspace/*/*.cc)
 printf '%s\n' "${tidy_sources[@]}" | xargs -P "$jobs" -n 4 clang-tidy -p build --quiet --extra-arg=-Wno-unknown-warning-option 2>&1 |
   { grep -E "(warning|error):" && exit 1 || true; }
 

@@ -50,21 +50,28 @@ def main():
         box(ax, x, 4.2, 1.6, 0.6, name + "\naccept queue", "#e8f6e8")
         arrow(ax, (x + 0.8, 5.6), (x + 0.8, 4.8))
         name = ["worker 0", "worker 1", "worker N-1"][i]
-        box(ax, x, 2.2, 1.6, 1.2, name + "\nlibevent loop,\nllhttp, handler", "#fef9e7")
+        box(ax, x, 2.2, 1.6, 1.2, name + "\nnative: libevent,\nllhttp, handler\nor exec: COMMAND",
+            "#fef9e7")
         arrow(ax, (x + 0.8, 4.2), (x + 0.8, 3.4), "accept" if i == 0 else "", color="#1e8449")
         arrow(ax, (x + 0.8, 1.3), (x + 0.8, 2.2), dashed=True, color="#7d3c98")
-    ax.text(2.7, 1.65, "fork; control channel: stop gracefully", fontsize=8, color="#7d3c98")
+    ax.text(2.7, 1.65, "fork (+ exec); control channel or --stop-signal", fontsize=8,
+            color="#7d3c98")
+
+    box(ax, 8.6, 3.7, 1.6, 1.4,
+        "foreign_load\n(tp_btf on TCP\nstate changes):\nexec workers'\nopen, queued", "#dbe9f6")
+    arrow(ax, (9.4, 5.1), (9.4, 5.6), color="#b9770e")
 
     box(ax, 2.6, 0.2, 5.6, 1.1,
-        "master: keeps every listener, the program and the maps;\nforks, reaps, respawns; "
-        "reload = new generation in free slots,\nold one drained; dynamic pool; signals",
+        "master: keeps every listener, the programs and the maps;\nslots driven through a "
+        "Dispatch (reuseport | line) and a WorkerKind\n(native | exec); respawn, reload "
+        "generations, dynamic pool, signals",
         "#f4ecf7")
     box(ax, 8.6, 0.2, 2.2, 1.1, "CLI: status, tune,\nreload, detach\n(and bpftool)", "#ffffff")
-    arrow(ax, (10.3, 1.3), (10.3, 5.6), "read /\nwrite", color="#b9770e")
+    arrow(ax, (10.5, 1.3), (10.5, 5.6), "read /\nwrite", color="#b9770e")
     arrow(ax, (8.6, 0.75), (8.2, 0.75), color="#b9770e")
     ax.text(8.25, 0.9, "signal", fontsize=8, color="#b9770e")
-    arrow(ax, (8.2, 2.8), (9.3, 5.6), "", color="#b9770e", dashed=True)
-    ax.text(8.75, 3.6, "open,\naccepted,\nrequests", fontsize=8, color="#b9770e")
+    arrow(ax, (8.2, 2.8), (8.7, 5.6), "", color="#b9770e", dashed=True)
+    ax.text(8.25, 1.9, "native:\nopen, accepted,\nrequests", fontsize=8, color="#b9770e")
     ax.set_title("sockdispatch: one attachment", fontsize=12)
     fig.savefig(OUT, dpi=110, bbox_inches="tight")
     print(f"wrote {OUT}")

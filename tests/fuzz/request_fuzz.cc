@@ -4,9 +4,9 @@
 //
 // The first input byte picks how the rest is cut into writes, so the parser also sees
 // requests split at every possible point.
-#include "event_ptr.h"
-#include "http_connection.h"
-#include "static_files.h"
+#include "core/event_ptr.h"
+#include "http/http_connection.h"
+#include "http/static_files.h"
 
 #include <event2/event.h>
 #include <fcntl.h>

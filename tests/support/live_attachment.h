@@ -1,6 +1,6 @@
 #pragma once
 
-#include "pinned_attachment.h"
+#include "control/pinned_attachment.h"
 #include "support/process.h"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "unique_fd.h"
+#include "core/unique_fd.h"
 
 #include <gtest/gtest.h>
 #include <sys/types.h>

@@ -1,10 +1,10 @@
-#include "attach.h"
+#include "bpf/names.h"
 #include "commands.h"
-#include "config_file.h"
-#include "exec_worker_kind.h"
-#include "names.h"
-#include "option_table.h"
-#include "privileges.h"
+#include "config/config_file.h"
+#include "config/option_table.h"
+#include "control/attach.h"
+#include "process/exec_worker_kind.h"
+#include "process/privileges.h"
 #include "sockdispatch/abi.h"
 
 #include <unistd.h>

@@ -1,6 +1,6 @@
 #include "commands.h"
-#include "config_file.h"
-#include "options.h"
+#include "config/config_file.h"
+#include "config/options.h"
 
 #include <cstdio>
 #include <memory>

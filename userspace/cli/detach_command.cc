@@ -1,7 +1,7 @@
+#include "bpf/pin_dir.h"
 #include "commands.h"
-#include "master_control.h"
-#include "options.h"
-#include "pin_dir.h"
+#include "config/options.h"
+#include "control/master_control.h"
 
 #include <cstdio>
 #include <memory>

@@ -1,6 +1,6 @@
 // sockdispatch: the command-line entry point. Each verb lives in its own *_command.cc.
 #include "commands.h"
-#include "options.h"
+#include "config/options.h"
 #include "version.h"
 
 #include <cstdio>

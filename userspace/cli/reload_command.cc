@@ -1,6 +1,6 @@
 #include "commands.h"
-#include "master_control.h"
-#include "options.h"
+#include "config/options.h"
+#include "control/master_control.h"
 
 #include <cstdio>
 #include <memory>

@@ -1,6 +1,6 @@
 #include "commands.h"
-#include "options.h"
-#include "status_report.h"
+#include "config/options.h"
+#include "control/status_report.h"
 
 #include <cstdio>
 #include <memory>

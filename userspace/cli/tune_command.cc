@@ -1,7 +1,7 @@
 #include "commands.h"
-#include "options.h"
-#include "pinned_attachment.h"
-#include "tune.h"
+#include "config/options.h"
+#include "control/pinned_attachment.h"
+#include "control/tune.h"
 
 #include <cstdio>
 #include <memory>

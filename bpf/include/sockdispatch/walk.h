@@ -2,7 +2,7 @@
 /*
  * The policy walks, written once. A walk visits the worker slots in order, one step per slot;
  * each policy is one or two walks. The BPF program (bpf/dispatch.bpf.c) runs every step as a
- * bpf_loop callback over its maps; the C++ reference (userspace/balancer.cc), and through it
+ * bpf_loop callback over its maps; the C++ reference (userspace/line/balancer.cc), and through it
  * the line fallback, runs the same steps in a plain loop over a Scoreboard snapshot.
  *
  * A step reads one slot through struct sd_slot_view, which each side fills from what it reads

@@ -1,0 +1,157 @@
+// Who may read and write an attachment's pins. With a `sockdispatch` group, the pin directory
+// is root:sockdispatch 0750 and the pins 0640: a member runs `status` without root, and
+// `tune` is refused by the kernel's permission check. Pins of another map ABI are refused.
+#include "bpf/pin_dir.h"
+#include "control/pinned_attachment.h"
+#include "support/live_attachment.h"
+#include "support/process.h"
+
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace sockdispatch::test {
+namespace {
+
+// Runs a program to completion with a deadline; stdout and stderr are collected.
+Completed runProgram(const std::vector<std::string> &argv) {
+  Completed done;
+  auto process = Process::start(argv);
+  if (!process) {
+    return done;
+  }
+  while (auto line = process->readLine(20s)) {
+    done.out += *line + "\n";
+  }
+  done.code = process->wait(20s).value_or(-1);
+  done.err = process->stderrText();
+  return done;
+}
+
+// A system user in the sockdispatch group (and the group, if it did not exist), removed
+// again when the test ends however it ends.
+class GroupMember {
+public:
+  GroupMember() : name_("sdtest" + std::to_string(::getpid())) {
+    if (::getgrnam(kPinGroup) == nullptr) {
+      createdGroup_ = runProgram({"/usr/sbin/groupadd", "--system", kPinGroup}).code == 0;
+    }
+    created_ = runProgram({"/usr/sbin/useradd", "--system", "--no-create-home", "--gid", kPinGroup,
+                           "--shell", "/usr/sbin/nologin", name_})
+                   .code == 0;
+  }
+  ~GroupMember() {
+    if (created_) {
+      runProgram({"/usr/sbin/userdel", name_});
+    }
+    if (createdGroup_) {
+      runProgram({"/usr/sbin/groupdel", kPinGroup});
+    }
+  }
+  GroupMember(const GroupMember &) = delete;
+  GroupMember &operator=(const GroupMember &) = delete;
+
+  [[nodiscard]] bool ready() const { return created_ && ::getgrnam(kPinGroup) != nullptr; }
+  // The project's binary run as this user, with its groups.
+  [[nodiscard]] Completed run(const std::vector<std::string> &args) const {
+    std::vector<std::string> argv{"/usr/bin/setpriv", "--reuid",       name_, "--regid",
+                                  kPinGroup,          "--init-groups", "--",  SOCKDISPATCH_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return runProgram(argv);
+  }
+
+private:
+  std::string name_;
+  bool created_ = false;
+  bool createdGroup_ = false;
+};
+
+mode_t modeOf(const std::string &path, gid_t *group = nullptr) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return 0;
+  }
+  if (group != nullptr) {
+    *group = st.st_gid;
+  }
+  return st.st_mode & 07777;
+}
+
+class PinAccess : public BpfTest {
+protected:
+  void SetUp() override {
+    BpfTest::SetUp();
+    if (IsSkipped()) {
+      return;
+    }
+    if (::geteuid() != 0) {
+      GTEST_SKIP() << "needs root to create a temporary user and group";
+    }
+  }
+};
+
+/*
+ * A member of the sockdispatch group (not root): status and status --json work from the
+ * read-only pins; tune fails with a clear message and changes nothing.
+ */
+TEST_F(PinAccess, GroupMemberReadsStatusButCannotTune) {
+  GroupMember member;
+  ASSERT_TRUE(member.ready()) << "could not create the test user";
+  auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "4"});
+  ASSERT_NE(attachment, nullptr);
+  std::string port = std::to_string(attachment->port());
+  std::string dir = pinDirFor(attachment->port());
+  gid_t group = 0;
+  EXPECT_EQ(modeOf(dir, &group), 0750U);
+  EXPECT_EQ(group, ::getgrnam(kPinGroup)->gr_gid);
+  for (const char *pin : {kPinSlots, kPinConfig, kPinVerdicts, kPinSockets, kPinProgram}) {
+    EXPECT_EQ(modeOf(dir + "/" + pin), 0640U) << pin;
+  }
+
+  auto json = member.run({"status", port, "--json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  auto status = nlohmann::json::parse(json.out);
+  EXPECT_EQ(status["port"], attachment->port());
+  EXPECT_EQ(status["stale"], false);
+  EXPECT_EQ(status["workers"].size(), 4U);
+  auto table = member.run({"status"});
+  EXPECT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find("port " + port + "  mode ebpf"), std::string::npos) << table.out;
+
+  auto tune = member.run({"tune", port, "--policy", "least_conn", "--drain", "1"});
+  EXPECT_EQ(tune.code, 1) << tune.err;
+  EXPECT_NE(tune.err.find("tune: Failed to open pin " + dir), std::string::npos) << tune.err;
+  EXPECT_NE(tune.err.find("run it as root"), std::string::npos) << tune.err;
+  auto pins = PinnedAttachment::open(attachment->port(), false);
+  ASSERT_TRUE(pins) << pins.error().message();
+  EXPECT_EQ(pins->config().policy, SD_POLICY_LEAST_CONN) << "unchanged";
+  EXPECT_EQ(pins->scoreboard().snapshot(1).draining, 0U);
+
+  auto detach = member.run({"detach", port});
+  EXPECT_EQ(detach.code, 1) << detach.err;
+  EXPECT_NE(attachment->process().wait(200ms).has_value(), true) << "a member stopped the master";
+}
+
+/* Pins written by another map ABI version are refused by status and tune alike. */
+class PinAbi : public LiveAttachmentTest {};
+
+TEST_F(PinAbi, OtherAbiVersionIsRefused) {
+  sd_config *config = pinned_->scoreboard().config();
+  storeRelease<__u32>(config->abi_version, SD_ABI_VERSION + 1);
+  std::string port = std::to_string(attachment_->port());
+  auto status = runSockdispatch({"status", port});
+  auto tune = runSockdispatch({"tune", port, "--policy", "hash"});
+  storeRelease<__u32>(config->abi_version, SD_ABI_VERSION);
+  std::string expected = "its map ABI is version " + std::to_string(SD_ABI_VERSION + 1) +
+                         ", this sockdispatch speaks version " + std::to_string(SD_ABI_VERSION);
+  EXPECT_EQ(status.code, 1);
+  EXPECT_NE(status.err.find(expected), std::string::npos) << status.err;
+  EXPECT_EQ(tune.code, 1);
+  EXPECT_NE(tune.err.find(expected), std::string::npos) << tune.err;
+  EXPECT_EQ(loadRelaxed(config->policy), SD_POLICY_LEAST_CONN) << "unchanged";
+}
+
+} // namespace
+} // namespace sockdispatch::test

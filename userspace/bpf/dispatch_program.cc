@@ -1,0 +1,148 @@
+#include "bpf/dispatch_program.h"
+
+#include "bpf/pin_dir.h"
+#include "dispatch.skel.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cstdarg>
+#include <cstdio>
+
+namespace sockdispatch {
+
+namespace {
+
+bool libbpfWarningsQuiet = false;
+
+int libbpfPrint(enum libbpf_print_level level, const char *format, va_list args) {
+  char line[1024];
+  int length = std::vsnprintf(line, sizeof(line), format, args);
+  if (length <= 0) {
+    return 0;
+  }
+  std::string text(line, std::min<size_t>(static_cast<size_t>(length), sizeof(line) - 1));
+  while (!text.empty() && text.back() == '\n') {
+    text.pop_back();
+  }
+  switch (level) {
+  case LIBBPF_WARN:
+    if (libbpfWarningsQuiet) {
+      spdlog::debug("libbpf: {}", text);
+    } else {
+      spdlog::warn("libbpf: {}", text);
+    }
+    break;
+  default: spdlog::debug("libbpf: {}", text); break;
+  }
+  return length;
+}
+
+Result<void> pinMap(bpf_map *map, const std::string &path) {
+  int err = bpf_map__pin(map, path.c_str());
+  if (err != 0) {
+    return osError(-err, "pin map " + path);
+  }
+  return {};
+}
+
+} // namespace
+
+void bridgeLibbpfLog() {
+  libbpf_set_print(libbpfPrint);
+}
+
+void quietLibbpfWarnings(bool quiet) {
+  libbpfWarningsQuiet = quiet;
+}
+
+Result<std::unique_ptr<DispatchProgram>> DispatchProgram::load() {
+  std::unique_ptr<DispatchProgram> program(new DispatchProgram());
+  program->skeleton_ = dispatch_bpf__open();
+  if (program->skeleton_ == nullptr) {
+    return osError("open the dispatch BPF object");
+  }
+  int err = dispatch_bpf__load(program->skeleton_);
+  if (err != 0) {
+    return osError(-err, "load the dispatch BPF program");
+  }
+  auto slots = mapShared(bpf_map__fd(program->skeleton_->maps.slots),
+                         sizeof(sd_slot) * SD_MAX_WORKERS, true, "the slots map");
+  if (!slots) {
+    return slots.error();
+  }
+  program->slots_ = std::move(slots.value());
+  auto config = mapShared(bpf_map__fd(program->skeleton_->maps.config), sizeof(sd_config), true,
+                          "the config map");
+  if (!config) {
+    return config.error();
+  }
+  program->config_ = std::move(config.value());
+  return program;
+}
+
+DispatchProgram::~DispatchProgram() {
+  slots_.reset();
+  config_.reset();
+  dispatch_bpf__destroy(skeleton_);
+}
+
+Result<void> DispatchProgram::attachTo(int listenerFd) {
+  int progFd = bpf_program__fd(skeleton_->progs.sd_dispatch);
+  if (::setsockopt(listenerFd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &progFd, sizeof(progFd)) !=
+      0) {
+    return osError("attach the dispatch program to the reuseport group");
+  }
+  return {};
+}
+
+Result<void> DispatchProgram::setSocket(uint32_t slot, int listenerFd) {
+  uint64_t value = static_cast<uint64_t>(listenerFd);
+  if (bpf_map_update_elem(bpf_map__fd(skeleton_->maps.sockets), &slot, &value, BPF_ANY) != 0) {
+    return osError("put the listener of slot " + std::to_string(slot) + " into the sockarray");
+  }
+  return {};
+}
+
+Result<void> DispatchProgram::pinInto(const std::string &dir) {
+  struct Pin {
+    bpf_map *map;
+    const char *name;
+  };
+  const Pin pins[] = {{skeleton_->maps.slots, kPinSlots},
+                      {skeleton_->maps.config, kPinConfig},
+                      {skeleton_->maps.verdicts, kPinVerdicts},
+                      {skeleton_->maps.sockets, kPinSockets}};
+  for (const auto &pin : pins) {
+    if (auto pinned = pinMap(pin.map, dir + "/" + pin.name); !pinned) {
+      return pinned;
+    }
+  }
+  std::string progPath = dir + "/" + kPinProgram;
+  int err = bpf_program__pin(skeleton_->progs.sd_dispatch, progPath.c_str());
+  if (err != 0) {
+    return osError(-err, "pin program " + progPath);
+  }
+  return {};
+}
+
+int DispatchProgram::slotsMapFd() const {
+  return bpf_map__fd(skeleton_->maps.slots);
+}
+
+Scoreboard DispatchProgram::scoreboard() const {
+  return Scoreboard(slots_.as<sd_slot>(), config_.as<sd_config>());
+}
+
+uint32_t DispatchProgram::programId() const {
+  bpf_prog_info info{};
+  uint32_t length = sizeof(info);
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(skeleton_->progs.sd_dispatch), &info, &length) != 0) {
+    return 0;
+  }
+  return info.id;
+}
+
+} // namespace sockdispatch

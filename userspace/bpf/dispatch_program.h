@@ -1,0 +1,51 @@
+#pragma once
+
+#include "bpf/scoreboard.h"
+#include "core/mapped_region.h"
+#include "core/result.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+struct dispatch_bpf;
+
+namespace sockdispatch {
+
+// The loaded kernel program and its maps (RAII over the libbpf skeleton). The slot and
+// config arrays are mmapped here, before any fork, so every worker shares the mapping.
+class DispatchProgram {
+public:
+  // Opens and loads the skeleton. Fails (EPERM without CAP_BPF, EINVAL on an old kernel or
+  // a verifier refusal) with the reason in the Error.
+  static Result<std::unique_ptr<DispatchProgram>> load();
+  ~DispatchProgram();
+  DispatchProgram(const DispatchProgram &) = delete;
+  DispatchProgram &operator=(const DispatchProgram &) = delete;
+
+  // Attaches the program to the reuseport group of `listenerFd` (SO_ATTACH_REUSEPORT_EBPF).
+  Result<void> attachTo(int listenerFd);
+  // Puts a listening socket into the sockarray at `slot`.
+  Result<void> setSocket(uint32_t slot, int listenerFd);
+  // Pins every map and the program into `dir`, which must exist and be empty.
+  Result<void> pinInto(const std::string &dir);
+
+  [[nodiscard]] Scoreboard scoreboard() const;
+  // The `slots` map, for a second program that shares it (ForeignLoad).
+  [[nodiscard]] int slotsMapFd() const;
+  [[nodiscard]] uint32_t programId() const;
+
+private:
+  DispatchProgram() = default;
+  dispatch_bpf *skeleton_ = nullptr;
+  MappedRegion slots_;
+  MappedRegion config_;
+};
+
+// libbpf's own log, bridged into spdlog (debug level for libbpf's info/debug lines).
+void bridgeLibbpfLog();
+// Whether libbpf's warnings are logged at debug level only: while a load is only tried (auto
+// mode falls back to the line with one warning of its own that says why).
+void quietLibbpfWarnings(bool quiet);
+
+} // namespace sockdispatch

@@ -1,0 +1,190 @@
+#include "bpf/pin_dir.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/magic.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
+#include <cstdlib>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace sockdispatch {
+
+namespace {
+
+constexpr const char *kBpffsMount = "/sys/fs/bpf";
+
+Result<void> makeDir(const std::string &dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return osError("create directory " + dir);
+  }
+  return {};
+}
+
+// The entries of `dir` but "." and "..".
+Result<std::vector<std::string>> listEntries(const std::string &dir) {
+  DIR *stream = ::opendir(dir.c_str());
+  if (stream == nullptr) {
+    return osError("open " + dir);
+  }
+  std::vector<std::string> names;
+  while (dirent *entry = ::readdir(stream)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") {
+      names.push_back(name);
+    }
+  }
+  ::closedir(stream);
+  return names;
+}
+
+// The gid of `name`, or nullopt when no such group exists.
+Result<std::optional<gid_t>> lookupGroup(const char *name) {
+  std::vector<char> buffer(16384);
+  group entry{};
+  group *found = nullptr;
+  int err = ::getgrnam_r(name, &entry, buffer.data(), buffer.size(), &found);
+  if (err != 0) {
+    return osError(err, std::string("look up group ") + name);
+  }
+  if (found == nullptr) {
+    return std::optional<gid_t>{};
+  }
+  return std::optional<gid_t>{found->gr_gid};
+}
+
+Result<void> setOwner(const std::string &path, gid_t gid, mode_t mode) {
+  if (::chown(path.c_str(), 0, gid) != 0) {
+    return osError("change the owner of " + path);
+  }
+  if (::chmod(path.c_str(), mode) != 0) {
+    return osError("change the mode of " + path);
+  }
+  return {};
+}
+
+} // namespace
+
+std::string pinBaseDir() {
+  const char *override = std::getenv("SOCKDISPATCH_PIN_ROOT");
+  if (override != nullptr && *override != '\0') {
+    return override;
+  }
+  return std::string(kBpffsMount) + "/sockdispatch";
+}
+
+std::string pinDirFor(uint16_t port) {
+  return pinBaseDir() + "/" + std::to_string(port);
+}
+
+Result<void> ensureBpffs() {
+  struct statfs fs {};
+  if (::statfs(kBpffsMount, &fs) != 0) {
+    return osError("inspect " + std::string(kBpffsMount));
+  }
+  if (fs.f_type != BPF_FS_MAGIC) {
+    if (::mount("bpf", kBpffsMount, "bpf", 0, "mode=0755") != 0) {
+      return osError("mount bpffs on " + std::string(kBpffsMount));
+    }
+  }
+  return makeDir(pinBaseDir());
+}
+
+Result<DirLock> DirLock::acquire(const std::string &dir, bool exclusive) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
+    return osError("open " + dir);
+  }
+  if (::flock(fd.get(), exclusive ? LOCK_EX : LOCK_SH) != 0) {
+    return osError("lock " + dir);
+  }
+  return DirLock(std::move(fd));
+}
+
+Result<DirLock> DirLock::acquire(const std::string &dir, bool exclusive,
+                                 std::chrono::milliseconds timeout) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
+    return osError("open " + dir);
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (::flock(fd.get(), (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      return osError("lock " + dir);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Error{EWOULDBLOCK, "lock " + dir,
+                   "another sockdispatch command held it for " + std::to_string(timeout.count()) +
+                       " ms"};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  struct stat held {};
+  struct stat current {};
+  if (::fstat(fd.get(), &held) != 0) {
+    return osError("inspect " + dir);
+  }
+  if (::stat(dir.c_str(), &current) != 0 || held.st_ino != current.st_ino ||
+      held.st_dev != current.st_dev) {
+    return osError(ENOENT, "lock " + dir);
+  }
+  return DirLock(std::move(fd));
+}
+
+Result<bool> restrictPinDir(const std::string &dir) {
+  auto gid = lookupGroup(kPinGroup);
+  if (!gid) {
+    return gid.error();
+  }
+  auto names = listEntries(dir);
+  if (!names) {
+    return names.error();
+  }
+  bool shared = gid->has_value();
+  gid_t owner = shared ? **gid : 0;
+  for (const auto &name : names.value()) {
+    std::string path = dir;
+    path += '/';
+    path += name;
+    if (auto set = setOwner(path, owner, shared ? 0640 : 0600); !set) {
+      return set.error();
+    }
+  }
+  if (auto set = setOwner(dir, owner, shared ? 0750 : 0700); !set) {
+    return set.error();
+  }
+  if (shared) {
+    spdlog::debug("pins in {} readable by group {} (gid {})", dir, kPinGroup, owner);
+  } else {
+    spdlog::debug("no group {}: pins in {} stay readable by root only", kPinGroup, dir);
+  }
+  return shared;
+}
+
+Result<void> removePinDir(const std::string &dir) {
+  auto names = listEntries(dir);
+  if (!names) {
+    return names.error().code == ENOENT ? Result<void>{} : Result<void>{names.error()};
+  }
+  for (const auto &name : names.value()) {
+    std::string path = dir;
+    path += '/';
+    path += name;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return osError("remove pin " + path);
+    }
+  }
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+    return osError("remove directory " + dir);
+  }
+  return {};
+}
+
+} // namespace sockdispatch

@@ -1,0 +1,344 @@
+#include "config/option_table.h"
+
+#include "bpf/names.h"
+#include "core/address.h"
+#include "process/exec_worker_kind.h"
+#include "process/privileges.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+namespace sockdispatch {
+
+namespace {
+
+// `field` is a pointer to an AttachOptions member, or a generic lambda `[](auto &o) -> auto &`
+// for a nested one (`o.limits.maxBodyBytes`): std::invoke reaches the setting either way.
+template <typename Field> auto copier(Field field) {
+  return [field](const AttachOptions &from, AttachOptions &to) {
+    std::invoke(field, to) = std::invoke(field, from);
+  };
+}
+
+OptionSpec row(std::string_view key, std::string_view names, OptionType type,
+               std::string_view help) {
+  OptionSpec spec;
+  spec.key = key;
+  spec.names = names;
+  spec.type = type;
+  spec.help = help;
+  return spec;
+}
+
+template <typename Field>
+OptionSpec integer(std::string_view key, std::string_view names, Field field, IntRange range,
+                   std::string_view help) {
+  OptionSpec spec = row(key, names, OptionType::integer, help);
+  spec.integers = range;
+  spec.setInteger = [field](AttachOptions &options, int64_t value) {
+    auto &target = std::invoke(field, options);
+    target = static_cast<std::remove_reference_t<decltype(target)>>(value);
+  };
+  spec.show = [field](const AttachOptions &options) {
+    return std::to_string(std::invoke(field, options));
+  };
+  spec.copy = copier(field);
+  return spec;
+}
+
+template <typename Field>
+OptionSpec seconds(std::string_view key, std::string_view names, Field field, IntRange range,
+                   std::string_view help) {
+  OptionSpec spec = row(key, names, OptionType::seconds, help);
+  spec.integers = range;
+  spec.setInteger = [field](AttachOptions &options, int64_t value) {
+    std::invoke(field, options) = std::chrono::seconds(value);
+  };
+  spec.show = [field](const AttachOptions &options) {
+    return std::to_string(std::invoke(field, options).count());
+  };
+  spec.copy = copier(field);
+  return spec;
+}
+
+template <typename Field>
+OptionSpec timeout(std::string_view key, std::string_view names, Field field,
+                   std::string_view help) {
+  OptionSpec spec = row(key, names, OptionType::timeout, help);
+  spec.fractional = kTimeoutSecondsRange;
+  spec.setSeconds = [field](AttachOptions &options, double value) {
+    std::invoke(field, options) = std::chrono::milliseconds(std::llround(value * 1000.0));
+  };
+  spec.show = [field](const AttachOptions &options) {
+    return fmt::format("{}", static_cast<double>(std::invoke(field, options).count()) / 1000.0);
+  };
+  spec.copy = copier(field);
+  return spec;
+}
+
+template <typename Field>
+OptionSpec boolean(std::string_view key, std::string_view names, Field field,
+                   std::string_view help) {
+  OptionSpec spec = row(key, names, OptionType::boolean, help);
+  spec.setBoolean = [field](AttachOptions &options, bool value) {
+    std::invoke(field, options) = value;
+  };
+  spec.showDefault = false;
+  spec.copy = copier(field);
+  return spec;
+}
+
+// A string setting; `check` returns the problem with a value, or nullopt.
+template <typename Field, typename Check>
+OptionSpec text(std::string_view key, std::string_view names, std::string_view valueName,
+                Field field, Check check, std::string_view help) {
+  OptionSpec spec = row(key, names, OptionType::string, help);
+  spec.valueName = valueName;
+  spec.setText = [field, check](AttachOptions &options,
+                                const std::string &value) -> std::optional<std::string> {
+    if (auto problem = check(value)) {
+      return problem;
+    }
+    std::invoke(field, options) = value;
+    return std::nullopt;
+  };
+  spec.show = [field](const AttachOptions &options) { return std::invoke(field, options); };
+  spec.copy = copier(field);
+  return spec;
+}
+
+std::optional<std::string> numericAddress(const std::string &value) {
+  if (parseAddress(value, 0)) {
+    return std::nullopt;
+  }
+  return "'" + value + "' is not a numeric IPv4 or IPv6 address";
+}
+
+std::optional<std::string> existingDirectory(const std::string &value) {
+  struct stat info {};
+  if (::stat(value.c_str(), &info) != 0) {
+    return fmt::format("directory '{}': {}", value, std::strerror(errno));
+  }
+  if (!S_ISDIR(info.st_mode)) {
+    return fmt::format("'{}' is not a directory", value);
+  }
+  return std::nullopt;
+}
+
+OptionSpec commandOption() {
+  OptionSpec spec = row("command", "command", OptionType::words,
+                        "After --: a program to run as each worker, given its listener as fd 3 "
+                        "(LISTEN_FDS=1), e.g. -- gunicorn --bind fd://3 app:app");
+  spec.setWords = [](AttachOptions &options, std::vector<std::string> words) {
+    options.command = std::move(words);
+  };
+  spec.showDefault = false;
+  spec.copy = copier(&AttachOptions::command);
+  return spec;
+}
+
+OptionSpec stopSignalOption() {
+  OptionSpec spec = row("stop-signal", "--stop-signal", OptionType::choice,
+                        "With a COMMAND: the signal that asks a worker to stop gracefully "
+                        "(SIGKILL follows after --shutdown-timeout)");
+  spec.choices = stopSignalNames();
+  spec.setText = [](AttachOptions &options,
+                    const std::string &value) -> std::optional<std::string> {
+    auto signo = stopSignalFromName(value);
+    if (!signo) {
+      std::vector<std::string> names = stopSignalNames();
+      std::string last = names.back();
+      names.pop_back();
+      return fmt::format("'{}' is not a stop signal ({} or {})", value, fmt::join(names, ", "),
+                         last);
+    }
+    options.stopSignal = *signo;
+    return std::nullopt;
+  };
+  spec.show = [](const AttachOptions &options) { return stopSignalName(options.stopSignal); };
+  spec.copy = copier(&AttachOptions::stopSignal);
+  return spec;
+}
+
+OptionSpec modeOption() {
+  OptionSpec spec = row("mode", "--mode", OptionType::choice,
+                        "How connections reach the workers: ebpf (the kernel program chooses), "
+                        "line (the master accepts and the workers pass connections down a "
+                        "line), auto (ebpf where the program loads, else line, with a warning "
+                        "saying why)");
+  spec.choices = {"auto", "ebpf", "line"};
+  spec.setText = [](AttachOptions &options,
+                    const std::string &value) -> std::optional<std::string> {
+    auto mode = parseDispatchMode(value);
+    if (!mode) {
+      return fmt::format("'{}' is not a mode (auto, ebpf or line)", value);
+    }
+    options.mode = *mode;
+    return std::nullopt;
+  };
+  spec.show = [](const AttachOptions &options) -> std::string {
+    switch (options.mode) {
+    case DispatchModeOption::kEbpf: return "ebpf";
+    case DispatchModeOption::kLine: return "line";
+    case DispatchModeOption::kAuto: break;
+    }
+    return "auto";
+  };
+  spec.copy = copier(&AttachOptions::mode);
+  return spec;
+}
+
+OptionSpec policyOption() {
+  OptionSpec spec = row("policy", "--policy", OptionType::choice,
+                        "Balancing policy to start with (sockdispatch tune changes it live)");
+  spec.choices = {"skip_load", "least_conn", "p2c", "round_robin", "weighted", "hash"};
+  spec.setText = [](AttachOptions &options,
+                    const std::string &value) -> std::optional<std::string> {
+    auto policy = policyFromName(value);
+    if (!policy) {
+      return fmt::format("'{}' is not a policy ({})", value, policyNames());
+    }
+    options.policy = *policy;
+    return std::nullopt;
+  };
+  spec.show = [](const AttachOptions &options) { return std::string(policyName(options.policy)); };
+  spec.copy = copier(&AttachOptions::policy);
+  return spec;
+}
+
+std::vector<OptionSpec> makeTable() {
+  std::vector<OptionSpec> table{
+      integer("port", "port", &AttachOptions::port, kPortRange,
+              "TCP port to serve (0: pick an ephemeral port); required unless the --config "
+              "file sets 'port'"),
+      integer("workers", "--workers,-w", &AttachOptions::workers, kWorkersRange,
+              "Worker processes (default: CPU count)"),
+      integer("min-workers", "--min-workers", &AttachOptions::minWorkers, kWorkersRange,
+              "Dynamic pool: fewest workers (with --max-workers; not with --workers)"),
+      integer("max-workers", "--max-workers", &AttachOptions::maxWorkers, kWorkersRange,
+              "Dynamic pool: most workers, grown while they are busy"),
+      integer("pool-busy-conns", "--pool-busy-conns", &AttachOptions::poolBusyConnections,
+              kPoolBusyConnsRange,
+              "Dynamic pool: grow while workers hold more open connections each"),
+      integer("pool-idle-seconds", "--pool-idle-seconds", &AttachOptions::poolIdleSeconds,
+              kPoolIdleSecondsRange,
+              "Dynamic pool: shrink after this long below a quarter of --pool-busy-conns"),
+      text("bind", "--bind,-b", "ADDRESS", &AttachOptions::bind, numericAddress,
+           "Numeric IPv4 or IPv6 address to bind"),
+      integer("backlog", "--backlog", &AttachOptions::backlog, kBacklogRange,
+              "listen() backlog of each worker's socket"),
+      modeOption(),
+      policyOption(),
+      integer("max-conns", "--max-conns", &AttachOptions::maxConnections, kMaxConnsRange,
+              "Open connections per worker at which it takes no more (0: no limit); a full "
+              "worker is chosen by no policy, and when all are, connections wait in the "
+              "kernel's backlog"),
+      integer("line-batch", "--line-batch", &AttachOptions::lineBatch, kLineBatchRange,
+              "Line mode: most connections the master hands to the line in one message"),
+      text("root", "--root,-r", "DIR", &AttachOptions::root, existingDirectory,
+           "Serve static files from this directory (default: the built-in page)"),
+      seconds("shutdown-timeout", "--shutdown-timeout", &AttachOptions::shutdownTimeout,
+              kShutdownTimeoutRange, "Seconds workers get to finish in-flight requests on stop"),
+      integer(
+          "max-target-bytes", "--max-target-bytes",
+          [](auto &o) -> auto & { return o.limits.maxTargetBytes; }, kMaxTargetBytesRange,
+          "Longest request target; longer is answered 414"),
+      integer(
+          "max-header-bytes", "--max-header-bytes",
+          [](auto &o) -> auto & { return o.limits.maxHeaderBytes; }, kMaxHeaderBytesRange,
+          "Largest request line plus header fields; larger is answered 431"),
+      integer(
+          "max-header-fields", "--max-header-fields",
+          [](auto &o) -> auto & { return o.limits.maxHeaderFields; }, kMaxHeaderFieldsRange,
+          "Most header fields in a request; more are answered 431"),
+      integer(
+          "max-body-bytes", "--max-body-bytes",
+          [](auto &o) -> auto & { return o.limits.maxBodyBytes; }, kMaxBodyBytesRange,
+          "Largest request body; larger is answered 413"),
+      integer(
+          "max-pending-output", "--max-pending-output",
+          [](auto &o) -> auto & { return o.limits.maxPendingOutput; }, kMaxPendingOutputRange,
+          "Answer bytes a connection may have unsent before its requests stop being read"),
+      integer(
+          "max-keepalive-requests", "--max-keepalive-requests",
+          [](auto &o) -> auto & { return o.limits.maxRequestsPerConnection; },
+          kMaxKeepaliveRequestsRange,
+          "Requests per connection; the last is answered with Connection: close (0: no limit)"),
+      timeout(
+          "header-timeout", "--header-timeout",
+          [](auto &o) -> auto & { return o.limits.headerTimeout; },
+          "Seconds from a request's first byte to the end of its header fields (408)"),
+      timeout(
+          "body-timeout", "--body-timeout", [](auto &o) -> auto & { return o.limits.bodyTimeout; },
+          "Seconds from the end of the header fields to the end of the body (408)"),
+      timeout(
+          "idle-timeout", "--idle-timeout", [](auto &o) -> auto & { return o.limits.idleTimeout; },
+          "Seconds a keep-alive connection may wait for its next request"),
+      timeout(
+          "write-timeout", "--write-timeout",
+          [](auto &o) -> auto & { return o.limits.writeTimeout; },
+          "Seconds without progress writing answers before the connection is closed"),
+      text("user", "--user,-u", "NAME", &AttachOptions::user, checkUser,
+           "Run the workers as this user, with no capabilities (the master stays root)"),
+      boolean("dotfiles", "--dotfiles", &AttachOptions::dotfiles,
+              "With --root: serve files whose names start with a dot (.git, .env, ...); "
+              "hidden (404) by default"),
+      boolean("verbose", "--verbose,-v", &AttachOptions::verbose,
+              "Debug logging (libbpf's log included)"),
+      commandOption(),
+      stopSignalOption(),
+      boolean("fd-only", "--fd-only", &AttachOptions::fdOnly,
+              "With a COMMAND: pass the listener as fd 3 without LISTEN_FDS/LISTEN_PID, for a "
+              "program given the fd by an argument that would also read LISTEN_FDS (gunicorn "
+              "--bind fd://3)"),
+  };
+  for (OptionSpec &spec : table) {
+    // No default worth printing: required (port), the machine's CPU count (workers, said in
+    // the help), or 0 for "no dynamic pool".
+    if (spec.key == "port" || spec.key == "workers" || spec.key == "min-workers" ||
+        spec.key == "max-workers") {
+      spec.showDefault = false;
+    }
+  }
+  return table;
+}
+
+} // namespace
+
+std::string_view OptionSpec::flag() const {
+  return names.substr(0, names.find(','));
+}
+
+std::string_view OptionSpec::typeName() const {
+  switch (type) {
+  case OptionType::integer: return "integer";
+  case OptionType::seconds: return "integer (seconds)";
+  case OptionType::timeout: return "number (seconds)";
+  case OptionType::boolean: return "boolean";
+  case OptionType::words: return "array of strings";
+  case OptionType::string:
+  case OptionType::choice: break;
+  }
+  return "string";
+}
+
+const std::vector<OptionSpec> &optionTable() {
+  static const std::vector<OptionSpec> table = makeTable();
+  return table;
+}
+
+const OptionSpec *findOption(std::string_view key) {
+  const auto &table = optionTable();
+  auto found = std::find_if(table.begin(), table.end(),
+                            [key](const OptionSpec &spec) { return spec.key == key; });
+  return found == table.end() ? nullptr : &*found;
+}
+
+} // namespace sockdispatch

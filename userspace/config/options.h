@@ -1,0 +1,91 @@
+#pragma once
+
+#include "http/http_message.h"
+#include "sockdispatch/abi.h"
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sockdispatch {
+
+// Process exit codes the CLI promises to scripts.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;      // a runtime failure (bind, BPF load, ...)
+inline constexpr int kExitUsage = 2;        // bad flag, value or configuration
+inline constexpr int kExitFatalConfig = 78; // a worker that must not be respawned (EX_CONFIG)
+
+// --mode: how connections reach the workers. kAuto: the eBPF program where it loads, else
+// the line (with one warning saying why).
+enum class DispatchModeOption { kAuto, kEbpf, kLine };
+
+inline std::optional<DispatchModeOption> parseDispatchMode(std::string_view name) {
+  if (name == "auto") {
+    return DispatchModeOption::kAuto;
+  }
+  if (name == "ebpf") {
+    return DispatchModeOption::kEbpf;
+  }
+  if (name == "line") {
+    return DispatchModeOption::kLine;
+  }
+  return std::nullopt;
+}
+
+struct ServerHooks; // server_hooks.h
+
+// Everything `sockdispatch attach` is told.
+struct AttachOptions {
+  uint16_t port = 0;
+  std::string bind = "0.0.0.0";
+  int workers = 1;
+  // A dynamic pool when maxWorkers > 0: between minWorkers and maxWorkers workers, grown while
+  // the workers hold more than poolBusyConnections open connections each on average, shrunk
+  // once they have held fewer than a quarter of that for poolIdleSeconds.
+  int minWorkers = 0;
+  int maxWorkers = 0;
+  int poolBusyConnections = 16;
+  int poolIdleSeconds = 10;
+  int backlog = 511;
+  // Open connections at which a worker takes no more (0: no limit). In line mode a full
+  // worker passes new connections on, and when every worker is full the master stops
+  // accepting; in eBPF mode a full worker leaves the line (SD_SLOT_FULL) until one closes.
+  uint32_t maxConnections = 0;
+  DispatchModeOption mode = DispatchModeOption::kAuto;
+  // The balancing policy the attachment starts with (enum sd_policy; `tune` changes it live).
+  // least_conn by default: docs/design/dispatch.md, "The default policy".
+  uint32_t policy = SD_POLICY_LEAST_CONN;
+  // Line mode: the most connections the master hands to the line in one message (1: one
+  // message per connection; 253: SCM_RIGHTS's limit).
+  int lineBatch = 253;
+  std::string root; // empty: the built-in page
+  std::chrono::seconds shutdownTimeout{10};
+  HttpLimits limits;
+  // Workers run as this user, with no capabilities (empty: as the master's user).
+  std::string user;
+  bool dotfiles = false; // serve files and directories whose names start with a dot
+  // A program run as each worker (`attach PORT -- COMMAND ARGS...`): it gets its slot's
+  // listener as fd 3 by the socket-activation protocol (docs/design/exec.md). Empty: our own
+  // workers serve.
+  std::vector<std::string> command;
+  // The signal that asks a COMMAND worker to stop gracefully (--stop-signal).
+  int stopSignal = SIGTERM;
+  // With a COMMAND: fd 3 without the LISTEN_FDS variables (--fd-only), for a program told the
+  // descriptor by an argument that would also take it from LISTEN_FDS (gunicorn --bind fd://3).
+  bool fdOnly = false;
+  bool verbose = false;
+  // Set by the library's Server: makes each worker's handler instead of the built-in choice.
+  std::shared_ptr<const ServerHooks> hooks;
+};
+
+// How many workers a generation starts with.
+inline int initialWorkers(const AttachOptions &options) {
+  return options.maxWorkers > 0 ? options.minWorkers : options.workers;
+}
+
+} // namespace sockdispatch

@@ -1,0 +1,340 @@
+#include "control/attach.h"
+
+#include "bpf/dispatch_program.h"
+#include "bpf/foreign_load.h"
+#include "bpf/names.h"
+#include "bpf/pin_dir.h"
+#include "control/pinned_attachment.h"
+#include "core/logging.h"
+#include "dispatch/listener.h"
+#include "dispatch/reuseport_dispatch.h"
+#include "line/line_dispatch.h"
+#include "line/shared_scoreboard.h"
+#include "process/exec_worker_kind.h"
+#include "process/master.h"
+#include "process/notify.h"
+#include "process/worker_kind.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+
+namespace sockdispatch {
+
+namespace {
+
+// A start-up failure: the message for the operator and the exit code it maps to.
+struct StartupError : std::runtime_error {
+  StartupError(int exitCode, const std::string &message)
+      : std::runtime_error(message), code(exitCode) {}
+  int code;
+};
+
+[[noreturn]] void fail(const Error &error, int code = kExitFailure) {
+  throw StartupError(code, error.message());
+}
+
+std::string bpfLoadHint(int code) {
+  switch (code) {
+  case EPERM:
+  case EACCES: return " (loading BPF needs root, or CAP_BPF with CAP_NET_ADMIN)";
+  case EINVAL:
+  case ENOTSUP:
+    return " (the kernel lacks sk_reuseport/migrate programs or the verifier refused; "
+           "Linux 5.14 or newer is needed)";
+  default: return "";
+  }
+}
+
+// Refuses a port some live master holds; removes the pins a dead master left behind. (A line
+// mode attachment's scoreboard file is checked when it is created: one in use is refused, one
+// left by a dead master replaced.)
+void claimPort(uint16_t port) {
+  std::string dir = pinDirFor(port);
+  if (::access(dir.c_str(), F_OK) != 0) {
+    return;
+  }
+  auto existing = PinnedAttachment::open(port, false);
+  if (!existing) {
+    // Never remove what we cannot prove is dead: the operator decides.
+    throw StartupError(kExitFailure, "cannot read the state of port " + std::to_string(port) +
+                                         " in " + dir + " (" + existing.error().message() +
+                                         "); remove that directory if no sockdispatch serves "
+                                         "the port");
+  }
+  uint32_t owner = loadRelaxed(existing->config().master_pid);
+  if (processAlive(owner)) {
+    throw StartupError(kExitUsage, "port " + std::to_string(port) +
+                                       " is already attached by sockdispatch (master pid " +
+                                       std::to_string(owner) + "); stop it first (kill -TERM " +
+                                       std::to_string(owner) + ")");
+  }
+  spdlog::warn("removing stale state of port {} left by master pid {}", port, owner);
+  if (auto removed = removePinDir(dir); !removed) {
+    fail(removed.error());
+  }
+}
+
+// Removes the attachment's pins when the attachment ends, however it ends.
+class PinGuard {
+public:
+  explicit PinGuard(std::string dir) : dir_(std::move(dir)) {}
+  ~PinGuard() {
+    if (auto removed = removePinDir(dir_); !removed) {
+      spdlog::error("{}", removed.error().message());
+    }
+  }
+  PinGuard(const PinGuard &) = delete;
+  PinGuard &operator=(const PinGuard &) = delete;
+
+private:
+  std::string dir_;
+};
+
+struct Prepared {
+  ListenerGroup listeners;
+  std::unique_ptr<DispatchProgram> program;    // null in line mode
+  std::optional<SharedScoreboard> sharedBoard; // line mode's scoreboard
+  std::string pinDir;                          // eBPF mode's pins
+  std::string fallbackReason;                  // why auto mode serves in line mode
+};
+
+void writeConfig(sd_config *config, const AttachOptions &options, uint16_t port, sd_mode mode) {
+  config->abi_version = SD_ABI_VERSION;
+  config->policy =
+      options.policy < SD_NR_POLICIES ? options.policy : static_cast<__u32>(SD_POLICY_LEAST_CONN);
+  config->nr_slots = static_cast<__u32>(initialWorkers(options));
+  config->mode = mode;
+  config->master_pid = static_cast<__u32>(::getpid());
+  config->port = port;
+  config->generation = 1;
+}
+
+// The eBPF path's first step, before any socket exists: bpffs and the program. An error
+// names the cause and what it means.
+Result<std::unique_ptr<DispatchProgram>> loadProgram() {
+  if (auto mounted = ensureBpffs(); !mounted) {
+    return mounted.error();
+  }
+  auto program = DispatchProgram::load();
+  if (!program) {
+    Error error = program.error();
+    error.detail = std::string(std::strerror(error.code)) + bpfLoadHint(error.code);
+    return error;
+  }
+  return std::move(program.value());
+}
+
+void prepareEbpf(Prepared &prepared, const AttachOptions &options) {
+  Scoreboard board = prepared.program->scoreboard();
+  uint16_t port = prepared.listeners.address.port();
+  writeConfig(board.config(), options, port, SD_MODE_EBPF);
+
+  // Attach before listen(): no SYN is ever hashed past the program.
+  if (auto attached = prepared.program->attachTo(prepared.listeners.sockets[0].get()); !attached) {
+    fail(attached.error());
+  }
+  if (auto listening = listenAll(prepared.listeners, options.backlog); !listening) {
+    fail(listening.error());
+  }
+  for (uint32_t slot = 0; slot < prepared.listeners.sockets.size(); ++slot) {
+    if (auto set = prepared.program->setSocket(slot, prepared.listeners.sockets[slot].get());
+        !set) {
+      fail(set.error());
+    }
+  }
+
+  // Pin into a private directory, then rename it into place: readers never see half.
+  prepared.pinDir = pinDirFor(port);
+  // bpffs refuses names with a dot; attachments are the all-digit entries.
+  std::string staging = pinBaseDir() + "/staging-" + std::to_string(::getpid());
+  (void)removePinDir(staging);
+  if (::mkdir(staging.c_str(), 0700) != 0) {
+    fail(osError("create directory " + staging));
+  }
+  if (auto pinned = prepared.program->pinInto(staging); !pinned) {
+    (void)removePinDir(staging);
+    fail(pinned.error());
+  }
+  // Readable by the monitoring group (status without root), writable by root only.
+  if (auto restricted = restrictPinDir(staging); !restricted) {
+    (void)removePinDir(staging);
+    fail(restricted.error());
+  }
+  if (::rename(staging.c_str(), prepared.pinDir.c_str()) != 0) {
+    Error error = osError("move " + staging + " to " + prepared.pinDir);
+    (void)removePinDir(staging);
+    fail(error);
+  }
+}
+
+void prepareLine(Prepared &prepared, const AttachOptions &options) {
+  uint16_t port = prepared.listeners.address.port();
+  sd_config initial{};
+  writeConfig(&initial, options, port, SD_MODE_LINE);
+  auto board = SharedScoreboard::create(port, initial);
+  if (!board) {
+    throw StartupError(board.error().code == EEXIST ? kExitUsage : kExitFailure,
+                       board.error().message());
+  }
+  prepared.sharedBoard.emplace(std::move(board.value()));
+  if (auto listening = listenAll(prepared.listeners, options.backlog); !listening) {
+    fail(listening.error());
+  }
+}
+
+Prepared prepare(const AttachOptions &options) {
+  auto address = parseAddress(options.bind, options.port);
+  if (!address) {
+    throw StartupError(kExitUsage,
+                       "--bind " + options.bind + " is not a numeric IPv4 or IPv6 address");
+  }
+  Prepared prepared;
+  if (options.mode != DispatchModeOption::kLine) {
+    quietLibbpfWarnings(options.mode == DispatchModeOption::kAuto);
+    auto program = loadProgram();
+    quietLibbpfWarnings(false);
+    if (!program && (options.mode == DispatchModeOption::kEbpf || !options.command.empty())) {
+      // A COMMAND's workers accept on their own listeners: there is no line to fall back to.
+      fail(program.error());
+    }
+    if (program) {
+      prepared.program = std::move(program.value());
+    } else {
+      prepared.fallbackReason = program.error().message();
+    }
+  }
+  const bool line = prepared.program == nullptr;
+
+  // One attach at a time decides who holds a port (the pins' base directory in eBPF mode,
+  // the run directory's in line mode).
+  std::optional<DirLock> lock;
+  if (!line) {
+    auto locked = DirLock::acquire(pinBaseDir(), true);
+    if (!locked) {
+      fail(locked.error());
+    }
+    lock.emplace(std::move(locked.value()));
+  }
+  if (options.port != 0) {
+    claimPort(options.port);
+    if (portHasListener(options.port)) {
+      throw StartupError(kExitFailure, "port " + std::to_string(options.port) +
+                                           " is already in use by another listener");
+    }
+  }
+  // Line mode accepts on one socket (a group of one: SO_REUSEPORT stays on, so a reload
+  // could join it, and the same code binds both modes).
+  auto group = bindReuseportGroup(*address, line ? 1 : initialWorkers(options));
+  if (!group) {
+    fail(group.error());
+  }
+  prepared.listeners = std::move(group.value());
+  if (options.port == 0) {
+    claimPort(prepared.listeners.address.port()); // a dead master's state may remain
+  }
+  if (line) {
+    prepareLine(prepared, options);
+  } else {
+    prepareEbpf(prepared, options);
+  }
+  return prepared;
+}
+
+// A COMMAND's workers write no load: the kernel measures it for their slots. Where it cannot
+// (no BTF tracepoints), they are served all the same, balanced on the choices alone.
+std::unique_ptr<ForeignLoad> measureForeignLoad(DispatchProgram &program,
+                                                ReuseportDispatch &dispatch) {
+  auto loaded = ForeignLoad::load(program.slotsMapFd());
+  if (!loaded) {
+    spdlog::warn("{}; the COMMAND workers' load is not measured: least_conn sees only its own "
+                 "choices",
+                 loaded.error().message());
+    return nullptr;
+  }
+  std::unique_ptr<ForeignLoad> load = std::move(loaded.value());
+  ForeignLoad *tagger = load.get();
+  dispatch.observeListeners([tagger](uint32_t slot, int listenerFd) {
+    if (auto tagged = tagger->tag(listenerFd, slot); !tagged) {
+      spdlog::warn("{}; its load is not measured", tagged.error().message());
+    }
+  });
+  return load;
+}
+
+} // namespace
+
+int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadOptions) {
+  setupLogging("master", options.verbose);
+  bridgeLibbpfLog();
+  std::optional<Prepared> prepared;
+  try {
+    prepared = prepare(options);
+  } catch (const StartupError &error) {
+    spdlog::error("attach: {}", error.what());
+    return error.code;
+  }
+  std::optional<PinGuard> pins;
+  if (!prepared->pinDir.empty()) {
+    pins.emplace(prepared->pinDir);
+  }
+  const SocketAddress address = prepared->listeners.address;
+  const bool line = prepared->program == nullptr;
+  uint32_t programId = line ? 0 : prepared->program->programId();
+  if (!prepared->fallbackReason.empty()) {
+    spdlog::warn("the dispatch program cannot run here ({}); serving in line mode: the master "
+                 "accepts and the workers pass connections down a line (--mode ebpf refuses "
+                 "to start instead)",
+                 prepared->fallbackReason);
+  }
+  MasterParts parts;
+  parts.scoreboard = line ? prepared->sharedBoard->writer() : prepared->program->scoreboard();
+  std::unique_ptr<ForeignLoad> foreignLoad; // outlives the master
+  if (line) {
+    parts.mode = std::make_unique<LineDispatch>(std::move(prepared->listeners), parts.scoreboard);
+  } else {
+    auto reuseport =
+        std::make_unique<ReuseportDispatch>(std::move(prepared->listeners), *prepared->program);
+    if (!options.command.empty()) {
+      foreignLoad = measureForeignLoad(*prepared->program, *reuseport);
+    }
+    parts.mode = std::move(reuseport);
+  }
+  if (options.command.empty()) {
+    parts.kind = std::make_unique<NativeWorkerKind>();
+  } else {
+    parts.kind = std::make_unique<ExecWorkerKind>();
+  }
+  Master master(options, std::move(parts), reloadOptions);
+  master.onReloading([] { notifyReloading(); });
+  master.onReloaded([](bool committed) {
+    notifyReady(committed ? "reloaded: a new generation serves"
+                          : "reload abandoned: the running generation serves");
+  });
+  master.onStopping([] { notifyStopping(); });
+  master.onReady([&] {
+    std::string program = line ? "" : fmt::format(", program id {}", programId);
+    std::printf("listening on %s (%s mode, %d worker%s, policy %s%s)\n", address.toString().c_str(),
+                line ? "line" : "ebpf", initialWorkers(options),
+                initialWorkers(options) == 1 ? "" : "s",
+                std::string(policyName(options.policy)).c_str(), program.c_str());
+    std::fflush(stdout);
+    spdlog::info("listening on {} with {} workers ({} mode)", address.toString(),
+                 initialWorkers(options), line ? "line" : "ebpf");
+    if (options.maxWorkers > 0) {
+      spdlog::info("dynamic pool: {} to {} workers", options.minWorkers, options.maxWorkers);
+    }
+    notifyReady(
+        fmt::format("listening on {}, {} workers", address.toString(), initialWorkers(options)));
+  });
+  int code = master.run();
+  spdlog::info("stopped");
+  return code;
+}
+
+} // namespace sockdispatch

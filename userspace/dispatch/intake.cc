@@ -1,0 +1,18 @@
+#include "dispatch/intake.h"
+
+#include "dispatch/listener_intake.h"
+#include "line/line_intake.h"
+
+namespace sockdispatch {
+
+std::unique_ptr<Intake> makeIntake(WorkerSockets &sockets, uint32_t slot, Scoreboard scoreboard,
+                                   uint64_t maxConnections) {
+  if (sockets.listener) {
+    return std::make_unique<ListenerIntake>(std::move(sockets.listener), slot, maxConnections);
+  }
+  return std::make_unique<LineIntake>(std::move(sockets.lineInput),
+                                      std::move(sockets.lineSuccessor), slot, scoreboard,
+                                      maxConnections);
+}
+
+} // namespace sockdispatch

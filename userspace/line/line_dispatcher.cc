@@ -1,0 +1,315 @@
+#include "line/line_dispatcher.h"
+
+#include "core/timeval.h"
+#include "sockdispatch/abi.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string_view>
+
+namespace sockdispatch {
+
+namespace {
+
+// How soon a batch the line could not take is offered again, and how soon a full line (every
+// worker at --max-conns) or a descriptor shortage is looked at again. The listen backlog holds
+// the new connections meanwhile.
+constexpr auto kChannelRetry = std::chrono::milliseconds(2);
+constexpr auto kFullLineRetry = std::chrono::milliseconds(10);
+constexpr auto kDescriptorRetry = std::chrono::milliseconds(100);
+// Batches accepted per readiness before the loop serves the line again.
+constexpr int kAcceptRounds = 4;
+
+constexpr std::string_view kUnavailable = "HTTP/1.1 503 Service Unavailable\r\n"
+                                          "Content-Length: 0\r\n"
+                                          "Retry-After: 1\r\n"
+                                          "Connection: close\r\n\r\n";
+
+bool outOfDescriptors(int code) {
+  return code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM;
+}
+
+} // namespace
+
+LineDispatcher::LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Hooks hooks)
+    : base_(base), listener_(std::move(listener)),
+      maxBatch_(std::clamp<size_t>(maxBatch, 1, kMaxFdsPerMessage)), hooks_(std::move(hooks)),
+      inputs_(SD_MAX_WORKERS) {}
+
+Result<void> LineDispatcher::start() {
+  acceptEvent_.reset(event_new(
+      base_, listener_.get(), EV_READ | EV_PERSIST,
+      [](evutil_socket_t, short, void *ctx) { static_cast<LineDispatcher *>(ctx)->onAcceptable(); },
+      this));
+  retryTimer_.reset(evtimer_new(
+      base_,
+      [](evutil_socket_t, short, void *ctx) { static_cast<LineDispatcher *>(ctx)->resume(); },
+      this));
+  if (!acceptEvent_ || !retryTimer_) {
+    return logicError("watch the line's listener", "libevent could not create its events");
+  }
+  enableAccepting();
+  return {};
+}
+
+Result<void> LineDispatcher::ensureChannel(uint32_t slot) {
+  Input &input = inputs_.at(slot);
+  if (input.read) {
+    return {};
+  }
+  auto pair = makeChannelPair();
+  if (!pair) {
+    return pair.error();
+  }
+  input.write = std::move(pair->first);
+  input.read = std::move(pair->second);
+  return {};
+}
+
+int LineDispatcher::inputWriteEnd(uint32_t slot) const {
+  return slot < inputs_.size() ? inputs_[slot].write.get() : -1;
+}
+
+void LineDispatcher::handOver(uint32_t slot) {
+  inputs_.at(slot).recovery.reset();
+}
+
+void LineDispatcher::recoverFrom(uint32_t slot) {
+  Input &input = inputs_.at(slot);
+  if (!input.read) {
+    return;
+  }
+  if (!input.recovery) {
+    struct Target {
+      LineDispatcher *self;
+      uint32_t slot;
+    };
+    input.recovery.reset(event_new(
+        base_, input.read.get(), EV_READ | EV_PERSIST,
+        [](evutil_socket_t fd, short, void *ctx) {
+          auto *self = static_cast<LineDispatcher *>(ctx);
+          for (uint32_t s = 0; s < self->inputs_.size(); ++s) {
+            if (self->inputs_[s].read.get() == fd) {
+              self->onRecoverable(s);
+              return;
+            }
+          }
+        },
+        this));
+    event_add(input.recovery.get(), nullptr);
+  }
+  onRecoverable(slot);
+}
+
+void LineDispatcher::onRecoverable(uint32_t slot) {
+  size_t recovered = 0;
+  for (;;) {
+    auto received = receive(inputs_[slot].read.get());
+    if (!received) {
+      if (!wouldBlock(received.error())) {
+        spdlog::error("slot {}'s line input: {}", slot, received.error().message());
+        continue; // the refused message's descriptors are closed; read on
+      }
+      break;
+    }
+    if (received->peerClosed) {
+      break; // not while the dispatcher holds the write end
+    }
+    if (received->message.messageType() != LineMessageType::kConnections) {
+      continue;
+    }
+    recovered += received->fds.size();
+    pending_.push_back(Batch{std::move(received->fds)});
+  }
+  if (recovered == 0) {
+    return;
+  }
+  spdlog::info("recovered {} connection{} queued for worker {}; handing them to the line again",
+               recovered, recovered == 1 ? "" : "s", slot);
+  flush();
+  if (!pending_.empty()) {
+    pauseAccepting(kChannelRetry);
+  }
+}
+
+LineDispatcher::WorkerEnds LineDispatcher::takeInChild(uint32_t slot,
+                                                       std::optional<uint32_t> successor) {
+  WorkerEnds ends;
+  ends.input = std::move(inputs_.at(slot).read);
+  if (successor) {
+    ends.successor = std::move(inputs_.at(*successor).write);
+  }
+  // The parent's loop owns the events: release them untouched (freeing one would unregister
+  // the parent's descriptor from the epoll set both processes share).
+  for (Input &input : inputs_) {
+    (void)input.recovery.release();
+    input.read.reset();
+    input.write.reset();
+  }
+  (void)acceptEvent_.release();
+  (void)retryTimer_.release();
+  listener_.reset();
+  pending_.clear();
+  return ends;
+}
+
+void LineDispatcher::onAcceptable() {
+  if (!pending_.empty()) {
+    pauseAccepting(kChannelRetry);
+    return;
+  }
+  if (hooks_.lineFull()) {
+    pauseAccepting(kFullLineRetry);
+    return;
+  }
+  for (int round = 0; round < kAcceptRounds && accepting_; ++round) {
+    std::vector<UniqueFd> batch;
+    acceptBatch(batch);
+    if (batch.empty()) {
+      return;
+    }
+    bool whole = batch.size() == maxBatch_;
+    pending_.push_back(Batch{std::move(batch)});
+    flush();
+    if (!pending_.empty()) {
+      pauseAccepting(kChannelRetry);
+      return;
+    }
+    if (!whole) {
+      return;
+    }
+  }
+}
+
+void LineDispatcher::acceptBatch(std::vector<UniqueFd> &batch) {
+  while (batch.size() < maxBatch_) {
+    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (fd) {
+      batch.push_back(std::move(fd));
+      continue;
+    }
+    int code = errno;
+    if (code == EINTR || code == ECONNABORTED) {
+      continue;
+    }
+    if (outOfDescriptors(code)) {
+      // Not a spin: the connections wait in the backlog until descriptors are free again.
+      spdlog::warn("Failed to accept on the line's listener: {}; pausing accepts for {} ms",
+                   std::strerror(code), kDescriptorRetry.count());
+      pauseAccepting(kDescriptorRetry);
+    } else if (code != EAGAIN && code != EWOULDBLOCK) {
+      spdlog::error("Failed to accept on the line's listener: {}", std::strerror(code));
+    }
+    return;
+  }
+}
+
+void LineDispatcher::flush() {
+  while (!pending_.empty()) {
+    std::optional<uint32_t> head = hooks_.head();
+    if (!head || inputWriteEnd(*head) < 0) {
+      return;
+    }
+    Batch &batch = pending_.front();
+    std::vector<int> fds;
+    fds.reserve(batch.fds.size());
+    for (const UniqueFd &fd : batch.fds) {
+      fds.push_back(fd.get());
+    }
+    auto sent = sendFds(inputWriteEnd(*head),
+                        LineMessage::make(LineMessageType::kConnections, sequence_), fds);
+    if (!sent) {
+      if (!wouldBlock(sent.error()) && sent.error().code != ETOOMANYREFS) {
+        spdlog::error("worker {}'s line input: {}", *head, sent.error().message());
+      }
+      return; // kept here; offered again by the retry timer
+    }
+    sequence_ += batch.fds.size();
+    pending_.pop_front(); // the worker holds its own copies now
+  }
+}
+
+void LineDispatcher::pauseAccepting(std::chrono::milliseconds retry) {
+  if (accepting_) {
+    event_del(acceptEvent_.get());
+    accepting_ = false;
+  }
+  if (retryTimer_ && evtimer_pending(retryTimer_.get(), nullptr) == 0) {
+    timeval when = toTimeval(retry);
+    evtimer_add(retryTimer_.get(), &when);
+  }
+}
+
+void LineDispatcher::enableAccepting() {
+  if (!accepting_ && !stopped_ && acceptEvent_) {
+    event_add(acceptEvent_.get(), nullptr);
+    accepting_ = true;
+  }
+}
+
+void LineDispatcher::resume() {
+  flush();
+  if (!pending_.empty()) {
+    pauseAccepting(kChannelRetry);
+    return;
+  }
+  if (stopped_) {
+    return;
+  }
+  if (hooks_.lineFull()) {
+    pauseAccepting(kFullLineRetry);
+    return;
+  }
+  enableAccepting();
+}
+
+void LineDispatcher::stopAccepting() {
+  if (stopped_) {
+    return;
+  }
+  if (listener_) {
+    for (;;) {
+      std::vector<UniqueFd> batch;
+      acceptBatch(batch);
+      if (batch.empty()) {
+        break;
+      }
+      pending_.push_back(Batch{std::move(batch)});
+    }
+  }
+  if (accepting_) {
+    event_del(acceptEvent_.get());
+    accepting_ = false;
+  }
+  stopped_ = true;
+  acceptEvent_.reset();
+  listener_.reset();
+  flush();
+  if (!pending_.empty()) {
+    pauseAccepting(kChannelRetry);
+  }
+}
+
+size_t LineDispatcher::answerLeftovers() {
+  for (uint32_t slot = 0; slot < inputs_.size(); ++slot) {
+    if (inputs_[slot].read) {
+      inputs_[slot].recovery.reset();
+      onRecoverable(slot);
+    }
+  }
+  size_t answered = 0;
+  for (Batch &batch : pending_) {
+    for (UniqueFd &fd : batch.fds) {
+      (void)::send(fd.get(), kUnavailable.data(), kUnavailable.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ::shutdown(fd.get(), SHUT_WR);
+      ++answered;
+    }
+  }
+  pending_.clear();
+  return answered;
+}
+
+} // namespace sockdispatch

@@ -1,0 +1,148 @@
+#include "line/line_intake.h"
+
+#include "line/line_balancer.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
+namespace sockdispatch {
+
+namespace {
+
+// Messages read per readiness before the loop serves its connections again.
+constexpr int kMessagesPerTurn = 64;
+// A line worker keeps this many descriptors in reserve below its RLIMIT_NOFILE: one whole
+// message of connections, and room for the files it serves.
+constexpr uint64_t kDescriptorReserve = kMaxFdsPerMessage + 64;
+
+uint64_t descriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+    return 0;
+  }
+  return limit.rlim_cur > kDescriptorReserve ? limit.rlim_cur - kDescriptorReserve : 1;
+}
+
+// recvmsg installs descriptors only while the limit allows and drops the rest: a line worker
+// counts itself full before it gets there.
+uint64_t lineConnectionLimit(uint64_t configured) {
+  uint64_t limit = descriptorLimit();
+  if (limit != 0 && (configured == 0 || configured > limit)) {
+    return limit;
+  }
+  return configured;
+}
+
+} // namespace
+
+LineIntake::LineIntake(UniqueFd input, UniqueFd successor, uint32_t slot, Scoreboard scoreboard,
+                       uint64_t maxConnections)
+    : input_(std::move(input)), successor_(std::move(successor)), slot_(slot),
+      scoreboard_(scoreboard), maxConnections_(lineConnectionLimit(maxConnections)) {}
+
+bool LineIntake::start(event_base *base, IntakeSink &sink) {
+  sink_ = &sink;
+  inputEvent_.reset(event_new(
+      base, input_.get(), EV_READ | EV_PERSIST,
+      [](evutil_socket_t, short, void *ctx) { static_cast<LineIntake *>(ctx)->onInput(); }, this));
+  if (!inputEvent_ || event_add(inputEvent_.get(), nullptr) != 0) {
+    spdlog::error("Failed to watch the line input of slot {}", slot_);
+    return false;
+  }
+  return true;
+}
+
+// What the line already sent is kept or passed on before anything closes; what arrives later
+// (the master re-links the line so that every worker keeps what reaches it) is still taken.
+void LineIntake::drain() {
+  onInput();
+}
+
+void LineIntake::onInput() {
+  for (int turn = 0; turn < kMessagesPerTurn; ++turn) {
+    auto received = receive(input_.get());
+    if (!received) {
+      if (wouldBlock(received.error())) {
+        return;
+      }
+      // A message that breaks the protocol: its descriptors are closed already.
+      spdlog::error("{}", received.error().message());
+      continue;
+    }
+    if (received->peerClosed) {
+      event_del(inputEvent_.get()); // the master holds the other end: it is gone
+      return;
+    }
+    if (received->message.messageType() == LineMessageType::kConnections) {
+      take(*received);
+    } else {
+      spdlog::warn("ignored a line message of type {}", received->message.type);
+    }
+  }
+}
+
+void LineIntake::take(Received &received) {
+  const LineMessage &message = received.message;
+  std::vector<UniqueFd> run;
+  uint64_t runStart = 0;
+  auto passRun = [&] {
+    if (!run.empty()) {
+      passOn(LineMessage::make(LineMessageType::kConnections, runStart, message.hops + 1),
+             std::move(run));
+      run.clear();
+    }
+  };
+  for (size_t i = 0; i < received.fds.size(); ++i) {
+    LineStep step;
+    step.slot = slot_;
+    step.hasSuccessor = static_cast<bool>(successor_);
+    step.maxConnections = maxConnections_;
+    step.ticket = message.sequence + i;
+    step.hops = message.hops;
+    if (decideOnLine(scoreboard_, step) == LineVerdict::kKeep) {
+      passRun();
+      sink_->takeConnection(received.fds[i].release());
+      continue;
+    }
+    if (run.empty()) {
+      runStart = step.ticket;
+    }
+    run.push_back(std::move(received.fds[i]));
+  }
+  passRun();
+}
+
+// Never waits: when the successor's channel is full (or broken) the worker keeps the
+// connections itself. A slightly uneven choice beats holding a client back, and nothing is
+// ever queued in a process that could die with it.
+void LineIntake::passOn(LineMessage message, std::vector<UniqueFd> fds) {
+  if (successor_) {
+    std::vector<int> raw;
+    raw.reserve(fds.size());
+    for (const UniqueFd &fd : fds) {
+      raw.push_back(fd.get());
+    }
+    auto sent = sendFds(successor_.get(), message, raw);
+    if (sent) {
+      return; // the successor holds its own copies; ours close here
+    }
+    if (!wouldBlock(sent.error()) && sent.error().code != ETOOMANYREFS) {
+      spdlog::warn("{}; keeping {} connections", sent.error().message(), fds.size());
+    }
+  }
+  for (UniqueFd &fd : fds) {
+    sink_->takeConnection(fd.release());
+  }
+}
+
+void LineIntake::changeSuccessor(Received &received) {
+  if (received.fds.empty()) {
+    successor_.reset();
+    spdlog::debug("line: last worker now");
+    return;
+  }
+  successor_ = std::move(received.fds.front());
+  spdlog::debug("line: new successor");
+}
+
+} // namespace sockdispatch

@@ -1,0 +1,70 @@
+#pragma once
+
+#include "bpf/scoreboard.h"
+#include "config/options.h"
+#include "core/event_ptr.h"
+#include "core/signal_set.h"
+#include "core/unique_fd.h"
+#include "dispatch/dispatch.h"
+#include "dispatch/intake.h"
+#include "http/http_connection.h"
+#include "library/handler.h"
+#include "line/fd_channel.h"
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+namespace sockdispatch {
+
+// One worker process: a libevent loop taking connections from its intake (its own listener
+// on the reuseport path, its input on the line), serving HTTP, and mirroring its load into
+// its scoreboard slot.
+class Worker final : private IntakeSink {
+public:
+  Worker(const AttachOptions &options, uint32_t slot, WorkerSockets sockets, Scoreboard scoreboard,
+         std::string mode);
+  ~Worker() override = default;
+  Worker(const Worker &) = delete;
+  Worker &operator=(const Worker &) = delete;
+
+  // Runs until asked to stop (a control message, SIGTERM/SIGINT, or the master's end of the
+  // channel closing): then it takes what is already queued for it, stops taking more, and
+  // finishes the requests in flight, bounded by the shutdown timeout. Returns the process
+  // exit code.
+  int run();
+
+private:
+  // IntakeSink: the one connection start, whatever the intake.
+  void takeConnection(int fd) override;
+  void setPaused(bool paused) override;
+  // --max-conns and descriptor shortages: a full worker is chosen by no policy.
+  void updateFull();
+  void onControl();
+  void onConnectionClosed(HttpConnection *connection);
+  void beginStop();
+  void reapClosed();
+
+  const AttachOptions &options_;
+  uint32_t slot_;
+  UniqueFd channel_;
+  Scoreboard scoreboard_;
+  WorkerIdentity identity_;
+  // Declared before every libevent object below, so it is freed after all of them.
+  EventBasePtr base_;
+  // Freed after the connections and before the loop: it may own loop objects (ServerHooks).
+  std::unique_ptr<Handler> handler_;
+  std::unique_ptr<Intake> intake_; // its events live on base_
+  std::unique_ptr<SignalSet> signals_;
+  EventPtr controlEvent_;
+  EventPtr stopDeadline_;
+  EventPtr reaper_; // frees closed connections outside their own callbacks
+  std::unordered_map<HttpConnection *, std::unique_ptr<HttpConnection>> connections_;
+  std::vector<std::unique_ptr<HttpConnection>> closed_;
+  uint64_t maxConnections_ = 0; // 0: no limit
+  bool stopping_ = false;
+  bool full_ = false;
+  bool paused_ = false; // out of descriptors
+};
+
+} // namespace sockdispatch
