@@ -248,8 +248,13 @@ def main():
     runs = {(name, mode): [] for name in servers for mode in ("keepalive", "close")}
     try:
         for round_index in range(args.rounds):
+            # The order rotates each round, so no server always runs first after a switch.
+            names = list(servers)
+            shift = round_index % len(names)
+            order = names[shift:] + names[:shift]
             for mode in ("keepalive", "close"):
-                for name, server in servers.items():
+                for name in order:
+                    server = servers[name]
                     result = measure(server, args, close=(mode == "close"))
                     runs[(name, mode)].append(result)
                     print(f"round {round_index + 1} {mode:9} {name:26} "

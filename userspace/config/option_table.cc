@@ -4,6 +4,7 @@
 #include "core/address.h"
 #include "process/exec_worker_kind.h"
 #include "process/privileges.h"
+#include "sockdispatch/server.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -13,7 +14,10 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
 #include <type_traits>
+#include <utility>
 
 namespace sockdispatch {
 
@@ -213,6 +217,138 @@ OptionSpec policyOption() {
   return spec;
 }
 
+// Binds a numeric row to the library field `get` reads: the value is checked against the
+// row's range and set as the flag's would be. `unset`: a value that means "not given" (the
+// dynamic pool's 0), left at AttachOptions' default unchecked.
+template <typename Get>
+void libraryInteger(OptionSpec &spec, std::string_view field, Get get,
+                    std::optional<int64_t> unset = std::nullopt) {
+  spec.libraryField = field;
+  spec.fromLibrary = [field, range = spec.integers, set = spec.setInteger, get,
+                      unset](const ServerOptions &from,
+                             AttachOptions &to) -> std::optional<std::string> {
+    auto raw = get(from);
+    if (std::cmp_greater(raw, std::numeric_limits<int64_t>::max())) {
+      return fmt::format("{} {} is outside {}..{}", field, raw, range.min, range.max);
+    }
+    auto value = static_cast<int64_t>(raw);
+    if (unset && value == *unset) {
+      return std::nullopt;
+    }
+    if (!range.contains(value)) {
+      return fmt::format("{} {} is outside {}..{}", field, value, range.min, range.max);
+    }
+    set(to, value);
+    return std::nullopt;
+  };
+}
+
+// Binds a timeout row to a library field in milliseconds.
+template <typename Get> void libraryTimeout(OptionSpec &spec, std::string_view field, Get get) {
+  spec.libraryField = field;
+  spec.fromLibrary = [field, range = spec.fractional, set = spec.setSeconds,
+                      get](const ServerOptions &from,
+                           AttachOptions &to) -> std::optional<std::string> {
+    std::chrono::milliseconds value = get(from);
+    double seconds = static_cast<double>(value.count()) / 1000.0;
+    if (!range.contains(seconds)) {
+      return fmt::format("{} {} ms is outside {}..{} s", field, value.count(), range.min,
+                         range.max);
+    }
+    set(to, seconds);
+    return std::nullopt;
+  };
+}
+
+// Binds a string or choice row to a library field `get` turns into the text a flag would
+// carry.
+template <typename Get> void libraryText(OptionSpec &spec, std::string_view field, Get get) {
+  spec.libraryField = field;
+  spec.fromLibrary = [field, set = spec.setText,
+                      get](const ServerOptions &from,
+                           AttachOptions &to) -> std::optional<std::string> {
+    if (auto problem = set(to, get(from))) {
+      return fmt::format("{}: {}", field, *problem);
+    }
+    return std::nullopt;
+  };
+}
+
+template <typename Get> void libraryBoolean(OptionSpec &spec, std::string_view field, Get get) {
+  spec.libraryField = field;
+  spec.fromLibrary = [set = spec.setBoolean, get](const ServerOptions &from,
+                                                  AttachOptions &to) -> std::optional<std::string> {
+    set(to, get(from));
+    return std::nullopt;
+  };
+}
+
+std::string modeName(DispatchMode mode) {
+  switch (mode) {
+  case DispatchMode::ebpf: return "ebpf";
+  case DispatchMode::line: return "line";
+  case DispatchMode::automatic: break;
+  }
+  return "auto";
+}
+
+std::string libraryPolicyName(Policy policy) {
+  switch (policy) {
+  case Policy::skip_load: return "skip_load";
+  case Policy::p2c: return "p2c";
+  case Policy::round_robin: return "round_robin";
+  case Policy::weighted: return "weighted";
+  case Policy::hash: return "hash";
+  case Policy::least_conn: break;
+  }
+  return "least_conn";
+}
+
+// The library's fields, each bound to its row by key.
+void bindLibrary(std::vector<OptionSpec> &table) {
+  auto rowOf = [&table](std::string_view key) -> OptionSpec & {
+    auto found = std::find_if(table.begin(), table.end(),
+                              [key](const OptionSpec &spec) { return spec.key == key; });
+    if (found == table.end()) {
+      throw std::logic_error("no option row " + std::string(key));
+    }
+    return *found;
+  };
+  using O = const ServerOptions &;
+  libraryInteger(rowOf("port"), "port", [](O o) { return o.port; });
+  libraryText(rowOf("bind"), "bind", [](O o) { return o.bind; });
+  libraryInteger(rowOf("workers"), "workers", [](O o) { return o.workers; });
+  libraryInteger(
+      rowOf("min-workers"), "minWorkers", [](O o) { return o.minWorkers; }, 0);
+  libraryInteger(
+      rowOf("max-workers"), "maxWorkers", [](O o) { return o.maxWorkers; }, 0);
+  libraryInteger(rowOf("backlog"), "backlog", [](O o) { return o.backlog; });
+  libraryText(rowOf("mode"), "mode", [](O o) { return modeName(o.mode); });
+  libraryText(rowOf("policy"), "policy", [](O o) { return libraryPolicyName(o.policy); });
+  libraryInteger(rowOf("max-conns"), "maxConnections", [](O o) { return o.maxConnections; });
+  libraryInteger(rowOf("shutdown-timeout"), "shutdownTimeout",
+                 [](O o) { return o.shutdownTimeout.count(); });
+  libraryInteger(rowOf("max-target-bytes"), "limits.maxTargetBytes",
+                 [](O o) { return o.limits.maxTargetBytes; });
+  libraryInteger(rowOf("max-header-bytes"), "limits.maxHeaderBytes",
+                 [](O o) { return o.limits.maxHeaderBytes; });
+  libraryInteger(rowOf("max-header-fields"), "limits.maxHeaderFields",
+                 [](O o) { return o.limits.maxHeaderFields; });
+  libraryInteger(rowOf("max-body-bytes"), "limits.maxBodyBytes",
+                 [](O o) { return o.limits.maxBodyBytes; });
+  libraryInteger(rowOf("max-keepalive-requests"), "limits.maxRequestsPerConnection",
+                 [](O o) { return o.limits.maxRequestsPerConnection; });
+  libraryTimeout(rowOf("header-timeout"), "limits.headerTimeout",
+                 [](O o) { return o.limits.headerTimeout; });
+  libraryTimeout(rowOf("body-timeout"), "limits.bodyTimeout",
+                 [](O o) { return o.limits.bodyTimeout; });
+  libraryTimeout(rowOf("idle-timeout"), "limits.idleTimeout",
+                 [](O o) { return o.limits.idleTimeout; });
+  libraryTimeout(rowOf("write-timeout"), "limits.writeTimeout",
+                 [](O o) { return o.limits.writeTimeout; });
+  libraryBoolean(rowOf("verbose"), "verbose", [](O o) { return o.verbose; });
+}
+
 std::vector<OptionSpec> makeTable() {
   std::vector<OptionSpec> table{
       integer("port", "port", &AttachOptions::port, kPortRange,
@@ -307,6 +443,7 @@ std::vector<OptionSpec> makeTable() {
       spec.showDefault = false;
     }
   }
+  bindLibrary(table);
   return table;
 }
 
@@ -339,6 +476,19 @@ const OptionSpec *findOption(std::string_view key) {
   auto found = std::find_if(table.begin(), table.end(),
                             [key](const OptionSpec &spec) { return spec.key == key; });
   return found == table.end() ? nullptr : &*found;
+}
+
+std::optional<std::string> applyLibraryOptions(const ServerOptions &from, AttachOptions &to) {
+  AttachOptions staged = to; // nothing is half-applied
+  for (const OptionSpec &spec : optionTable()) {
+    if (spec.fromLibrary) {
+      if (auto problem = spec.fromLibrary(from, staged)) {
+        return problem;
+      }
+    }
+  }
+  to = std::move(staged);
+  return std::nullopt;
 }
 
 } // namespace sockdispatch

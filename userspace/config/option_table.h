@@ -12,11 +12,14 @@
 
 namespace sockdispatch {
 
+struct ServerOptions; // sockdispatch/server.h
+
 // Every setting of `attach`, written once: its configuration key, its flag, its help text, the
 // values it accepts and where it goes in AttachOptions. The command line
 // (cli/attach_command.cc) and the configuration file (config_file.cc) are both built from
 // this table, so a flag and its key can never disagree on a name, a range or a meaning, and a
-// new setting is one row here plus its field.
+// new setting is one row here plus its field. The library's ServerOptions fields that are the
+// same settings are bound to their rows too (`libraryField`), and checked by the same ranges.
 enum class OptionType {
   integer, // a whole number in `integers`
   seconds, // a whole number of seconds in `integers`, into a std::chrono::seconds field
@@ -50,6 +53,11 @@ struct OptionSpec {
   std::function<std::string(const AttachOptions &)> show; // the value as help prints it ("":
                                                           // no default worth printing)
   std::function<void(const AttachOptions &, AttachOptions &)> copy; // from one to another
+  // The ServerOptions field that is this setting ("limits.maxBodyBytes"; empty: the library
+  // has none), and how its value is checked and set: the problem, naming the field, or
+  // nullopt.
+  std::string_view libraryField;
+  std::function<std::optional<std::string>(const ServerOptions &, AttachOptions &)> fromLibrary;
 
   // The flag's long name ("--workers"), or the positional's ("port").
   [[nodiscard]] std::string_view flag() const;
@@ -61,5 +69,8 @@ struct OptionSpec {
 const std::vector<OptionSpec> &optionTable();
 // The row of a configuration key, or null.
 const OptionSpec *findOption(std::string_view key);
+// Every library field bound to a row, checked and set into `to`: the first problem, or
+// nullopt (then every bound field is set).
+std::optional<std::string> applyLibraryOptions(const ServerOptions &from, AttachOptions &to);
 
 } // namespace sockdispatch

@@ -1,13 +1,15 @@
 // The public Server (include/sockdispatch/server.h): the attach path with a handler factory.
 #include "sockdispatch/server.h"
 
+#include "config/option_table.h"
 #include "config/options.h"
 #include "control/attach.h"
 #include "library/library_handler.h"
 #include "library/server_hooks.h"
-#include "sockdispatch/abi.h"
 
 #include <spdlog/spdlog.h>
+
+#include <optional>
 
 namespace sockdispatch {
 
@@ -44,25 +46,17 @@ ServerOptions &Server::options() {
 
 namespace {
 
-// The checks `sockdispatch attach` makes on its flags; false (logged) on a bad value.
-bool validate(const ServerOptions &options) {
+// What the option table does not check: the dynamic pool's bounds together, and the
+// library's own settings (the offload pool). False (logged) on a bad value.
+bool validateLibraryOnly(const ServerOptions &options) {
   auto bad = [](const std::string &what) {
     spdlog::error("server: {}", what);
     return false;
   };
-  if (options.maxWorkers > 0) {
-    if (options.minWorkers < 1 || options.minWorkers > options.maxWorkers ||
-        options.maxWorkers > SD_MAX_WORKERS) {
-      return bad("minWorkers " + std::to_string(options.minWorkers) + " and maxWorkers " +
-                 std::to_string(options.maxWorkers) +
-                 " must satisfy 1 <= min <= max <= " + std::to_string(SD_MAX_WORKERS));
-    }
-  } else if (options.workers < 1 || options.workers > SD_MAX_WORKERS) {
-    return bad("workers " + std::to_string(options.workers) + " is outside 1.." +
-               std::to_string(SD_MAX_WORKERS));
-  }
-  if (options.backlog < 1) {
-    return bad("backlog " + std::to_string(options.backlog) + " must be at least 1");
+  if (options.maxWorkers > 0 &&
+      (options.minWorkers < 1 || options.minWorkers > options.maxWorkers)) {
+    return bad("minWorkers " + std::to_string(options.minWorkers) + " and maxWorkers " +
+               std::to_string(options.maxWorkers) + " must satisfy 1 <= min <= max");
   }
   if (options.offloadThreads > 1024) {
     return bad("offloadThreads " + std::to_string(options.offloadThreads) + " is above 1024");
@@ -70,50 +64,28 @@ bool validate(const ServerOptions &options) {
   return true;
 }
 
-AttachOptions toAttachOptions(const ServerOptions &from) {
+// The ServerOptions as `attach` takes them: every field bound to a row of the option table
+// is checked by that row's range or check, as its flag would be (config/option_table.cc).
+std::optional<AttachOptions> toAttachOptions(const ServerOptions &from) {
   AttachOptions to;
-  to.port = from.port;
-  to.bind = from.bind;
-  to.workers = from.workers;
-  to.minWorkers = from.minWorkers;
-  to.maxWorkers = from.maxWorkers;
-  to.backlog = from.backlog;
-  switch (from.mode) {
-  case DispatchMode::automatic: to.mode = DispatchModeOption::kAuto; break;
-  case DispatchMode::ebpf: to.mode = DispatchModeOption::kEbpf; break;
-  case DispatchMode::line: to.mode = DispatchModeOption::kLine; break;
+  if (auto problem = applyLibraryOptions(from, to)) {
+    spdlog::error("server: {}", *problem);
+    return std::nullopt;
   }
-  to.maxConnections = from.maxConnections;
-  switch (from.policy) {
-  case Policy::skip_load: to.policy = SD_POLICY_SKIP_LOAD; break;
-  case Policy::least_conn: to.policy = SD_POLICY_LEAST_CONN; break;
-  case Policy::p2c: to.policy = SD_POLICY_P2C; break;
-  case Policy::round_robin: to.policy = SD_POLICY_ROUND_ROBIN; break;
-  case Policy::weighted: to.policy = SD_POLICY_WEIGHTED; break;
-  case Policy::hash: to.policy = SD_POLICY_HASH; break;
+  if (!validateLibraryOnly(from)) {
+    return std::nullopt;
   }
-  to.shutdownTimeout = from.shutdownTimeout;
-  to.verbose = from.verbose;
-  const ServerLimits &limits = from.limits;
-  to.limits.maxTargetBytes = limits.maxTargetBytes;
-  to.limits.maxHeaderBytes = limits.maxHeaderBytes;
-  to.limits.maxHeaderFields = limits.maxHeaderFields;
-  to.limits.maxBodyBytes = limits.maxBodyBytes;
-  to.limits.maxRequestsPerConnection = limits.maxRequestsPerConnection;
-  to.limits.headerTimeout = limits.headerTimeout;
-  to.limits.bodyTimeout = limits.bodyTimeout;
-  to.limits.idleTimeout = limits.idleTimeout;
-  to.limits.writeTimeout = limits.writeTimeout;
   return to;
 }
 
 } // namespace
 
 int Server::run() {
-  if (!validate(options_)) {
+  std::optional<AttachOptions> checked = toAttachOptions(options_);
+  if (!checked) {
     return kExitUsage;
   }
-  AttachOptions options = toAttachOptions(options_);
+  AttachOptions options = std::move(*checked);
   LibraryHandler::Settings settings;
   settings.pool.threads = options_.offloadThreads;
   settings.pool.queueLimit = options_.offloadQueue;
