@@ -77,16 +77,37 @@ LoadTally Load::stop() {
   return tally_;
 }
 
+void LoadTally::add(const LoadTally &other) {
+  ok += other.ok;
+  non2xx += other.non2xx;
+  connectFailures += other.connectFailures;
+  noAnswer += other.noAnswer;
+  retriedOnNewConnection += other.retriedOnNewConnection;
+  for (const auto &[pid, n] : other.byPid) {
+    byPid[pid] += n;
+  }
+}
+
+void sendOnNewConnection(uint16_t port, LoadTally &tally) {
+  auto connection = TcpClient::connect(port);
+  if (!connection) {
+    ++tally.connectFailures;
+    return;
+  }
+  std::optional<HttpReply> reply;
+  if (connection->send(kCloseRequest)) {
+    reply = connection->readReply(kReplyTimeout);
+  }
+  if (!reply) {
+    ++tally.noAnswer;
+    return;
+  }
+  count(tally, *reply);
+}
+
 void Load::record(const LoadTally &local) {
   std::lock_guard lock(mutex_);
-  tally_.ok += local.ok;
-  tally_.non2xx += local.non2xx;
-  tally_.connectFailures += local.connectFailures;
-  tally_.noAnswer += local.noAnswer;
-  tally_.retriedOnNewConnection += local.retriedOnNewConnection;
-  for (const auto &[pid, n] : local.byPid) {
-    tally_.byPid[pid] += n;
-  }
+  tally_.add(local);
 }
 
 void Load::run(bool keepAlive) {

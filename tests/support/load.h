@@ -26,7 +26,11 @@ struct LoadTally {
 
   [[nodiscard]] uint64_t failures() const { return non2xx + connectFailures + noAnswer; }
   [[nodiscard]] std::string describe() const;
+  void add(const LoadTally &other);
 };
+
+// One request on a new connection (Connection: close) to 127.0.0.1:port, counted in `tally`.
+void sendOnNewConnection(uint16_t port, LoadTally &tally);
 
 // A steady load on 127.0.0.1:port from client threads: `keepAlive` threads reuse one
 // connection for many requests, `fresh` threads open a new connection per request. Bounded:

@@ -120,6 +120,11 @@ int ExecWorkerKind::runInChild(const AttachOptions &options, uint32_t slot, Work
     ::setenv("LISTEN_PID", pid.c_str(), 1);
     ::setenv("LISTEN_FDNAMES", "sockdispatch", 1);
   }
+  // Under systemd the master is the service's main process and says when it is ready (once
+  // every slot serves). A program that speaks sd_notify itself (gunicorn's arbiter sends
+  // READY=1 as it boots) must not: systemd would log each copy's message as refused
+  // (NotifyAccess=main), or take it for the service's readiness (NotifyAccess=all).
+  ::unsetenv("NOTIFY_SOCKET");
   ::setenv("SOCKDISPATCH_SLOT", std::to_string(slot).c_str(), 1);
   ::setenv("SOCKDISPATCH_PORT", std::to_string(loadRelaxed(scoreboard.config()->port)).c_str(), 1);
   std::vector<char *> argv;

@@ -5,6 +5,8 @@
 #include "control/pinned_attachment.h"
 #include "support/http_client.h"
 #include "support/load.h"
+#include "support/notify_socket.h"
+#include "support/open_loop_load.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -43,7 +45,8 @@ async def app(scope, receive, send):
         os.environ.get("LISTEN_PID"), os.environ.get("LISTEN_FDS"),
         os.environ.get("SOCKDISPATCH_PORT"))).encode()
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain")]})
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 )";
 
@@ -57,8 +60,7 @@ struct Served {
   std::string port;
 };
 
-// The answer's line, wherever it stands in the body (uvicorn answers chunked, and the test
-// client keeps the chunk framing).
+// The answer's line, wherever it stands in the body.
 Served parse(const std::string &body) {
   Served served;
   size_t start = body.find("slot ");
@@ -166,11 +168,12 @@ TEST_F(ExecWorkers, UvicornServesWithTheDescriptorAsAnArgument) {
 }
 
 /*
- * Under a steady load, SIGKILL the program in slot 0 (gunicorn's master; its sync worker
- * notices and leaves after its request), then reload (SIGHUP: a new generation, the old copies
- * sent SIGTERM, gunicorn's graceful stop): not one request fails. The master held every
- * listener, so what was queued for a dead or leaving copy is served by its respawn or
- * migrated to a live one.
+ * Under a steady open-loop load (200 new connections a second on a fixed schedule, so
+ * arrivals go on while a copy is gone), SIGKILL the program in slot 0 (gunicorn's master; its
+ * sync worker notices and leaves after its request), then reload (SIGHUP: a new generation,
+ * the old copies sent SIGTERM, gunicorn's graceful stop): not one request fails. The master
+ * held every listener, so what was queued for a dead or leaving copy is served by its respawn
+ * or migrated to a live one.
  */
 TEST_F(ExecWorkers, AKilledChildAndAReloadUnderLoadLoseNothing) {
   auto attachment = Attachment::start(gunicorn({"0", "--bind", "127.0.0.1", "--workers", "2"}));
@@ -179,7 +182,7 @@ TEST_F(ExecWorkers, AKilledChildAndAReloadUnderLoadLoseNothing) {
   auto before = slots(port);
   ASSERT_EQ(before.size(), 2U);
 
-  Load load(port, /*keepAlive=*/0, /*fresh=*/4, /*maxRequests=*/100000, std::chrono::seconds(40));
+  OpenLoopLoad load(port, /*perSecond=*/200, std::chrono::seconds(40));
   ASSERT_TRUE(load.waitFor(200)) << "the load did not start";
   ASSERT_EQ(::kill(static_cast<pid_t>(before[0].pid), SIGKILL), 0);
   ASSERT_TRUE(eventually(
@@ -202,8 +205,112 @@ TEST_F(ExecWorkers, AKilledChildAndAReloadUnderLoadLoseNothing) {
       << attachment->process().stderrText();
   ASSERT_TRUE(load.waitFor(300)) << "no progress after the reload";
   LoadTally tally = load.stop();
-  EXPECT_EQ(tally.failures(), 0U) << tally.describe();
+  EXPECT_EQ(tally.failures(), 0U) << tally.describe() << ", late " << load.late();
   EXPECT_GT(tally.ok, 800U) << tally.describe();
+  EXPECT_EQ(attachment->stop(), 0);
+}
+
+/*
+ * The dynamic pool with uvicorn copies, whose load the kernel measures: 1 to 3 copies, busy
+ * above 4 open connections each. Twenty answered keep-alive connections are held: the pool
+ * grows to 3. They close: after a second of idleness it retires copies (SIGTERM, uvicorn's
+ * graceful stop) down to 1. An open-loop load runs throughout, and not one request fails.
+ */
+TEST_F(ExecWorkers, ThePoolGrowsAndShrinksOnTheKernelMeasuredLoadLosingNothing) {
+  auto attachment = Attachment::start({"0",
+                                       "--bind",
+                                       "127.0.0.1",
+                                       "--min-workers",
+                                       "1",
+                                       "--max-workers",
+                                       "3",
+                                       "--pool-busy-conns",
+                                       "4",
+                                       "--pool-idle-seconds",
+                                       "1",
+                                       "--",
+                                       "/usr/bin/python3",
+                                       "-m",
+                                       "uvicorn",
+                                       "--fd",
+                                       "3",
+                                       "--timeout-keep-alive",
+                                       "60",
+                                       "--app-dir",
+                                       dir_.path(),
+                                       "asgi_app:app"});
+  ASSERT_NE(attachment, nullptr);
+  uint16_t port = attachment->port();
+  auto running = [&] {
+    size_t count = 0;
+    for (const SlotSnapshot &slot : slots(port)) {
+      count += slot.state == SD_SLOT_RUNNING ? 1 : 0;
+    }
+    return count;
+  };
+  ASSERT_EQ(running(), 1U);
+
+  OpenLoopLoad load(port, /*perSecond=*/50, std::chrono::seconds(60));
+  ASSERT_TRUE(load.waitFor(50)) << "the load did not start";
+  std::vector<TcpClient> held;
+  for (int i = 0; i < 20; ++i) {
+    auto client = TcpClient::connect(port);
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->send("GET /held HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto reply = client->readReply();
+    ASSERT_TRUE(reply) << "held connection " << i << "\n" << attachment->process().stderrText();
+    ASSERT_EQ(reply->status, 200);
+    held.push_back(std::move(*client));
+  }
+  EXPECT_TRUE(eventually([&] { return running() == 3; }, 20s))
+      << "the pool did not grow to 3: " << running() << "\n"
+      << attachment->process().stderrText();
+  ASSERT_TRUE(load.waitFor(50)) << "no progress once grown";
+  held.clear();
+  EXPECT_TRUE(eventually([&] { return running() == 1; }, 30s))
+      << "the pool did not shrink to 1: " << running();
+  ASSERT_TRUE(load.waitFor(50)) << "no progress once shrunk";
+  LoadTally tally = load.stop();
+  EXPECT_EQ(tally.failures(), 0U) << tally.describe() << ", late " << load.late();
+  std::string log = attachment->process().stderrText();
+  EXPECT_NE(log.find("adding 1"), std::string::npos) << log;
+  EXPECT_NE(log.find("retiring worker"), std::string::npos) << log;
+  EXPECT_EQ(attachment->stop(), 0);
+}
+
+/*
+ * As under the unit (Type=notify, NotifyAccess=main): with $NOTIFY_SOCKET set, READY=1 comes
+ * from the master once both gunicorn copies serve, and nothing from the copies, whose arbiter
+ * would send its own READY=1 if it saw the variable. Their stderr is the master's (the
+ * journal under the unit): gunicorn's boot lines are there.
+ */
+TEST_F(ExecWorkers, UnderSystemdOnlyTheMasterNotifiesAndTheProgramLogsToItsStderr) {
+  NotifySocket socket;
+  std::unique_ptr<Attachment> attachment;
+  {
+    ScopedEnv env("NOTIFY_SOCKET", socket.path());
+    attachment = Attachment::start(gunicorn({"0", "--bind", "127.0.0.1", "--workers", "2"}));
+  }
+  ASSERT_NE(attachment, nullptr);
+  auto ready = socket.receive(20s);
+  ASSERT_TRUE(ready.has_value()) << "no READY=1:\n" << attachment->process().stderrText();
+  EXPECT_EQ(ready->sender, attachment->process().pid());
+  EXPECT_EQ(ready->text.rfind("READY=1\n", 0), 0U) << ready->text;
+  // Both copies have booted and answer (their arbiters would have sent READY=1 by now).
+  std::set<uint32_t> seen;
+  for (int i = 0; i < 20 && seen.size() < 2; ++i) {
+    auto reply = fetch(attachment->port(), "/");
+    ASSERT_TRUE(reply && reply->status == 200);
+    seen.insert(parse(reply->body).slot);
+  }
+  EXPECT_EQ(seen.size(), 2U);
+  while (auto more = socket.receive(0ms)) {
+    ADD_FAILURE() << "from pid " << more->sender << " (master " << attachment->process().pid()
+                  << "): " << more->text;
+  }
+  EXPECT_TRUE(eventually([&] {
+    return attachment->process().stderrText().find("Booting worker with pid") != std::string::npos;
+  })) << attachment->process().stderrText();
   EXPECT_EQ(attachment->stop(), 0);
 }
 
