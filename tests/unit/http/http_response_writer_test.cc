@@ -1,9 +1,8 @@
 // The response writer on its own, over a socketpair and a real event loop: what it puts on
 // the wire for each kind of body and version, the events it tells the connection, and how a
 // peer that does not read pushes back (write event armed, deadline set, producer held back).
-#include "http/http_response_writer.h"
-
 #include "core/unique_fd.h"
+#include "http/http_response_writer.h"
 
 #include <event2/event.h>
 #include <fcntl.h>
@@ -57,8 +56,8 @@ protected:
     ASSERT_NE(base_, nullptr);
     who_.mode = "ebpf";
     who_.slot = 3;
-    writer_ = std::make_unique<HttpResponseWriter>(base_.get(), ours_.get(), who_, limits_,
-                                                   events_);
+    writer_ =
+        std::make_unique<HttpResponseWriter>(base_.get(), ours_.get(), who_, limits_, events_);
   }
 
   // Everything the peer can read now.
@@ -188,8 +187,7 @@ TEST_F(ResponseWriterTest, AFileBodySendsExactlyItsRange) {
   int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
   std::string content = "0123456789abcdefghij";
-  ASSERT_EQ(::write(fd, content.data(), content.size()),
-            static_cast<ssize_t>(content.size()));
+  ASSERT_EQ(::write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
   ::unlink(path);
   Response response;
   response.file.reset(fd);
