@@ -55,7 +55,9 @@ def start(config, binary, appdir, port):
     return proc
 
 
-async def one(port, path, scheduled, results, timeout):
+async def request_close(port, path, timeout):
+    """GET path on a new connection (Connection: close): everything the server sent, or None
+    when it could not connect or did not finish within timeout."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
                                                 timeout)
@@ -63,9 +65,14 @@ async def one(port, path, scheduled, results, timeout):
         await writer.drain()
         data = await asyncio.wait_for(reader.read(), timeout)
         writer.close()
-        ok = data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200")
+        return data
     except (OSError, asyncio.TimeoutError):
-        ok = False
+        return None
+
+
+async def one(port, path, scheduled, results, timeout):
+    data = await request_close(port, path, timeout)
+    ok = data is not None and (data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200"))
     results.append((path, time.monotonic() - scheduled, ok))
 
 

@@ -49,7 +49,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from core_bench import (ROOT, cpu_seconds, free_port, relative_args, tree_pids,  # noqa: E402
                         wait_for_http)
-from exec_bench import summarize  # noqa: E402
+from exec_bench import request_close, summarize  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 APP = """import asyncio, os
@@ -146,18 +146,11 @@ class Server:
 
 async def one(port, path, scheduled, results, timeout):
     pid, ok = None, False
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
-                                                timeout)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), timeout)
-        writer.close()
+    data = await request_close(port, path, timeout)
+    if data is not None:
         head, _, body = data.partition(b"\r\n\r\n")
         if head.startswith(b"HTTP/1.1 200") and body.strip().isdigit():
             pid, ok = int(body), True
-    except (OSError, asyncio.TimeoutError, ValueError):
-        pass
     results.append((path, time.monotonic() - scheduled, ok, pid))
 
 

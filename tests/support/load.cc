@@ -55,15 +55,7 @@ Load::~Load() {
 }
 
 bool Load::waitFor(uint64_t more, std::chrono::milliseconds timeout) const {
-  uint64_t target = completed_.load() + more;
-  auto until = std::chrono::steady_clock::now() + timeout;
-  while (completed_.load() < target) {
-    if (std::chrono::steady_clock::now() > until) {
-      return false;
-    }
-    ::usleep(2000);
-  }
-  return true;
+  return waitForMore(completed_, more, timeout);
 }
 
 LoadTally Load::stop() {
@@ -75,6 +67,19 @@ LoadTally Load::stop() {
   }
   std::lock_guard lock(mutex_);
   return tally_;
+}
+
+bool waitForMore(const std::atomic<uint64_t> &completed, uint64_t more,
+                 std::chrono::milliseconds timeout) {
+  uint64_t target = completed.load() + more;
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (completed.load() < target) {
+    if (std::chrono::steady_clock::now() > until) {
+      return false;
+    }
+    ::usleep(2000);
+  }
+  return true;
 }
 
 void LoadTally::add(const LoadTally &other) {

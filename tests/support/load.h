@@ -29,6 +29,10 @@ struct LoadTally {
   void add(const LoadTally &other);
 };
 
+// Waits until `completed` has grown by at least `more` (true), or `timeout` passed (false).
+bool waitForMore(const std::atomic<uint64_t> &completed, uint64_t more,
+                 std::chrono::milliseconds timeout);
+
 // One request on a new connection (Connection: close) to 127.0.0.1:port, counted in `tally`.
 void sendOnNewConnection(uint16_t port, LoadTally &tally);
 

@@ -1,7 +1,5 @@
 #include "support/open_loop_load.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 
 namespace sockdispatch::test {
@@ -19,15 +17,7 @@ OpenLoopLoad::~OpenLoopLoad() {
 }
 
 bool OpenLoopLoad::waitFor(uint64_t more, std::chrono::milliseconds timeout) const {
-  uint64_t target = completed_.load() + more;
-  auto until = std::chrono::steady_clock::now() + timeout;
-  while (completed_.load() < target) {
-    if (std::chrono::steady_clock::now() > until) {
-      return false;
-    }
-    ::usleep(2000);
-  }
-  return true;
+  return waitForMore(completed_, more, timeout);
 }
 
 LoadTally OpenLoopLoad::stop() {

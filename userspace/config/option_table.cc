@@ -223,7 +223,7 @@ OptionSpec policyOption() {
 template <typename Get>
 void libraryInteger(OptionSpec &spec, std::string_view field, Get get,
                     std::optional<int64_t> unset = std::nullopt) {
-  spec.libraryField = field;
+  spec.serverOptionsField = field;
   spec.fromLibrary = [field, range = spec.integers, set = spec.setInteger, get,
                       unset](const ServerOptions &from,
                              AttachOptions &to) -> std::optional<std::string> {
@@ -245,7 +245,7 @@ void libraryInteger(OptionSpec &spec, std::string_view field, Get get,
 
 // Binds a timeout row to a library field in milliseconds.
 template <typename Get> void libraryTimeout(OptionSpec &spec, std::string_view field, Get get) {
-  spec.libraryField = field;
+  spec.serverOptionsField = field;
   spec.fromLibrary = [field, range = spec.fractional, set = spec.setSeconds,
                       get](const ServerOptions &from,
                            AttachOptions &to) -> std::optional<std::string> {
@@ -263,7 +263,7 @@ template <typename Get> void libraryTimeout(OptionSpec &spec, std::string_view f
 // Binds a string or choice row to a library field `get` turns into the text a flag would
 // carry.
 template <typename Get> void libraryText(OptionSpec &spec, std::string_view field, Get get) {
-  spec.libraryField = field;
+  spec.serverOptionsField = field;
   spec.fromLibrary = [field, set = spec.setText,
                       get](const ServerOptions &from,
                            AttachOptions &to) -> std::optional<std::string> {
@@ -275,7 +275,7 @@ template <typename Get> void libraryText(OptionSpec &spec, std::string_view fiel
 }
 
 template <typename Get> void libraryBoolean(OptionSpec &spec, std::string_view field, Get get) {
-  spec.libraryField = field;
+  spec.serverOptionsField = field;
   spec.fromLibrary = [set = spec.setBoolean, get](const ServerOptions &from,
                                                   AttachOptions &to) -> std::optional<std::string> {
     set(to, get(from));

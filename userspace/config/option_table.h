@@ -19,7 +19,7 @@ struct ServerOptions; // sockdispatch/server.h
 // (cli/attach_command.cc) and the configuration file (config_file.cc) are both built from
 // this table, so a flag and its key can never disagree on a name, a range or a meaning, and a
 // new setting is one row here plus its field. The library's ServerOptions fields that are the
-// same settings are bound to their rows too (`libraryField`), and checked by the same ranges.
+// same settings are bound to their rows too (`serverOptionsField`), and checked by the same ranges.
 enum class OptionType {
   integer, // a whole number in `integers`
   seconds, // a whole number of seconds in `integers`, into a std::chrono::seconds field
@@ -56,7 +56,7 @@ struct OptionSpec {
   // The ServerOptions field that is this setting ("limits.maxBodyBytes"; empty: the library
   // has none), and how its value is checked and set: the problem, naming the field, or
   // nullopt.
-  std::string_view libraryField;
+  std::string_view serverOptionsField;
   std::function<std::optional<std::string>(const ServerOptions &, AttachOptions &)> fromLibrary;
 
   // The flag's long name ("--workers"), or the positional's ("port").

@@ -142,7 +142,7 @@ TEST(LibraryOptions, EveryIntegerFieldHasItsFlagsRange) {
   for (const auto &c : cases) {
     const OptionSpec *spec = findOption(c.key);
     ASSERT_NE(spec, nullptr) << c.key;
-    ASSERT_FALSE(spec->libraryField.empty()) << c.key;
+    ASSERT_FALSE(spec->serverOptionsField.empty()) << c.key;
     IntRange range = spec->integers;
     for (int64_t inside : {range.min, range.max}) {
       ServerOptions from;
@@ -160,7 +160,7 @@ TEST(LibraryOptions, EveryIntegerFieldHasItsFlagsRange) {
       auto before = to.limits.maxBodyBytes;
       auto problem = applyLibraryOptions(from, to);
       ASSERT_TRUE(problem.has_value()) << c.key << " " << outside;
-      EXPECT_EQ(*problem, fmt::format("{} {} is outside {}..{}", spec->libraryField, outside,
+      EXPECT_EQ(*problem, fmt::format("{} {} is outside {}..{}", spec->serverOptionsField, outside,
                                       range.min, range.max));
       EXPECT_EQ(to.limits.maxBodyBytes, before) << "nothing half-applied";
     }
@@ -194,12 +194,13 @@ TEST(LibraryOptions, TheDynamicPoolsZeroMeansNotGiven) {
 TEST(LibraryOptions, EachLibraryFieldIsBoundOnce) {
   std::set<std::string> fields;
   for (const OptionSpec &spec : optionTable()) {
-    if (spec.libraryField.empty()) {
+    if (spec.serverOptionsField.empty()) {
       EXPECT_FALSE(spec.fromLibrary) << spec.key;
       continue;
     }
     EXPECT_TRUE(spec.fromLibrary) << spec.key;
-    EXPECT_TRUE(fields.insert(std::string(spec.libraryField)).second) << spec.libraryField;
+    EXPECT_TRUE(fields.insert(std::string(spec.serverOptionsField)).second)
+        << spec.serverOptionsField;
   }
   EXPECT_EQ(fields.size(), 20U) << "every ServerOptions setting but the offload pool's";
 }
