@@ -35,6 +35,7 @@ std::string_view modeName(uint32_t mode) {
   switch (mode) {
   case SD_MODE_EBPF: return "ebpf";
   case SD_MODE_LINE: return "line";
+  case SD_MODE_ADOPT: return "adopt";
   default: return "unknown";
   }
 }

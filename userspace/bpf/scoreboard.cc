@@ -96,6 +96,11 @@ void Scoreboard::releaseSlot(uint32_t slot) {
   storeRelease<__u32>(s.draining, 0);
   storeRelease<__u64>(s.open, 0);
   storeRelease<__u64>(s.busy_since, 0);
+  storeRelease<__u32>(s.load_source, SD_LOAD_WORKER);
+}
+
+void Scoreboard::setLoadSource(uint32_t slot, sd_load_source source) {
+  storeRelease<__u32>(slots_[slot].load_source, source);
 }
 
 void Scoreboard::setWeight(uint32_t slot, uint32_t weight) {
@@ -127,6 +132,7 @@ SlotSnapshot Scoreboard::snapshot(uint32_t slot) const {
   out.selected = loadRelaxed(s.selected);
   out.queued = loadRelaxed(s.queued);
   out.busySince = loadRelaxed(s.busy_since);
+  out.loadSource = loadRelaxed(s.load_source);
   return out;
 }
 

@@ -26,6 +26,7 @@ struct SlotSnapshot {
   uint64_t selected = 0;
   uint64_t queued = 0;
   uint64_t busySince = 0;
+  uint32_t loadSource = SD_LOAD_WORKER;
 };
 
 // The per-worker scoreboard: the `slots` array (mmapped from the BPF map, or from a shared
@@ -62,8 +63,11 @@ public:
   void addRespawn(uint32_t slot);
   // A slot taken by a new generation starts from zero: every counter, weight 1, not draining.
   void resetCounters(uint32_t slot);
-  // A slot whose worker left for good: EMPTY, no pid, not draining (its totals are kept).
+  // A slot whose worker left for good: EMPTY, no pid, not draining, its load kept by a worker
+  // again (its totals are kept).
   void releaseSlot(uint32_t slot);
+  // Who keeps the slot's load: a worker of ours, or the kernel (foreign processes).
+  void setLoadSource(uint32_t slot, sd_load_source source);
 
   // Tuning: the weighted policy's weight, and draining (chosen by no policy).
   void setWeight(uint32_t slot, uint32_t weight);

@@ -249,7 +249,7 @@ Prepared prepare(const AttachOptions &options) {
 // A COMMAND's workers write no load: the kernel measures it for their slots. Where it cannot
 // (no BTF tracepoints), they are served all the same, balanced on the choices alone.
 std::unique_ptr<ForeignLoad> measureForeignLoad(DispatchProgram &program,
-                                                ReuseportDispatch &dispatch) {
+                                                ReuseportDispatch &dispatch, Scoreboard board) {
   auto loaded = ForeignLoad::load(program.slotsMapFd());
   if (!loaded) {
     spdlog::warn("{}; the COMMAND workers' load is not measured: least_conn sees only its own "
@@ -259,10 +259,12 @@ std::unique_ptr<ForeignLoad> measureForeignLoad(DispatchProgram &program,
   }
   std::unique_ptr<ForeignLoad> load = std::move(loaded.value());
   ForeignLoad *tagger = load.get();
-  dispatch.observeListeners([tagger](uint32_t slot, int listenerFd) {
+  dispatch.observeListeners([tagger, board](uint32_t slot, int listenerFd) mutable {
     if (auto tagged = tagger->tag(listenerFd, slot); !tagged) {
       spdlog::warn("{}; its load is not measured", tagged.error().message());
+      return;
     }
+    board.setLoadSource(slot, SD_LOAD_KERNEL);
   });
   return load;
 }
@@ -301,7 +303,7 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
     auto reuseport =
         std::make_unique<ReuseportDispatch>(std::move(prepared->listeners), *prepared->program);
     if (!options.command.empty()) {
-      foreignLoad = measureForeignLoad(*prepared->program, *reuseport);
+      foreignLoad = measureForeignLoad(*prepared->program, *reuseport, parts.scoreboard);
     }
     parts.mode = std::move(reuseport);
   }

@@ -12,7 +12,7 @@
 
 #include <linux/types.h>
 
-#define SD_ABI_VERSION 3
+#define SD_ABI_VERSION 4
 /* Upper bound on worker slots (the size of every per-worker map). */
 #define SD_MAX_WORKERS 128
 #define SD_CACHELINE   64
@@ -43,6 +43,15 @@ enum sd_mode {
 	SD_MODE_NONE = 0,
 	SD_MODE_EBPF = 1,
 	SD_MODE_LINE = 2,
+	SD_MODE_ADOPT =
+		3, /* a running service's reuseport group, steered by `sockdispatch adopt` */
+};
+
+/* Who keeps a slot's `open`, `accepted` and `queued` (taken away at arrival). */
+enum sd_load_source {
+	SD_LOAD_WORKER = 0, /* our own worker: open = accepted and not closed, queued apart */
+	SD_LOAD_KERNEL = 1, /* the tracing program (foreign_load.bpf.c): open = from the handshake
+			     * to the application's close, so it includes the accept queue */
 };
 
 /* Why a connection went where it went: index into the per-CPU verdict counters. */
@@ -71,6 +80,8 @@ struct sd_slot {
 	__u32 draining; /* non-zero: never chosen except to avoid a drop */
 	__u64 generation;
 	__u64 respawns;
+	__u32 load_source; /* enum sd_load_source */
+	__u32 pad;
 	/* worker-written counters */
 	__u64 open __attribute__((aligned(SD_CACHELINE)));     /* open connections now */
 	__u64 accepted __attribute__((aligned(SD_CACHELINE))); /* connections accepted, total */

@@ -19,6 +19,7 @@ static_assert(offsetof(sd_slot, busy_since) == 7 * SD_CACHELINE, "busy_since: ow
 static_assert(sizeof(sd_slot) == 8 * SD_CACHELINE);
 static_assert(offsetof(sd_config, rr_cursor) == SD_CACHELINE, "cursor off the config line");
 static_assert(SD_MAX_WORKERS >= 128);
+static_assert(offsetof(sd_slot, load_source) == 32, "load_source: on the control line");
 static_assert(offsetof(sd_config, stopping) == 32, "stopping: in what was padding");
 static_assert(SD_NR_VERDICTS == 8 && SD_NR_POLICIES == 6);
 
