@@ -1,6 +1,7 @@
 #include "bpf/dispatch_program.h"
 
 #include "bpf/pin_dir.h"
+#include "core/unique_fd.h"
 #include "dispatch.skel.h"
 
 #include <bpf/bpf.h>
@@ -143,6 +144,28 @@ uint32_t DispatchProgram::programId() const {
     return 0;
   }
   return info.id;
+}
+
+Result<void> detachReuseportProgram(int memberFd) {
+  int unused = 0;
+  if (::setsockopt(memberFd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof(unused)) != 0) {
+    return osError("detach the program from the reuseport group");
+  }
+  return {};
+}
+
+std::string describeBpfProgram(uint32_t id) {
+  UniqueFd fd(bpf_prog_get_fd_by_id(id));
+  if (!fd) {
+    return "";
+  }
+  bpf_prog_info info{};
+  uint32_t length = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &length) != 0) {
+    return "";
+  }
+  const char *type = libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(info.type));
+  return fmt::format("{} (type {})", info.name, type != nullptr ? type : "unknown");
 }
 
 } // namespace sockdispatch

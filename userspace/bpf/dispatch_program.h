@@ -42,6 +42,13 @@ private:
   MappedRegion config_;
 };
 
+// Removes whatever program steers the reuseport group of `memberFd` (SO_DETACH_REUSEPORT_BPF):
+// the group falls back to the kernel's hash. ENOENT when none was attached.
+Result<void> detachReuseportProgram(int memberFd);
+
+// "NAME (type TYPE)" of a loaded BPF program, or "" when it cannot be read.
+std::string describeBpfProgram(uint32_t id);
+
 // libbpf's own log, bridged into spdlog (debug level for libbpf's info/debug lines).
 void bridgeLibbpfLog();
 // Whether libbpf's warnings are logged at debug level only: while a load is only tried (auto

@@ -75,6 +75,10 @@ void Scoreboard::resetOpen(uint32_t slot) {
   storeRelease<__u64>(slots_[slot].busy_since, 0);
 }
 
+void Scoreboard::resetQueued(uint32_t slot) {
+  storeRelease<__u64>(slots_[slot].queued, 0);
+}
+
 void Scoreboard::addRespawn(uint32_t slot) {
   std::atomic_ref<__u64>(slots_[slot].respawns).fetch_add(1, std::memory_order_relaxed);
 }

@@ -59,7 +59,8 @@ public:
   void prepareSlot(uint32_t slot, uint64_t generation);
   void setPid(uint32_t slot, pid_t pid);
   void setState(uint32_t slot, sd_slot_state state);
-  void resetOpen(uint32_t slot); // its connections (and any handler call) died with its process
+  void resetOpen(uint32_t slot);   // its connections (and any handler call) died with its process
+  void resetQueued(uint32_t slot); // nothing chosen for it is on its way any more
   void addRespawn(uint32_t slot);
   // A slot taken by a new generation starts from zero: every counter, weight 1, not draining.
   void resetCounters(uint32_t slot);

@@ -11,6 +11,7 @@ namespace sockdispatch::cli {
 // Each subcommand registers itself on the app and returns what to run when it is chosen.
 using Action = std::function<int()>;
 
+Action addAdoptCommand(CLI::App &app);
 Action addAttachCommand(CLI::App &app);
 Action addDetachCommand(CLI::App &app);
 Action addReloadCommand(CLI::App &app);

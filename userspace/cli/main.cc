@@ -18,9 +18,13 @@ int run(int argc, char **argv) {
   app.set_version_flag("--version", SOCKDISPATCH_VERSION);
   app.require_subcommand(1);
   std::map<std::string, cli::Action> actions{
-      {"attach", cli::addAttachCommand(app)},   {"check-config", cli::addCheckConfigCommand(app)},
-      {"detach", cli::addDetachCommand(app)},   {"reload", cli::addReloadCommand(app)},
-      {"status", cli::addStatusCommand(app)},   {"tune", cli::addTuneCommand(app)},
+      {"adopt", cli::addAdoptCommand(app)},
+      {"attach", cli::addAttachCommand(app)},
+      {"check-config", cli::addCheckConfigCommand(app)},
+      {"detach", cli::addDetachCommand(app)},
+      {"reload", cli::addReloadCommand(app)},
+      {"status", cli::addStatusCommand(app)},
+      {"tune", cli::addTuneCommand(app)},
       {"version", cli::addVersionCommand(app)},
   };
   if (argc > 1 && argv[1][0] != '-' && actions.count(argv[1]) == 0) {

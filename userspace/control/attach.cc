@@ -4,6 +4,7 @@
 #include "bpf/foreign_load.h"
 #include "bpf/names.h"
 #include "bpf/pin_dir.h"
+#include "control/attachment_pins.h"
 #include "control/pinned_attachment.h"
 #include "core/logging.h"
 #include "dispatch/listener.h"
@@ -39,62 +40,18 @@ struct StartupError : std::runtime_error {
   throw StartupError(code, error.message());
 }
 
-std::string bpfLoadHint(int code) {
-  switch (code) {
-  case EPERM:
-  case EACCES: return " (loading BPF needs root, or CAP_BPF with CAP_NET_ADMIN)";
-  case EINVAL:
-  case ENOTSUP:
-    return " (the kernel lacks sk_reuseport/migrate programs or the verifier refused; "
-           "Linux 5.14 or newer is needed)";
-  default: return "";
-  }
-}
-
 // Refuses a port some live master holds; removes the pins a dead master left behind. (A line
 // mode attachment's scoreboard file is checked when it is created: one in use is refused, one
 // left by a dead master replaced.)
-void claimPort(uint16_t port) {
-  std::string dir = pinDirFor(port);
-  if (::access(dir.c_str(), F_OK) != 0) {
-    return;
-  }
-  auto existing = PinnedAttachment::open(port, false);
-  if (!existing) {
-    // Never remove what we cannot prove is dead: the operator decides.
-    throw StartupError(kExitFailure, "cannot read the state of port " + std::to_string(port) +
-                                         " in " + dir + " (" + existing.error().message() +
-                                         "); remove that directory if no sockdispatch serves "
-                                         "the port");
-  }
-  uint32_t owner = loadRelaxed(existing->config().master_pid);
-  if (processAlive(owner)) {
-    throw StartupError(kExitUsage, "port " + std::to_string(port) +
-                                       " is already attached by sockdispatch (master pid " +
-                                       std::to_string(owner) + "); stop it first (kill -TERM " +
-                                       std::to_string(owner) + ")");
-  }
-  spdlog::warn("removing stale state of port {} left by master pid {}", port, owner);
-  if (auto removed = removePinDir(dir); !removed) {
-    fail(removed.error());
+void claimPortOrFail(uint16_t port) {
+  if (auto claimed = claimPort(port); !claimed) {
+    const Error &error = claimed.error();
+    if (error.code == EADDRINUSE) {
+      throw StartupError(kExitUsage, error.detail);
+    }
+    throw StartupError(kExitFailure, error.code == 0 ? error.detail : error.message());
   }
 }
-
-// Removes the attachment's pins when the attachment ends, however it ends.
-class PinGuard {
-public:
-  explicit PinGuard(std::string dir) : dir_(std::move(dir)) {}
-  ~PinGuard() {
-    if (auto removed = removePinDir(dir_); !removed) {
-      spdlog::error("{}", removed.error().message());
-    }
-  }
-  PinGuard(const PinGuard &) = delete;
-  PinGuard &operator=(const PinGuard &) = delete;
-
-private:
-  std::string dir_;
-};
 
 struct Prepared {
   ListenerGroup listeners;
@@ -113,21 +70,6 @@ void writeConfig(sd_config *config, const AttachOptions &options, uint16_t port,
   config->master_pid = static_cast<__u32>(::getpid());
   config->port = port;
   config->generation = 1;
-}
-
-// The eBPF path's first step, before any socket exists: bpffs and the program. An error
-// names the cause and what it means.
-Result<std::unique_ptr<DispatchProgram>> loadProgram() {
-  if (auto mounted = ensureBpffs(); !mounted) {
-    return mounted.error();
-  }
-  auto program = DispatchProgram::load();
-  if (!program) {
-    Error error = program.error();
-    error.detail = std::string(std::strerror(error.code)) + bpfLoadHint(error.code);
-    return error;
-  }
-  return std::move(program.value());
 }
 
 void prepareEbpf(Prepared &prepared, const AttachOptions &options) {
@@ -149,28 +91,11 @@ void prepareEbpf(Prepared &prepared, const AttachOptions &options) {
     }
   }
 
-  // Pin into a private directory, then rename it into place: readers never see half.
-  prepared.pinDir = pinDirFor(port);
-  // bpffs refuses names with a dot; attachments are the all-digit entries.
-  std::string staging = pinBaseDir() + "/staging-" + std::to_string(::getpid());
-  (void)removePinDir(staging);
-  if (::mkdir(staging.c_str(), 0700) != 0) {
-    fail(osError("create directory " + staging));
+  auto published = publishPins(*prepared.program, port);
+  if (!published) {
+    fail(published.error());
   }
-  if (auto pinned = prepared.program->pinInto(staging); !pinned) {
-    (void)removePinDir(staging);
-    fail(pinned.error());
-  }
-  // Readable by the monitoring group (status without root), writable by root only.
-  if (auto restricted = restrictPinDir(staging); !restricted) {
-    (void)removePinDir(staging);
-    fail(restricted.error());
-  }
-  if (::rename(staging.c_str(), prepared.pinDir.c_str()) != 0) {
-    Error error = osError("move " + staging + " to " + prepared.pinDir);
-    (void)removePinDir(staging);
-    fail(error);
-  }
+  prepared.pinDir = std::move(published.value());
 }
 
 void prepareLine(Prepared &prepared, const AttachOptions &options) {
@@ -197,7 +122,7 @@ Prepared prepare(const AttachOptions &options) {
   Prepared prepared;
   if (options.mode != DispatchModeOption::kLine) {
     quietLibbpfWarnings(options.mode == DispatchModeOption::kAuto);
-    auto program = loadProgram();
+    auto program = loadDispatchProgram();
     quietLibbpfWarnings(false);
     if (!program && (options.mode == DispatchModeOption::kEbpf || !options.command.empty())) {
       // A COMMAND's workers accept on their own listeners: there is no line to fall back to.
@@ -222,7 +147,7 @@ Prepared prepare(const AttachOptions &options) {
     lock.emplace(std::move(locked.value()));
   }
   if (options.port != 0) {
-    claimPort(options.port);
+    claimPortOrFail(options.port);
     if (portHasListener(options.port)) {
       throw StartupError(kExitFailure, "port " + std::to_string(options.port) +
                                            " is already in use by another listener");
@@ -236,7 +161,7 @@ Prepared prepare(const AttachOptions &options) {
   }
   prepared.listeners = std::move(group.value());
   if (options.port == 0) {
-    claimPort(prepared.listeners.address.port()); // a dead master's state may remain
+    claimPortOrFail(prepared.listeners.address.port()); // a dead master's state may remain
   }
   if (line) {
     prepareLine(prepared, options);

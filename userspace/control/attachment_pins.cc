@@ -1,0 +1,99 @@
+#include "control/attachment_pins.h"
+
+#include "bpf/pin_dir.h"
+#include "control/pinned_attachment.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace sockdispatch {
+
+namespace {
+
+std::string bpfLoadHint(int code) {
+  switch (code) {
+  case EPERM:
+  case EACCES: return " (loading BPF needs root, or CAP_BPF with CAP_NET_ADMIN)";
+  case EINVAL:
+  case ENOTSUP:
+    return " (the kernel lacks sk_reuseport/migrate programs or the verifier refused; "
+           "Linux 5.14 or newer is needed)";
+  default: return "";
+  }
+}
+
+} // namespace
+
+Result<std::unique_ptr<DispatchProgram>> loadDispatchProgram() {
+  if (auto mounted = ensureBpffs(); !mounted) {
+    return mounted.error();
+  }
+  auto program = DispatchProgram::load();
+  if (!program) {
+    Error error = program.error();
+    error.detail = std::string(std::strerror(error.code)) + bpfLoadHint(error.code);
+    return error;
+  }
+  return std::move(program.value());
+}
+
+Result<void> claimPort(uint16_t port) {
+  std::string dir = pinDirFor(port);
+  if (::access(dir.c_str(), F_OK) != 0) {
+    return {};
+  }
+  auto existing = PinnedAttachment::open(port, false);
+  if (!existing) {
+    return logicError("claim port " + std::to_string(port),
+                      "cannot read the state of port " + std::to_string(port) + " in " + dir +
+                          " (" + existing.error().message() +
+                          "); remove that directory if no sockdispatch serves the port");
+  }
+  uint32_t owner = loadRelaxed(existing->config().master_pid);
+  if (processAlive(owner)) {
+    Error error = logicError(
+        "claim port " + std::to_string(port),
+        "port " + std::to_string(port) + " is already attached by sockdispatch (master pid " +
+            std::to_string(owner) + "); stop it first (kill -TERM " + std::to_string(owner) + ")");
+    error.code = EADDRINUSE;
+    return error;
+  }
+  spdlog::warn("removing stale state of port {} left by pid {}", port, owner);
+  return removePinDir(dir);
+}
+
+Result<std::string> publishPins(DispatchProgram &program, uint16_t port) {
+  std::string dir = pinDirFor(port);
+  // bpffs refuses names with a dot; attachments are the all-digit entries.
+  std::string staging = pinBaseDir() + "/staging-" + std::to_string(::getpid());
+  (void)removePinDir(staging);
+  if (::mkdir(staging.c_str(), 0700) != 0) {
+    return osError("create directory " + staging);
+  }
+  if (auto pinned = program.pinInto(staging); !pinned) {
+    (void)removePinDir(staging);
+    return pinned.error();
+  }
+  // Readable by the monitoring group (status without root), writable by root only.
+  if (auto restricted = restrictPinDir(staging); !restricted) {
+    (void)removePinDir(staging);
+    return restricted.error();
+  }
+  if (::rename(staging.c_str(), dir.c_str()) != 0) {
+    Error error = osError("move " + staging + " to " + dir);
+    (void)removePinDir(staging);
+    return error;
+  }
+  return dir;
+}
+
+PinGuard::~PinGuard() {
+  if (auto removed = removePinDir(dir_); !removed) {
+    spdlog::error("{}", removed.error().message());
+  }
+}
+
+} // namespace sockdispatch
