@@ -40,6 +40,14 @@ std::string_view modeName(uint32_t mode) {
   }
 }
 
+std::string_view loadSourceName(uint32_t source) {
+  switch (source) {
+  case SD_LOAD_WORKER: return "worker";
+  case SD_LOAD_KERNEL: return "kernel";
+  default: return "unknown";
+  }
+}
+
 std::optional<sd_policy> policyFromName(std::string_view name) {
   for (uint32_t i = 0; i < kPolicies.size(); ++i) {
     if (kPolicies[i] == name) {

@@ -14,6 +14,8 @@ std::string_view policyName(uint32_t policy);
 std::string_view slotStateName(uint32_t state);
 std::string_view modeName(uint32_t mode);
 std::string_view verdictName(uint32_t verdict);
+// Who keeps a slot's load: "worker" or "kernel".
+std::string_view loadSourceName(uint32_t source);
 
 // Every policy's name, comma-separated ("skip_load, least_conn, ...").
 std::string policyNames();

@@ -42,6 +42,7 @@ Result<PinnedAttachment> PinnedAttachment::open(uint16_t port, bool writable) {
   std::string dir = pinDirFor(port);
   PinnedAttachment attachment;
   attachment.writable_ = writable;
+  attachment.pinDir_ = dir;
   if (::access(dir.c_str(), F_OK) != 0 && errno == ENOENT) {
     auto board = SharedScoreboard::open(port, writable);
     if (board) {
@@ -156,6 +157,26 @@ Result<std::array<uint64_t, SD_NR_VERDICTS>> PinnedAttachment::verdicts() const 
     }
   }
   return totals;
+}
+
+Result<uint64_t> PinnedAttachment::socketCookie(uint32_t slot) {
+  if (shared_) {
+    return osError(ENOENT, "read the socket of slot " + std::to_string(slot) +
+                               " (line mode has no sockets map)");
+  }
+  if (!socketsFd_) {
+    auto sockets = openPin(pinDir_ + "/" + kPinSockets, false);
+    if (!sockets) {
+      return sockets.error();
+    }
+    socketsFd_ = std::move(sockets.value());
+  }
+  // From user space a REUSEPORT_SOCKARRAY lookup gives the socket's cookie (u64).
+  uint64_t cookie = 0;
+  if (bpf_map_lookup_elem(socketsFd_.get(), &slot, &cookie) != 0) {
+    return osError("read the socket of slot " + std::to_string(slot));
+  }
+  return cookie;
 }
 
 std::optional<bool> PinnedAttachment::heldBy(uint32_t pid) const {

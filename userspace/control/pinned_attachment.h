@@ -35,6 +35,10 @@ public:
   [[nodiscard]] const sd_config &config();
   // Verdict counters summed over CPUs.
   [[nodiscard]] Result<std::array<uint64_t, SD_NR_VERDICTS>> verdicts() const;
+  // The cookie of the listener in `slot` of the `sockets` map (what bpf_get_socket_cookie and
+  // SO_COOKIE give for it): ENOENT when the slot holds no socket, and in line mode. The map is
+  // opened read-only on first use.
+  [[nodiscard]] Result<uint64_t> socketCookie(uint32_t slot);
   // The kernel's id of the config map (0 if unknown, and in line mode).
   [[nodiscard]] uint32_t configMapId() const;
   // Line mode: the state is a scoreboard file, not pinned maps.
@@ -55,6 +59,8 @@ private:
   UniqueFd slotsFd_;
   UniqueFd configFd_;
   UniqueFd verdictsFd_;
+  UniqueFd socketsFd_; // opened by socketCookie()
+  std::string pinDir_;
   MappedRegion slots_;
   MappedRegion config_;
 };

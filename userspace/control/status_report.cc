@@ -40,23 +40,43 @@ void readProgramStats(const std::string &dir, AttachmentStatus &status) {
   }
 }
 
+void readListenerCookies(PinnedAttachment &attachment, AttachmentStatus &status) {
+  for (const SlotSnapshot &worker : status.workers) {
+    if (worker.loadSource != SD_LOAD_KERNEL) {
+      continue;
+    }
+    auto cookie = attachment.socketCookie(worker.slot);
+    if (cookie) {
+      status.listenerCookies[worker.slot] = cookie.value();
+    } else if (cookie.error().code != ENOENT) { // ENOENT: no listener, nothing queued
+      status.notes.push_back(cookie.error().message());
+    }
+  }
+}
+
 nlohmann::json toJson(const AttachmentStatus &status) {
   nlohmann::json workers = nlohmann::json::array();
   for (const auto &w : status.workers) {
-    workers.push_back({{"slot", w.slot},
-                       {"pid", w.pid},
-                       {"state", slotStateName(w.state)},
-                       {"draining", w.draining != 0},
-                       {"weight", w.weight},
-                       {"open", w.open},
-                       {"accepted", w.accepted},
-                       {"requests", w.requests},
-                       {"skipped", w.skipped},
-                       {"selected", w.selected},
-                       {"queued", w.queued},
-                       {"busy_us", busyMicros(status, w)},
-                       {"respawns", w.respawns},
-                       {"generation", w.generation}});
+    ShownLoad load = shownLoad(status, w);
+    nlohmann::json worker = {{"slot", w.slot},
+                             {"pid", w.pid},
+                             {"state", slotStateName(w.state)},
+                             {"draining", w.draining != 0},
+                             {"weight", w.weight},
+                             {"open", load.open},
+                             {"accepted", w.accepted},
+                             {"requests", w.requests},
+                             {"skipped", w.skipped},
+                             {"selected", w.selected},
+                             {"queued", load.queued},
+                             {"busy_us", busyMicros(status, w)},
+                             {"respawns", w.respawns},
+                             {"generation", w.generation},
+                             {"load_source", loadSourceName(w.loadSource)}};
+    if (load.acceptQueue) {
+      worker["accept_queue"] = *load.acceptQueue;
+    }
+    workers.push_back(std::move(worker));
   }
   nlohmann::json verdicts = nlohmann::json::object();
   for (uint32_t v = 0; v < SD_NR_VERDICTS; ++v) {
@@ -79,6 +99,40 @@ nlohmann::json toJson(const AttachmentStatus &status) {
 }
 
 } // namespace
+
+bool hasKernelMeasuredSlots(const AttachmentStatus &status) {
+  return std::any_of(status.workers.begin(), status.workers.end(),
+                     [](const SlotSnapshot &w) { return w.loadSource == SD_LOAD_KERNEL; });
+}
+
+void applyAcceptQueues(AttachmentStatus &status, const std::vector<ListenerInfo> &listeners) {
+  for (const auto &[slot, cookie] : status.listenerCookies) {
+    auto listener =
+        std::find_if(listeners.begin(), listeners.end(),
+                     [cookie = cookie](const ListenerInfo &l) { return l.cookie == cookie; });
+    if (listener != listeners.end()) {
+      status.acceptQueues[slot] = listener->acceptQueue;
+    } else {
+      status.notes.push_back(fmt::format("the listener of slot {} (socket cookie {}) is not "
+                                         "among port {}'s listeners in this network namespace",
+                                         slot, cookie, status.port));
+    }
+  }
+}
+
+ShownLoad shownLoad(const AttachmentStatus &status, const SlotSnapshot &worker) {
+  ShownLoad shown{worker.open, worker.queued, std::nullopt};
+  auto queue = status.acceptQueues.find(worker.slot);
+  if (worker.loadSource != SD_LOAD_KERNEL || queue == status.acceptQueues.end()) {
+    return shown;
+  }
+  // The two are read microseconds apart, and a child reset while queued has left `open` but
+  // not the queue: clamp rather than wrap.
+  shown.open = worker.open > queue->second ? worker.open - queue->second : 0;
+  shown.queued = worker.queued + queue->second;
+  shown.acceptQueue = queue->second;
+  return shown;
+}
 
 std::vector<uint16_t> attachedPorts() {
   std::vector<uint16_t> ports;
@@ -126,6 +180,7 @@ Result<AttachmentStatus> readStatus(uint16_t port) {
   status.verdicts = verdicts.value();
   if (!attachment->lineMode()) {
     readProgramStats(pinDirFor(port), status);
+    readListenerCookies(*attachment, status);
   }
   return status;
 }
@@ -145,17 +200,43 @@ std::string formatTable(const AttachmentStatus &status) {
                        static_cast<double>(status.programRunTimeNs) /
                            static_cast<double>(status.programRunCount));
   }
-  out +=
-      fmt::format("{:>4}  {:>8}  {:<9} {:>6}  {:>8}  {:>10}  {:>10}  {:>10}  {:>10}\n", "slot",
-                  "pid", "state", "weight", "open", "accepted", "requests", "skipped", "selected");
+  // A `queued` column only where some slot's open would hide it (kernel-measured slots).
+  bool kernel = hasKernelMeasuredSlots(status);
+  auto row = [&](const auto &slot, const auto &pid, const auto &state, const auto &weight,
+                 const auto &open, const auto &queued, const auto &accepted, const auto &requests,
+                 const auto &skipped, const auto &selected) {
+    out += fmt::format("{:>4}  {:>8}  {:<9} {:>6}  {:>8}  ", slot, pid, state, weight, open);
+    if (kernel) {
+      out += fmt::format("{:>8}  ", queued);
+    }
+    out += fmt::format("{:>10}  {:>10}  {:>10}  {:>10}\n", accepted, requests, skipped, selected);
+  };
+  row("slot", "pid", "state", "weight", "open", "queued", "accepted", "requests", "skipped",
+      "selected");
+  std::string measured;
+  std::string unsplit;
   for (const auto &w : status.workers) {
     std::string state(slotStateName(w.state));
     if (w.draining != 0) {
       state += "*";
     }
-    out +=
-        fmt::format("{:>4}  {:>8}  {:<9} {:>6}  {:>8}  {:>10}  {:>10}  {:>10}  {:>10}\n", w.slot,
-                    w.pid, state, w.weight, w.open, w.accepted, w.requests, w.skipped, w.selected);
+    ShownLoad load = shownLoad(status, w);
+    row(w.slot, w.pid, state, w.weight, load.open, load.queued, w.accepted, w.requests, w.skipped,
+        w.selected);
+    if (w.loadSource == SD_LOAD_KERNEL) {
+      std::string &list = load.acceptQueue ? measured : unsplit;
+      list += fmt::format("{}{}", list.empty() ? "" : " ", w.slot);
+    }
+  }
+  if (!measured.empty()) {
+    out += fmt::format("measured by the kernel (slots {}): queued includes the listener's accept "
+                       "queue\n",
+                       measured);
+  }
+  if (!unsplit.empty()) {
+    out += fmt::format("measured by the kernel (slots {}): open includes the listener's accept "
+                       "queue (not read)\n",
+                       unsplit);
   }
   out += "verdicts:";
   for (uint32_t v = 0; v < SD_NR_VERDICTS; ++v) {
@@ -185,8 +266,7 @@ std::string formatPrometheus(const std::vector<AttachmentStatus> &all) {
     uint64_t (*value)(const SlotSnapshot &);
   };
   static const Metric kWorkerMetrics[] = {
-      {"sockdispatch_worker_open_connections", "gauge", "Connections open in the worker now.",
-       [](const SlotSnapshot &w) { return w.open; }},
+
       {"sockdispatch_worker_accepted_total", "counter", "Connections the worker accepted.",
        [](const SlotSnapshot &w) { return w.accepted; }},
       {"sockdispatch_worker_requests_total", "counter", "Requests the worker answered.",
@@ -201,9 +281,7 @@ std::string formatPrometheus(const std::vector<AttachmentStatus> &all) {
        [](const SlotSnapshot &w) { return static_cast<uint64_t>(w.state == SD_SLOT_RUNNING); }},
       {"sockdispatch_worker_weight", "gauge", "The worker's weight for the weighted policy.",
        [](const SlotSnapshot &w) { return static_cast<uint64_t>(w.weight); }},
-      {"sockdispatch_worker_queued_connections", "gauge",
-       "Connections chosen for the worker still in its listen queue.",
-       [](const SlotSnapshot &w) { return w.queued; }},
+
   };
   std::string out = "# HELP sockdispatch_info Attachment of a port: mode and policy in labels.\n"
                     "# TYPE sockdispatch_info gauge\n";
@@ -222,10 +300,34 @@ std::string formatPrometheus(const std::vector<AttachmentStatus> &all) {
       }
     }
   };
+  addWorkerMetric(
+      "sockdispatch_worker_open_connections", "gauge", "Connections open in the worker now.",
+      [](const AttachmentStatus &s, const SlotSnapshot &w) { return shownLoad(s, w).open; });
   for (const auto &metric : kWorkerMetrics) {
     addWorkerMetric(
         metric.name, metric.type, metric.help,
         [&](const AttachmentStatus &, const SlotSnapshot &w) { return metric.value(w); });
+  }
+  addWorkerMetric(
+      "sockdispatch_worker_queued_connections", "gauge",
+      "Connections chosen for the worker still in its listen queue.",
+      [](const AttachmentStatus &s, const SlotSnapshot &w) { return shownLoad(s, w).queued; });
+  // Only where the split was made (kernel-measured slots): so native attachments print as before.
+  std::string acceptQueues;
+  for (const auto &s : all) {
+    for (const auto &w : s.workers) {
+      if (auto queue = shownLoad(s, w).acceptQueue) {
+        acceptQueues += fmt::format(
+            "sockdispatch_worker_accept_queue_connections{{port=\"{}\",slot=\"{}\"}} {}\n", s.port,
+            w.slot, *queue);
+      }
+    }
+  }
+  if (!acceptQueues.empty()) {
+    out += "# HELP sockdispatch_worker_accept_queue_connections Connections in the listener's "
+           "accept queue of a worker whose load the kernel measures (counted in queued).\n"
+           "# TYPE sockdispatch_worker_accept_queue_connections gauge\n" +
+           acceptQueues;
   }
   addWorkerMetric("sockdispatch_worker_busy_seconds", "gauge",
                   "How long the worker has been inside its current handler call (0 between calls).",

@@ -3,6 +3,7 @@
 // `tune` is refused by the kernel's permission check. Pins of another map ABI are refused.
 #include "bpf/pin_dir.h"
 #include "control/pinned_attachment.h"
+#include "support/http_client.h"
 #include "support/live_attachment.h"
 #include "support/process.h"
 
@@ -132,6 +133,43 @@ TEST_F(PinAccess, GroupMemberReadsStatusButCannotTune) {
   auto detach = member.run({"detach", port});
   EXPECT_EQ(detach.code, 1) << detach.err;
   EXPECT_NE(attachment->process().wait(200ms).has_value(), true) << "a member stopped the master";
+}
+
+/*
+ * The split of a kernel-measured slot needs no privilege either: a member's status reads the
+ * slot's listener cookie from the read-only `sockets` pin and dumps the port's listeners with
+ * sock_diag. The COMMAND (sleep) holds its listener and never accepts: the 3 connections made
+ * show as queued, in the accept queue, none open.
+ */
+TEST_F(PinAccess, GroupMemberSeesTheAcceptQueueOfAKernelMeasuredSlot) {
+  GroupMember member;
+  ASSERT_TRUE(member.ready()) << "could not create the test user";
+  auto attachment =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "1", "--", "/bin/sleep", "600"});
+  ASSERT_NE(attachment, nullptr);
+  std::vector<TcpClient> clients;
+  for (int i = 0; i < 3; ++i) {
+    auto client = TcpClient::connect(attachment->port());
+    ASSERT_TRUE(client) << "connect " << i;
+    clients.push_back(std::move(*client));
+  }
+  nlohmann::json slot;
+  std::string err;
+  EXPECT_TRUE(eventually([&] {
+    auto done = member.run({"status", std::to_string(attachment->port()), "--json"});
+    err = done.err;
+    if (done.code != 0) {
+      return false;
+    }
+    slot = nlohmann::json::parse(done.out)["workers"][0];
+    return slot.value("accept_queue", -1) == 3;
+  })) << slot.dump()
+      << "\n"
+      << err;
+  EXPECT_EQ(err, "") << "no note: the dump and the lookup worked";
+  EXPECT_EQ(slot["load_source"], "kernel");
+  EXPECT_EQ(slot["open"], 0);
+  EXPECT_EQ(slot["queued"], 3);
 }
 
 /* Pins written by another map ABI version are refused by status and tune alike. */

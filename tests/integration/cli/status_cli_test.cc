@@ -65,6 +65,8 @@ TEST_F(StatusCli, JsonMatchesWhatTheWorkersAnswered) {
     EXPECT_EQ(w["accepted"], connections[slot]) << "slot " << slot;
     EXPECT_EQ(w["requests"], requests[slot]) << "slot " << slot;
     EXPECT_EQ(w["selected"], connections[slot]) << "slot " << slot;
+    EXPECT_EQ(w["load_source"], "worker") << "our workers keep their own load";
+    EXPECT_FALSE(w.contains("accept_queue")) << "no listener dump for our workers";
   }
   EXPECT_EQ(status["verdicts"]["selected"], 12);
 }

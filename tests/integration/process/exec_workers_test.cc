@@ -3,6 +3,7 @@
 // slot and process that served it, so the tests prove which listener a child holds; kills,
 // reloads and crash loops run under the real master, real BPF program and real TCP.
 #include "control/pinned_attachment.h"
+#include "support/held_connections.h"
 #include "support/http_client.h"
 #include "support/load.h"
 #include "support/notify_socket.h"
@@ -11,6 +12,7 @@
 #include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -384,6 +386,83 @@ TEST_F(ExecWorkers, AFrozenCopyIsAvoidedByItsKernelMeasuredLoad) {
     return now.size() == 2 && now[0].open == 0 && now[1].open == 0;
   })) << "open stays at "
       << slots(port)[0].open << " and " << slots(port)[1].open;
+  EXPECT_EQ(attachment->stop(), 0);
+}
+
+// Slot `slot` of `sockdispatch status PORT --json`, as the CLI prints it; null (and a failure
+// of the current test) when status fails or says something on stderr.
+nlohmann::json statusOfSlot(uint16_t port, uint32_t slot) {
+  auto done = runSockdispatch({"status", std::to_string(port), "--json"});
+  if (done.code != 0 || !done.err.empty()) {
+    ADD_FAILURE() << "status: exit " << done.code << ": " << done.err;
+    return nullptr;
+  }
+  auto workers = nlohmann::json::parse(done.out)["workers"];
+  return slot < workers.size() ? workers[slot] : nlohmann::json(nullptr);
+}
+
+/*
+ * status splits a kernel-measured slot's count with its listener's accept queue (one
+ * sock_diag dump). One uvicorn copy answers 3 keep-alive connections and keeps them; frozen
+ * (SIGSTOP), it accepts nothing while 6 more connect and send a request. The kernel counts all
+ * 9 in the slot's `open`; status shows open 3 (exact: the held ones) and queued 6, 6 of them
+ * in the accept queue. Resumed, it answers the 6; once every client has closed, status shows
+ * 0 open, 0 queued.
+ */
+TEST_F(ExecWorkers, StatusSplitsAFrozenCopysAcceptQueueFromItsOpenConnections) {
+  auto attachment = Attachment::start(
+      {"0", "--bind", "127.0.0.1", "--workers", "1", "--", "/usr/bin/python3", "-m", "uvicorn",
+       "--fd", "3", "--timeout-keep-alive", "60", "--app-dir", dir_.path(), "asgi_app:app"});
+  ASSERT_NE(attachment, nullptr);
+  uint16_t port = attachment->port();
+  std::vector<TcpClient> held;
+  for (int i = 0; i < 3; ++i) {
+    auto client = TcpClient::connect(port);
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->send("GET /held HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto reply = client->readReply();
+    ASSERT_TRUE(reply && reply->status == 200) << "held connection " << i;
+    held.push_back(std::move(*client));
+  }
+  nlohmann::json shown;
+  ASSERT_TRUE(eventually([&] {
+    shown = statusOfSlot(port, 0);
+    return shown.is_object() && shown["open"] == 3 && shown["queued"] == 0;
+  })) << shown.dump();
+  EXPECT_EQ(shown["load_source"], "kernel");
+  EXPECT_EQ(shown["accept_queue"], 0);
+
+  auto program = static_cast<pid_t>(slots(port)[0].pid);
+  std::vector<pid_t> stopped{program};
+  for (pid_t child : childrenOf(program)) {
+    stopped.push_back(child);
+  }
+  for (pid_t pid : stopped) {
+    ASSERT_TRUE(freeze(pid)) << "SIGSTOP " << pid;
+  }
+  std::vector<TcpClient> queued = sendQueued(port, 6);
+  ASSERT_EQ(queued.size(), 6U);
+  EXPECT_TRUE(eventually([&] {
+    shown = statusOfSlot(port, 0);
+    return shown.is_object() && shown["accept_queue"] == 6 && shown["queued"] == 6;
+  })) << shown.dump();
+  EXPECT_EQ(shown["open"], 3) << "exactly the held connections: " << shown.dump();
+  EXPECT_EQ(slots(port)[0].open, 9U) << "the kernel's count holds both";
+
+  for (pid_t pid : stopped) {
+    ::kill(pid, SIGCONT);
+  }
+  for (size_t i = 0; i < queued.size(); ++i) {
+    auto reply = queued[i].readReply(10s);
+    EXPECT_TRUE(reply && reply->status == 200) << "queued connection " << i;
+  }
+  queued.clear();
+  held.clear();
+  EXPECT_TRUE(eventually([&] {
+    shown = statusOfSlot(port, 0);
+    return shown.is_object() && shown["open"] == 0 && shown["queued"] == 0 &&
+           shown["accept_queue"] == 0;
+  })) << shown.dump();
   EXPECT_EQ(attachment->stop(), 0);
 }
 

@@ -123,6 +123,118 @@ TEST(StatusReport, PrometheusTextFormat) {
   }
 }
 
+// sample() with slot 1 kept by the kernel (a COMMAND worker): 9 connections from handshake to
+// close, 1 chosen whose handshake is not done, and its listener (cookie 77) found with `queue`
+// in its accept queue, beside another port's listener.
+AttachmentStatus kernelSample(uint32_t queue, uint64_t open = 9) {
+  AttachmentStatus status = sample();
+  status.workers[1].loadSource = SD_LOAD_KERNEL;
+  status.workers[1].open = open;
+  status.workers[1].queued = 1;
+  status.listenerCookies[1] = 77;
+  ListenerInfo other;
+  other.cookie = 78;
+  other.acceptQueue = 40;
+  ListenerInfo mine;
+  mine.cookie = 77;
+  mine.acceptQueue = queue;
+  applyAcceptQueues(status, {other, mine});
+  return status;
+}
+
+TEST(StatusReport, AKernelMeasuredSlotShowsItsAcceptQueueAsQueuedNotOpen) {
+  AttachmentStatus status = kernelSample(6);
+  EXPECT_TRUE(status.notes.empty());
+  ShownLoad load = shownLoad(status, status.workers[1]);
+  EXPECT_EQ(load.open, 3U) << "9 - 6";
+  EXPECT_EQ(load.queued, 7U) << "1 + 6";
+  EXPECT_EQ(load.acceptQueue, 6U);
+
+  auto json = nlohmann::json::parse(formatJson(status));
+  const auto &kernel = json["workers"][1];
+  EXPECT_EQ(kernel["load_source"], "kernel");
+  EXPECT_EQ(kernel["open"], 3);
+  EXPECT_EQ(kernel["queued"], 7);
+  EXPECT_EQ(kernel["accept_queue"], 6);
+  EXPECT_EQ(kernel["accepted"], 11) << "the other counters as they are";
+  const auto &native = json["workers"][0];
+  EXPECT_EQ(native["load_source"], "worker");
+  EXPECT_EQ(native["open"], 3);
+  EXPECT_EQ(native["queued"], 0);
+  EXPECT_FALSE(native.contains("accept_queue"));
+
+  std::string text = formatPrometheus({status});
+  EXPECT_NE(text.find("sockdispatch_worker_open_connections{port=\"8080\",slot=\"1\"} 3\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("sockdispatch_worker_queued_connections{port=\"8080\",slot=\"1\"} 7\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("sockdispatch_worker_accept_queue_connections{port=\"8080\",slot=\"1\"} 6\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("sockdispatch_worker_accept_queue_connections{port=\"8080\",slot=\"0\"}"),
+            std::string::npos)
+      << "only where the split was made";
+  EXPECT_NE(text.find("# TYPE sockdispatch_worker_accept_queue_connections gauge\n"),
+            std::string::npos);
+
+  std::string table = formatTable(status);
+  EXPECT_NE(table.find("    open    queued    accepted"), std::string::npos)
+      << "a queued column: " << table;
+  EXPECT_NE(table.find("measured by the kernel (slots 1): queued includes the listener's accept "
+                       "queue"),
+            std::string::npos)
+      << table;
+  // Slot 1's row: open 3, queued 7.
+  EXPECT_NE(table.find("running*       1         3         7"), std::string::npos) << table;
+}
+
+TEST(StatusReport, AnOpenReadBeforeItsQueueGrewIsClampedAtZero) {
+  AttachmentStatus status = kernelSample(/*queue=*/5, /*open=*/2);
+  ShownLoad load = shownLoad(status, status.workers[1]);
+  EXPECT_EQ(load.open, 0U);
+  EXPECT_EQ(load.queued, 6U);
+}
+
+TEST(StatusReport, AKernelSlotWhoseListenerIsNotFoundIsShownUnsplitWithANote) {
+  AttachmentStatus status = sample();
+  status.workers[1].loadSource = SD_LOAD_KERNEL;
+  status.workers[1].open = 9;
+  status.listenerCookies[1] = 77;
+  ListenerInfo other;
+  other.cookie = 78;
+  applyAcceptQueues(status, {other});
+  ASSERT_EQ(status.notes.size(), 1U);
+  EXPECT_NE(status.notes[0].find("the listener of slot 1 (socket cookie 77) is not among port "
+                                 "8080's listeners"),
+            std::string::npos)
+      << status.notes[0];
+  auto json = nlohmann::json::parse(formatJson(status));
+  EXPECT_EQ(json["workers"][1]["open"], 9) << "today's number";
+  EXPECT_EQ(json["workers"][1]["queued"], 2);
+  EXPECT_EQ(json["workers"][1]["load_source"], "kernel");
+  EXPECT_FALSE(json["workers"][1].contains("accept_queue"));
+  EXPECT_NE(formatTable(status).find("measured by the kernel (slots 1): open includes the "
+                                     "listener's accept queue (not read)"),
+            std::string::npos)
+      << formatTable(status);
+  EXPECT_EQ(formatPrometheus({status}).find("accept_queue"), std::string::npos);
+}
+
+TEST(StatusReport, NativeWorkersPrintAsBefore) {
+  AttachmentStatus status = sample();
+  EXPECT_FALSE(hasKernelMeasuredSlots(status));
+  std::string table = formatTable(status);
+  EXPECT_EQ(table.find("queued"), std::string::npos) << table;
+  EXPECT_EQ(table.find("kernel"), std::string::npos) << table;
+  EXPECT_NE(table.find("slot       pid  state     weight      open    accepted    requests"),
+            std::string::npos)
+      << table;
+  EXPECT_EQ(formatPrometheus({status}).find("accept_queue"), std::string::npos);
+  EXPECT_TRUE(hasKernelMeasuredSlots(kernelSample(1)));
+}
+
 TEST(Names, PoliciesRoundTrip) {
   for (uint32_t p = 0; p < SD_NR_POLICIES; ++p) {
     auto parsed = policyFromName(policyName(p));
@@ -134,6 +246,8 @@ TEST(Names, PoliciesRoundTrip) {
   EXPECT_EQ(slotStateName(SD_SLOT_DEAD), "dead");
   EXPECT_EQ(verdictName(SD_VERDICT_MIGRATED), "migrated");
   EXPECT_EQ(modeName(SD_MODE_LINE), "line");
+  EXPECT_EQ(loadSourceName(SD_LOAD_KERNEL), "kernel");
+  EXPECT_EQ(loadSourceName(SD_LOAD_WORKER), "worker");
 }
 
 } // namespace
