@@ -15,10 +15,12 @@ build_deps=(
   iproute2 util-linux procps curl python3
   # unmodified programs run as workers by the tests (attach PORT -- COMMAND)
   gunicorn python3-uvicorn
+  # a running service whose reuseport group the tests adopt (sockdispatch adopt PORT)
+  nginx-light
   # the Debian package and its test (packaging/test-deb.sh), systemd-analyze for the unit
   dpkg-dev debhelper lintian adduser systemd man-db
 )
-bench_deps=(nginx-light wrk python3-matplotlib)
+bench_deps=(wrk python3-matplotlib)
 
 want=("${build_deps[@]}")
 if [[ "${1:-}" == "--bench" ]]; then

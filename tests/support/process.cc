@@ -124,6 +124,10 @@ std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
 Completed runSockdispatch(const std::vector<std::string> &args, std::chrono::milliseconds timeout) {
   std::vector<std::string> argv{SOCKDISPATCH_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
+  return runCommand(argv, timeout);
+}
+
+Completed runCommand(const std::vector<std::string> &argv, std::chrono::milliseconds timeout) {
   auto process = Process::start(argv);
   Completed done;
   if (!process) {

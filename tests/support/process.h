@@ -49,6 +49,8 @@ struct Completed {
 // Runs the project's binary with these arguments to completion (bounded by `timeout`).
 Completed runSockdispatch(const std::vector<std::string> &args,
                           std::chrono::milliseconds timeout = 20s);
+// Runs any program to completion the same way.
+Completed runCommand(const std::vector<std::string> &argv, std::chrono::milliseconds timeout = 20s);
 
 // A running `sockdispatch attach 0 --bind 127.0.0.1 ...`, ready to serve.
 class Attachment {

@@ -157,11 +157,11 @@ std::vector<ListenerRecord> AdoptedGroup::findGroup(const std::vector<ListenerRe
     if (!listener.inGroup) {
       auto worker = workerOf(listener.inode, holders);
       std::string who = worker ? " (pid " + std::to_string(worker->pid) + ")" : "";
-      throw AdoptError(kExitUsage,
-                       "the listener on " + listener.address.toString() + who +
-                           " is not in a SO_REUSEPORT group: there is nothing to steer; start "
-                           "the service with SO_REUSEPORT (nginx: listen " +
-                           port + " reuseport)");
+      throw AdoptError(kExitUsage, fmt::format("the listener on {}{} is not in a SO_REUSEPORT "
+                                               "group: there is nothing to steer; start the "
+                                               "service with SO_REUSEPORT (nginx: listen {} "
+                                               "reuseport)",
+                                               listener.address.toString(), who, port));
     }
   }
   return chosen;
@@ -257,11 +257,42 @@ void AdoptedGroup::adopt() {
   if (!all) {
     throw AdoptError(kExitFailure, all.error().message());
   }
-  SocketHolders holders = findSocketHolders(inodesOf(all.value()), ::getpid());
+  std::vector<pid_t> hidden;
+  SocketHolders holders = findSocketHolders(inodesOf(all.value()), ::getpid(), &hidden);
   std::vector<ListenerRecord> group = findGroup(all.value(), holders);
   key_ = groupKey(group.front());
+  for (const ListenerRecord &listener : group) {
+    if (holders.count(listener.inode) == 0 && !hidden.empty()) {
+      std::string pids;
+      for (size_t i = 0; i < hidden.size() && i < 8; ++i) {
+        pids += (i == 0 ? "" : " ") + std::to_string(hidden[i]);
+      }
+      throw AdoptError(kExitUsage,
+                       "the listeners on " + key_ +
+                           " are held by processes this one may not "
+                           "inspect (pids " +
+                           pids + (hidden.size() > 8 ? " ..." : "") +
+                           "): reading and copying their descriptors needs ptrace access "
+                           "(CAP_SYS_PTRACE, and kernel.yama.ptrace_scope below 3)");
+    }
+  }
+
+  // One attach or adopt at a time decides who holds a port; a live one is refused first.
+  auto locked = DirLock::acquire(pinBaseDir(), true);
+  if (!locked) {
+    throw AdoptError(kExitFailure, locked.error().message());
+  }
+  if (auto claimed = claimPort(options_.port); !claimed) {
+    const Error &error = claimed.error();
+    throw AdoptError(error.code == EADDRINUSE ? kExitUsage : kExitFailure,
+                     error.code == 0 || error.code == EADDRINUSE ? error.detail : error.message());
+  }
 
   uint32_t attached = group.front().programId;
+  // Our own program with no live sockdispatch holding the port: left by an adopt that was
+  // killed. It steers on counts nobody updates any more; replacing it is what the operator
+  // asked for by adopting again.
+  const bool leftover = attached != 0 && bpfProgramName(attached) == kDispatchProgramName;
   program_ = [] {
     auto loaded = loadDispatchProgram();
     if (!loaded) {
@@ -269,7 +300,7 @@ void AdoptedGroup::adopt() {
     }
     return std::move(loaded.value());
   }();
-  if (attached != 0 && !options_.force) {
+  if (attached != 0 && !leftover && !options_.force) {
     std::string what = describeBpfProgram(attached);
     throw AdoptError(kExitUsage, "BPF program " + std::to_string(attached) +
                                      (what.empty() ? "" : " " + what) +
@@ -295,16 +326,12 @@ void AdoptedGroup::adopt() {
   config->port = options_.port;
   config->generation = 1;
 
-  auto locked = DirLock::acquire(pinBaseDir(), true);
-  if (!locked) {
-    throw AdoptError(kExitFailure, locked.error().message());
+  if (attached != 0) {
+    // The program being replaced may hold the listeners in its own sockarray.
+    if (auto emptied = emptySockarraysOf(attached); !emptied) {
+      throw AdoptError(kExitFailure, emptied.error().message());
+    }
   }
-  if (auto claimed = claimPort(options_.port); !claimed) {
-    const Error &error = claimed.error();
-    throw AdoptError(error.code == EADDRINUSE ? kExitUsage : kExitFailure,
-                     error.code == 0 || error.code == EADDRINUSE ? error.detail : error.message());
-  }
-
   // Every listener is in the sockarray before the program sees a SYN.
   UniqueFd member;
   for (const ListenerRecord &listener : group) {
@@ -314,7 +341,11 @@ void AdoptedGroup::adopt() {
                        taken.error().message());
     }
   }
-  if (attached != 0) {
+  if (leftover) {
+    spdlog::warn("replacing the steering program {} that a sockdispatch no longer running left "
+                 "on {}",
+                 attached, key_);
+  } else if (attached != 0) {
     spdlog::warn("replacing BPF program {} {} on {} (--force)", attached,
                  describeBpfProgram(attached), key_);
   }

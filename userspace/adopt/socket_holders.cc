@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <fstream>
@@ -53,10 +54,14 @@ void addPolledFds(const std::string &fdinfoPath, std::set<int> &polled) {
 }
 
 // One process's descriptors of `inodes`, marked with whether it polls them.
-void scanProcess(pid_t pid, const std::set<uint64_t> &inodes, SocketHolders &out) {
+void scanProcess(pid_t pid, const std::set<uint64_t> &inodes, SocketHolders &out,
+                 std::vector<pid_t> *hidden) {
   std::string base = "/proc/" + std::to_string(pid);
   DirPtr fds(::opendir((base + "/fd").c_str()));
   if (!fds) {
+    if ((errno == EACCES || errno == EPERM) && hidden != nullptr) {
+      hidden->push_back(pid);
+    }
     return; // exited, or not ours to inspect
   }
   std::vector<SocketHolder> found;
@@ -71,6 +76,10 @@ void scanProcess(pid_t pid, const std::set<uint64_t> &inodes, SocketHolders &out
     }
     ssize_t length = ::readlinkat(dirFd, entry->d_name, link, sizeof(link) - 1);
     if (length <= 0) {
+      if ((errno == EACCES || errno == EPERM) && hidden != nullptr) {
+        hidden->push_back(pid); // the directory lists, its links are ptrace-checked
+        return;
+      }
       continue;
     }
     std::string_view target(link, static_cast<size_t>(length));
@@ -96,7 +105,8 @@ void scanProcess(pid_t pid, const std::set<uint64_t> &inodes, SocketHolders &out
 
 } // namespace
 
-SocketHolders findSocketHolders(const std::set<uint64_t> &inodes, pid_t exclude) {
+SocketHolders findSocketHolders(const std::set<uint64_t> &inodes, pid_t exclude,
+                                std::vector<pid_t> *hidden) {
   SocketHolders holders;
   DirPtr proc(::opendir("/proc"));
   if (!proc || inodes.empty()) {
@@ -105,7 +115,7 @@ SocketHolders findSocketHolders(const std::set<uint64_t> &inodes, pid_t exclude)
   while (dirent *entry = ::readdir(proc.get())) {
     auto pid = parseNumber<pid_t>(entry->d_name);
     if (pid && *pid != exclude) {
-      scanProcess(*pid, inodes, holders);
+      scanProcess(*pid, inodes, holders, hidden);
     }
   }
   return holders;
@@ -134,16 +144,16 @@ std::optional<SocketHolder> workerOf(uint64_t inode, const SocketHolders &holder
     }
     return count;
   };
-  const SocketHolder *best = nullptr;
-  size_t bestCount = 0;
+  SocketHolder best = candidates.front();
+  size_t bestCount = listenersHeldBy(best.pid);
   for (const SocketHolder &holder : candidates) {
     size_t count = listenersHeldBy(holder.pid);
-    if (best == nullptr || count < bestCount || (count == bestCount && holder.pid > best->pid)) {
-      best = &holder;
+    if (count < bestCount || (count == bestCount && holder.pid > best.pid)) {
+      best = holder;
       bestCount = count;
     }
   }
-  return *best;
+  return best;
 }
 
 } // namespace sockdispatch

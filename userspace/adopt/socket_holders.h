@@ -22,8 +22,11 @@ using SocketHolders = std::map<uint64_t, std::vector<SocketHolder>>;
 
 // Finds the descriptors of the sockets `inodes` in every process this one may inspect
 // (/proc/PID/fd, and /proc/PID/fdinfo of the process's epoll descriptors), leaving out
-// `exclude` (ourselves). A process that exits during the scan is skipped.
-SocketHolders findSocketHolders(const std::set<uint64_t> &inodes, pid_t exclude);
+// `exclude` (ourselves). A process that exits during the scan is skipped; one whose
+// descriptors we may not read (ptrace access: another user's, without CAP_SYS_PTRACE) is
+// added to `hidden` when given.
+SocketHolders findSocketHolders(const std::set<uint64_t> &inodes, pid_t exclude,
+                                std::vector<pid_t> *hidden = nullptr);
 
 // The process that serves the listener `inode` (docs/design/adopt.md): the holder that polls
 // it; with no poller (a blocking accept), the holder that holds the fewest of the listeners in

@@ -11,6 +11,8 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <optional>
+#include <vector>
 
 namespace sockdispatch {
 
@@ -154,18 +156,70 @@ Result<void> detachReuseportProgram(int memberFd) {
   return {};
 }
 
-std::string describeBpfProgram(uint32_t id) {
+namespace {
+
+std::optional<bpf_prog_info> programInfo(uint32_t id) {
   UniqueFd fd(bpf_prog_get_fd_by_id(id));
   if (!fd) {
-    return "";
+    return std::nullopt;
   }
   bpf_prog_info info{};
   uint32_t length = sizeof(info);
   if (bpf_obj_get_info_by_fd(fd.get(), &info, &length) != 0) {
+    return std::nullopt;
+  }
+  return info;
+}
+
+} // namespace
+
+std::string describeBpfProgram(uint32_t id) {
+  auto info = programInfo(id);
+  if (!info) {
     return "";
   }
-  const char *type = libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(info.type));
-  return fmt::format("{} (type {})", info.name, type != nullptr ? type : "unknown");
+  const char *type = libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(info->type));
+  return fmt::format("{} (type {})", info->name, type != nullptr ? type : "unknown");
+}
+
+Result<void> emptySockarraysOf(uint32_t programId) {
+  UniqueFd program(bpf_prog_get_fd_by_id(programId));
+  if (!program) {
+    return osError("open BPF program " + std::to_string(programId));
+  }
+  bpf_prog_info info{};
+  uint32_t length = sizeof(info);
+  if (bpf_obj_get_info_by_fd(program.get(), &info, &length) != 0) {
+    return osError("read BPF program " + std::to_string(programId));
+  }
+  std::vector<uint32_t> mapIds(info.nr_map_ids);
+  info = bpf_prog_info{};
+  info.nr_map_ids = static_cast<uint32_t>(mapIds.size());
+  info.map_ids = reinterpret_cast<uint64_t>(mapIds.data());
+  length = sizeof(info);
+  if (bpf_obj_get_info_by_fd(program.get(), &info, &length) != 0) {
+    return osError("read the maps of BPF program " + std::to_string(programId));
+  }
+  for (uint32_t mapId : mapIds) {
+    UniqueFd map(bpf_map_get_fd_by_id(mapId));
+    bpf_map_info mapInfo{};
+    uint32_t mapLength = sizeof(mapInfo);
+    if (!map || bpf_obj_get_info_by_fd(map.get(), &mapInfo, &mapLength) != 0 ||
+        mapInfo.type != BPF_MAP_TYPE_REUSEPORT_SOCKARRAY) {
+      continue;
+    }
+    for (uint32_t key = 0; key < mapInfo.max_entries; ++key) {
+      if (bpf_map_delete_elem(map.get(), &key) != 0 && errno != ENOENT) {
+        return osError("empty the sockarray of BPF program " + std::to_string(programId));
+      }
+    }
+  }
+  return {};
+}
+
+std::string bpfProgramName(uint32_t id) {
+  auto info = programInfo(id);
+  return info ? std::string(info->name) : std::string();
 }
 
 } // namespace sockdispatch

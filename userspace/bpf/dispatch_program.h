@@ -48,6 +48,14 @@ Result<void> detachReuseportProgram(int memberFd);
 
 // "NAME (type TYPE)" of a loaded BPF program, or "" when it cannot be read.
 std::string describeBpfProgram(uint32_t id);
+// Takes every socket out of the REUSEPORT_SOCKARRAY maps program `programId` uses: a socket
+// is in one sockarray at most, so a program being replaced must let go of the group's
+// listeners before the new one can hold them.
+Result<void> emptySockarraysOf(uint32_t programId);
+// The kernel's name of a loaded BPF program, or "" when it cannot be read.
+std::string bpfProgramName(uint32_t id);
+// What the kernel calls the steering program (its function name, truncated to 15 bytes).
+inline constexpr const char *kDispatchProgramName = "sd_dispatch";
 
 // libbpf's own log, bridged into spdlog (debug level for libbpf's info/debug lines).
 void bridgeLibbpfLog();
