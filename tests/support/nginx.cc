@@ -69,6 +69,7 @@ uint16_t unusedPort() {
 std::unique_ptr<Nginx> Nginx::start(int workers, bool reuseport) {
   std::unique_ptr<Nginx> nginx(new Nginx());
   nginx->workers_ = workers;
+  nginx->reuseport_ = reuseport;
   nginx->port_ = unusedPort();
   std::string conf = nginx->prefix_.write(
       "nginx.conf", config(workers, nginx->port_, reuseport, nginx->prefix_.path()));
@@ -104,6 +105,12 @@ std::vector<pid_t> Nginx::workerPids() const {
     pids.push_back(child);
   }
   return pids;
+}
+
+bool Nginx::reload(int workers, std::chrono::milliseconds timeout) {
+  workers_ = workers;
+  (void)prefix_.write("nginx.conf", config(workers, port_, reuseport_, prefix_.path()));
+  return reload(timeout);
 }
 
 bool Nginx::reload(std::chrono::milliseconds timeout) {

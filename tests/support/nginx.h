@@ -32,6 +32,8 @@ public:
   // `nginx -s reload` (SIGHUP) and waits until none of the old workers is among the master's
   // children and `workers` new ones run. False on timeout.
   bool reload(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  // The same with `workers` worker processes from now on (so as many listeners).
+  bool reload(int workers, std::chrono::milliseconds timeout = std::chrono::seconds(15));
   // Graceful stop (SIGQUIT) and wait; returns the exit code.
   std::optional<int> stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
   [[nodiscard]] std::string stderrText() const { return process_->stderrText(); }
@@ -42,6 +44,7 @@ private:
   std::unique_ptr<Process> process_;
   uint16_t port_ = 0;
   int workers_ = 0;
+  bool reuseport_ = true;
   bool stopped_ = false;
 };
 

@@ -248,6 +248,43 @@ TEST_F(Adopt, FollowsAnNginxReloadOntoItsNewWorkers) {
   EXPECT_LE(steered.delayed, 4) << "at most 2 % of 200";
 }
 
+TEST_F(Adopt, FollowsListenersTheServiceOpensAndClosesLosingNothing) {
+  auto nginx = Nginx::start(2);
+  ASSERT_TRUE(nginx);
+  auto adopter = startAdopt(nginx->port());
+  ASSERT_TRUE(adopter);
+  OpenLoopLoad load(nginx->port(), 200, 60s);
+  ASSERT_TRUE(load.waitFor(50));
+
+  auto runningSlots = [&] {
+    size_t running = 0;
+    nlohmann::json shown = status(nginx->port());
+    for (const auto &worker : shown["workers"]) {
+      running += worker["state"] == "running" ? 1 : 0;
+    }
+    return running;
+  };
+  // Four workers: nginx opens two more listeners in the group; they are steered.
+  ASSERT_TRUE(nginx->reload(4)) << nginx->stderrText();
+  EXPECT_TRUE(eventually([&] { return runningSlots() == 4; }, 10s))
+      << status(nginx->port()).dump() << adopter->process->stderrText();
+  ASSERT_TRUE(load.waitFor(200));
+  nlohmann::json grown = status(nginx->port());
+  for (const auto &worker : grown["workers"]) {
+    EXPECT_GT(worker["selected"].get<uint64_t>(), 0U) << "new listeners are chosen too: " << worker;
+  }
+  // One worker: nginx closes three listeners; the kernel takes them out of the sockarray as
+  // they close, and their slots are freed.
+  ASSERT_TRUE(nginx->reload(1)) << nginx->stderrText();
+  EXPECT_TRUE(eventually([&] { return runningSlots() == 1; }, 10s))
+      << status(nginx->port()).dump() << adopter->process->stderrText();
+  ASSERT_TRUE(load.waitFor(200));
+  LoadTally tally = load.stop();
+  EXPECT_EQ(tally.failures(), 0U) << tally.describe();
+  EXPECT_NE(adopter->process->stderrText().find("a new listener"), std::string::npos);
+  EXPECT_NE(adopter->process->stderrText().find("its listener closed"), std::string::npos);
+}
+
 TEST_F(Adopt, ExitsZeroAndLeavesNothingWhenTheServiceStops) {
   auto nginx = Nginx::start(2);
   ASSERT_TRUE(nginx);
