@@ -54,9 +54,8 @@ UniqueFd listenOn(uint16_t port) {
 void connectTo(uint16_t port, std::vector<UniqueFd> &keep) {
   auto address = sockdispatch::parseAddress("127.0.0.1", port);
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd ||
-      ::connect(fd.get(), reinterpret_cast<const sockaddr *>(&address->storage),
-                address->length) != 0) {
+  if (!fd || ::connect(fd.get(), reinterpret_cast<const sockaddr *>(&address->storage),
+                       address->length) != 0) {
     die("connect");
   }
   keep.push_back(std::move(fd));

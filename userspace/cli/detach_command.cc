@@ -1,3 +1,4 @@
+#include "adopt/leftover_release.h"
 #include "bpf/pin_dir.h"
 #include "commands.h"
 #include "config/options.h"
@@ -54,6 +55,18 @@ unreadable, 2 bad flag.)");
       std::printf("port %u detached: master pid %u was not running; removed its stale state "
                   "in %s\n",
                   port, outcome.masterPid, dir.c_str());
+      if (outcome.leftoverProgramId != 0) {
+        auto released = releaseLeftoverSteering(port, outcome.leftoverProgramId);
+        if (!released) {
+          std::fprintf(stderr, "detach: %s\n", released.error().message().c_str());
+          return kExitFailure;
+        }
+        if (released.value()) {
+          std::printf("port %u: took the steering program %u that adopt left off the "
+                      "service's group; the kernel's hash chooses again\n",
+                      port, outcome.leftoverProgramId);
+        }
+      }
       break;
     case DetachResult::ExitedLeavingPins:
       std::printf("port %u detached: master pid %u exited without removing its state; removed "

@@ -4,6 +4,7 @@
 #include "control/pinned_attachment.h"
 #include "line/shared_scoreboard.h"
 
+#include <bpf/bpf.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -41,6 +42,17 @@ bool masterRuns(const Owner &owner) {
   }
   auto inUse = scoreboardInUse(owner.scoreboardPath);
   return inUse ? inUse.value() : inUse.error().code != ENOENT;
+}
+
+// The id of the program pinned in `dir`, 0 when it cannot be read.
+uint32_t pinnedProgramId(const std::string &dir) {
+  UniqueFd program(bpf_obj_get((dir + "/" + kPinProgram).c_str()));
+  bpf_prog_info info{};
+  uint32_t length = sizeof(info);
+  if (!program || bpf_obj_get_info_by_fd(program.get(), &info, &length) != 0) {
+    return 0;
+  }
+  return info.id;
 }
 
 std::chrono::milliseconds since(Clock::time_point start) {
@@ -87,6 +99,9 @@ Result<DetachOutcome> detachPort(uint16_t port, std::chrono::milliseconds timeou
     if (!signalled) {
       if (masterRuns(owner)) {
         return osError("send SIGQUIT to master pid " + std::to_string(owner.pid));
+      }
+      if (loadRelaxed(locked->pins.config().mode) == SD_MODE_ADOPT) {
+        outcome.leftoverProgramId = pinnedProgramId(dir);
       }
       if (auto removed = removePinDir(dir); !removed) {
         return removed.error();

@@ -23,6 +23,9 @@ struct DetachOutcome {
   DetachResult result = DetachResult::NotAttached;
   uint32_t masterPid = 0;
   std::chrono::milliseconds took{0};
+  // The stale state was an `adopt`'s: the id of the steering program it left attached to the
+  // service's group (the caller takes it off: releaseLeftoverSteering), else 0.
+  uint32_t leftoverProgramId = 0;
 };
 
 // Sends SIGQUIT (graceful stop) to the port's master and waits up to `timeout` until it has

@@ -392,6 +392,23 @@ TEST_F(Adopt, AnAdoptThatWasKilledIsReplacedByTheNext) {
   EXPECT_EQ(delays.answered, 50);
 }
 
+TEST_F(Adopt, DetachOfAKilledAdoptTakesItsProgramOffTheGroup) {
+  auto nginx = Nginx::start(2);
+  ASSERT_TRUE(nginx);
+  auto adopter = startAdopt(nginx->port());
+  ASSERT_TRUE(adopter);
+  ASSERT_NE(attachedProgram(nginx->port()), 0U);
+  adopter->process->signal(SIGKILL);
+  (void)adopter->process->wait(5s);
+  Completed detached = runSockdispatch({"detach", std::to_string(nginx->port())});
+  EXPECT_EQ(detached.code, 0) << detached.err;
+  EXPECT_NE(detached.out.find("took the steering program"), std::string::npos) << detached.out;
+  EXPECT_EQ(attachedProgram(nginx->port()), 0U);
+  EXPECT_FALSE(pinsExist(nginx->port()));
+  Delays delays = delayedConnections(nginx->port(), 50, 100);
+  EXPECT_EQ(delays.answered, 50);
+}
+
 TEST_F(Adopt, SaysWhichCapabilityIsMissingToCopyListeners) {
   // A reuseport service of another user (nobody): copying its listeners needs CAP_SYS_PTRACE,
   // which this adopt runs without.
