@@ -104,7 +104,8 @@ private:
   SocketHolders holders_;
   std::map<uint32_t, std::pair<uint64_t, Clock::time_point>> lastSelected_; // per slot
   Clock::time_point holdersAt_;
-  uint64_t generation_ = 0; // of the latest slot taken
+  uint64_t generation_ = 0;      // of the latest slot taken
+  std::set<uint64_t> unsteered_; // listeners that could not be taken (warned once)
   EventBasePtr base_;
   bool groupGone_ = false;
 };
@@ -244,13 +245,16 @@ Result<uint32_t> AdoptedGroup::takeListener(uint64_t inode, const SocketHolders 
   // A new epoch for the slot: closes of an earlier listener's children in this slot are
   // not taken from this one's count.
   board.prepareSlot(*slot, ++generation_);
-  if (auto tagged = load_->tag(copy->get(), *slot); !tagged) {
+  auto refuse = [&](const Error &error) -> Result<uint32_t> {
+    board.releaseSlot(*slot);
     slots_.release(*slot);
-    return tagged.error();
+    return error;
+  };
+  if (auto tagged = load_->tag(copy->get(), *slot); !tagged) {
+    return refuse(tagged.error());
   }
   if (auto set = program_->setSocket(*slot, copy->get()); !set) {
-    slots_.release(*slot);
-    return set.error();
+    return refuse(set.error());
   }
   board.setLoadSource(*slot, SD_LOAD_KERNEL);
   setWorker(*slot, inode, holders);
@@ -452,7 +456,7 @@ void AdoptedGroup::rescan() {
   bool workersMoved = false;
   for (uint32_t slot = 0; slot < slots_.slotsInUse() && !workersMoved; ++slot) {
     uint32_t pid = board_->snapshot(slot).pid;
-    workersMoved = pid == 0 || !processAlive(pid);
+    workersMoved = pid != 0 && !processAlive(pid); // a slot with no worker found: the 5 s scan
   }
   if (changes.any() || workersMoved || Clock::now() - holdersAt_ >= std::chrono::seconds(5)) {
     refreshWorkers(inodes);
@@ -460,9 +464,12 @@ void AdoptedGroup::rescan() {
   for (uint64_t inode : changes.joined) {
     auto taken = takeListener(inode, holders_, nullptr);
     if (!taken) {
-      spdlog::warn("a new listener of {} is not steered: {}", key_, taken.error().message());
+      if (unsteered_.insert(inode).second) { // said once, tried again at every scan
+        spdlog::warn("a new listener of {} is not steered: {}", key_, taken.error().message());
+      }
       continue;
     }
+    unsteered_.erase(inode);
     spdlog::info("slot {}: a new listener of {} (pid {})", taken.value(), key_,
                  board_->snapshot(taken.value()).pid);
   }

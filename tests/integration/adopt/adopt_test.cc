@@ -157,6 +157,11 @@ TEST_F(Adopt, SteersNginxAndReleasesItUnderLoadLosingNothing) {
   EXPECT_GT(accepted, 0U);
   EXPECT_GT(shown["verdicts"]["selected"].get<uint64_t>(), 0U);
   EXPECT_EQ(attachedProgram(nginx->port()), shown["program"]["id"].get<uint32_t>());
+  Completed metrics = runSockdispatch({"status", std::to_string(nginx->port()), "--prometheus"});
+  EXPECT_EQ(metrics.code, 0);
+  EXPECT_NE(metrics.out.find("sockdispatch_worker_accept_queue_connections"), std::string::npos)
+      << metrics.out;
+  EXPECT_NE(metrics.out.find("mode=\"adopt\""), std::string::npos) << metrics.out;
 
   Completed detached = runSockdispatch({"detach", std::to_string(nginx->port())});
   EXPECT_EQ(detached.code, 0) << detached.err;
