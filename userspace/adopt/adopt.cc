@@ -2,6 +2,7 @@
 
 #include "adopt/adopted_slots.h"
 #include "adopt/group_scan.h"
+#include "adopt/seeded_connections.h"
 #include "adopt/socket_holders.h"
 #include "bpf/dispatch_program.h"
 #include "bpf/foreign_load.h"
@@ -90,6 +91,8 @@ private:
   void rescan();
   void refreshWorkers(const std::set<uint64_t> &inodes);
   void clearStaleQueues();
+  void seedExisting(const std::set<uint64_t> &connections);
+  void forgetClosedSeeds();
   void release();
 
   AdoptOptions options_;
@@ -106,6 +109,8 @@ private:
   Clock::time_point holdersAt_;
   uint64_t generation_ = 0;      // of the latest slot taken
   std::set<uint64_t> unsteered_; // listeners that could not be taken (warned once)
+  SeededConnections seeded_;     // open before the adoption: counted by us
+  Clock::time_point seedsCheckedAt_;
   EventBasePtr base_;
   bool groupGone_ = false;
 };
@@ -348,6 +353,12 @@ void AdoptedGroup::adopt() {
       throw AdoptError(kExitFailure, emptied.error().message());
     }
   }
+  // The connections open now, before any listener is tagged: the kernel will not count them.
+  auto existing = liveConnectionInodes(options_.port, address_.family());
+  if (!existing) {
+    spdlog::warn("{}; the connections open before the adoption are not counted",
+                 existing.error().message());
+  }
   // Every listener is in the sockarray before the program sees a SYN.
   UniqueFd member;
   for (const ListenerRecord &listener : group) {
@@ -356,6 +367,9 @@ void AdoptedGroup::adopt() {
       throw AdoptError(taken.error().code == EPERM ? kExitUsage : kExitFailure,
                        taken.error().message());
     }
+  }
+  if (existing) {
+    seedExisting(existing.value());
   }
   if (leftover) {
     spdlog::warn("replacing the steering program {} that a sockdispatch no longer running left "
@@ -397,6 +411,51 @@ void AdoptedGroup::adopt() {
   std::fflush(stdout);
   spdlog::info("adopted {}: {} listeners, steered by program {}", key_, group.size(),
                program_->programId());
+}
+
+// Each connection open at the adoption counts on the slot of the worker that holds it.
+void AdoptedGroup::seedExisting(const std::set<uint64_t> &connections) {
+  if (connections.empty()) {
+    return;
+  }
+  std::map<pid_t, uint32_t> slotOfWorker;
+  for (uint32_t slot = slots_.slotsInUse(); slot > 0; --slot) {
+    if (uint32_t pid = board_->snapshot(slot - 1).pid; pid != 0) {
+      slotOfWorker[static_cast<pid_t>(pid)] = slot - 1; // the lowest slot of a process
+    }
+  }
+  SocketHolders holders = findSocketHolders(connections, ::getpid());
+  for (const auto &[inode, list] : holders) {
+    for (const SocketHolder &holder : list) {
+      if (auto found = slotOfWorker.find(holder.pid); found != slotOfWorker.end()) {
+        seeded_.add(found->second, inode);
+        break;
+      }
+    }
+  }
+  for (const auto &[slot, count] : seeded_.perSlot()) {
+    board_->adjustOpen(slot, static_cast<int64_t>(count));
+  }
+  seedsCheckedAt_ = Clock::now();
+  spdlog::info("{} connections were open before the adoption: counted on their workers' slots "
+               "until they close",
+               seeded_.size());
+}
+
+// Once a second while any is left (the dump walks the established hash: milliseconds).
+void AdoptedGroup::forgetClosedSeeds() {
+  if (seeded_.empty() || Clock::now() - seedsCheckedAt_ < std::chrono::seconds(1)) {
+    return;
+  }
+  seedsCheckedAt_ = Clock::now();
+  auto open = liveConnectionInodes(options_.port, address_.family());
+  if (!open) {
+    spdlog::warn("{}", open.error().message());
+    return;
+  }
+  for (const auto &[slot, count] : seeded_.closedSince(open.value())) {
+    board_->adjustOpen(slot, -static_cast<int64_t>(count));
+  }
 }
 
 void AdoptedGroup::refreshWorkers(const std::set<uint64_t> &inodes) {
@@ -452,6 +511,7 @@ void AdoptedGroup::rescan() {
     board_->releaseSlot(slot);
     slots_.release(slot);
     lastSelected_.erase(slot);
+    seeded_.dropSlot(slot);
   }
   bool workersMoved = false;
   for (uint32_t slot = 0; slot < slots_.slotsInUse() && !workersMoved; ++slot) {
@@ -477,6 +537,7 @@ void AdoptedGroup::rescan() {
     storeRelease<__u32>(board_->config()->nr_slots, slots_.slotsInUse());
   }
   clearStaleQueues();
+  forgetClosedSeeds();
 }
 
 // Gives the group back to the kernel's hash: through a fresh copy of any of its listeners.

@@ -79,6 +79,16 @@ void Scoreboard::resetQueued(uint32_t slot) {
   storeRelease<__u64>(slots_[slot].queued, 0);
 }
 
+void Scoreboard::adjustOpen(uint32_t slot, int64_t delta) {
+  std::atomic_ref<__u64> open(slots_[slot].open);
+  __u64 now = open.load(std::memory_order_relaxed);
+  __u64 next = 0;
+  do {
+    auto change = static_cast<__u64>(delta < 0 ? -delta : delta);
+    next = delta >= 0 ? now + change : (now > change ? now - change : 0);
+  } while (!open.compare_exchange_weak(now, next, std::memory_order_relaxed));
+}
+
 void Scoreboard::addRespawn(uint32_t slot) {
   std::atomic_ref<__u64>(slots_[slot].respawns).fetch_add(1, std::memory_order_relaxed);
 }

@@ -61,6 +61,9 @@ public:
   void setState(uint32_t slot, sd_slot_state state);
   void resetOpen(uint32_t slot);   // its connections (and any handler call) died with its process
   void resetQueued(uint32_t slot); // nothing chosen for it is on its way any more
+  // Connections the kernel does not count (they predate the slot's tag): added, or taken
+  // away, never below 0.
+  void adjustOpen(uint32_t slot, int64_t delta);
   void addRespawn(uint32_t slot);
   // A slot taken by a new generation starts from zero: every counter, weight 1, not draining.
   void resetCounters(uint32_t slot);

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstring>
+#include <set>
 #include <string>
 
 namespace sockdispatch {
@@ -29,7 +30,7 @@ struct DumpRequest {
 static_assert(sizeof(DumpRequest) == NLMSG_LENGTH(sizeof(inet_diag_req_v2)) + NLA_HDRLEN + 8,
               "no padding between the parts of the request");
 
-DumpRequest dumpRequest(int family, uint16_t port, uint32_t sequence) {
+DumpRequest dumpRequest(int family, uint16_t port, uint32_t sequence, uint32_t states) {
   DumpRequest out{};
   out.header.nlmsg_len = sizeof(DumpRequest);
   out.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
@@ -37,7 +38,7 @@ DumpRequest dumpRequest(int family, uint16_t port, uint32_t sequence) {
   out.header.nlmsg_seq = sequence;
   out.request.sdiag_family = static_cast<uint8_t>(family);
   out.request.sdiag_protocol = IPPROTO_TCP;
-  out.request.idiag_states = 1U << TCP_LISTEN;
+  out.request.idiag_states = states;
   out.bytecodeAttr.nla_len = NLA_HDRLEN + sizeof(out.bytecode);
   out.bytecodeAttr.nla_type = INET_DIAG_REQ_BYTECODE;
   // The kernel walks the program: a true condition jumps `yes` bytes on, a false one `no`; the
@@ -81,7 +82,7 @@ ListenerInfo listenerFrom(const inet_diag_msg &message) {
   return info;
 }
 
-// Reads the answers to request `sequence` until NLMSG_DONE, appending the listeners found.
+// Reads the answers to request `sequence` until NLMSG_DONE, appending the sockets found.
 Result<void> readDump(int fd, uint32_t sequence, const char *what, std::vector<ListenerInfo> &out) {
   // 32 KiB: the most the kernel puts in one dump message, whatever the receiver offers.
   alignas(nlmsghdr) std::array<char, 32768> buffer{};
@@ -118,11 +119,12 @@ Result<void> readDump(int fd, uint32_t sequence, const char *what, std::vector<L
   }
 }
 
-} // namespace
-
-Result<std::vector<ListenerInfo>> dumpTcpListeners(uint16_t port, int family) {
+// One dump per family of the TCP sockets on local port `port` in `states` (a bit per state).
+Result<std::vector<ListenerInfo>> dumpTcp(uint16_t port, int family, uint32_t states,
+                                          const char *kind) {
   if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6) {
-    return osError(EAFNOSUPPORT, "dump TCP listeners of address family " + std::to_string(family));
+    return osError(EAFNOSUPPORT, std::string("dump TCP ") + kind + " of address family " +
+                                     std::to_string(family));
   }
   UniqueFd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (!fd) {
@@ -133,26 +135,47 @@ Result<std::vector<ListenerInfo>> dumpTcpListeners(uint16_t port, int family) {
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) != 0) {
     return osError("set a receive timeout on the NETLINK_SOCK_DIAG socket");
   }
-  std::vector<ListenerInfo> listeners;
+  std::vector<ListenerInfo> sockets;
   uint32_t sequence = 0;
   for (int dumped : {AF_INET, AF_INET6}) {
     if (family != AF_UNSPEC && family != dumped) {
       continue;
     }
-    std::string what = std::string(dumped == AF_INET ? "IPv4" : "IPv6") +
-                       " TCP listeners on port " + std::to_string(port);
-    DumpRequest request = dumpRequest(dumped, port, ++sequence);
+    std::string what = std::string(dumped == AF_INET ? "IPv4" : "IPv6") + " TCP " + kind +
+                       " on port " + std::to_string(port);
+    DumpRequest request = dumpRequest(dumped, port, ++sequence, states);
     sockaddr_nl kernel{};
     kernel.nl_family = AF_NETLINK;
     if (::sendto(fd.get(), &request, sizeof(request), 0, reinterpret_cast<sockaddr *>(&kernel),
                  sizeof(kernel)) != static_cast<ssize_t>(sizeof(request))) {
       return osError("request a dump of " + what);
     }
-    if (auto read = readDump(fd.get(), sequence, what.c_str(), listeners); !read) {
+    if (auto read = readDump(fd.get(), sequence, what.c_str(), sockets); !read) {
       return read.error();
     }
   }
-  return listeners;
+  return sockets;
+}
+
+} // namespace
+
+Result<std::vector<ListenerInfo>> dumpTcpListeners(uint16_t port, int family) {
+  return dumpTcp(port, family, 1U << TCP_LISTEN, "listeners");
+}
+
+Result<std::set<uint64_t>> liveConnectionInodes(uint16_t port, int family) {
+  auto sockets =
+      dumpTcp(port, family, (1U << TCP_ESTABLISHED) | (1U << TCP_CLOSE_WAIT), "connections");
+  if (!sockets) {
+    return sockets.error();
+  }
+  std::set<uint64_t> inodes;
+  for (const ListenerInfo &socket : sockets.value()) {
+    if (socket.inode != 0) {
+      inodes.insert(socket.inode);
+    }
+  }
+  return inodes;
 }
 
 } // namespace sockdispatch

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <set>
 #include <vector>
 
 namespace sockdispatch {
@@ -26,5 +27,11 @@ struct ListenerInfo {
 // still walks its whole listener hash once per family (the dump's main cost). Needs no
 // privilege. An IPv6 socket that also accepts IPv4 is an IPv6 listener.
 Result<std::vector<ListenerInfo>> dumpTcpListeners(uint16_t port, int family = AF_UNSPEC);
+
+// The inodes of the TCP connections on local port `port` that an application still holds
+// open: states ESTABLISHED and CLOSE_WAIT (a connection it closed is in FIN_WAIT or LAST_ACK,
+// and an orphan has inode 0). The kernel walks its whole established hash once per family:
+// milliseconds on a busy host, so not for a hot path.
+Result<std::set<uint64_t>> liveConnectionInodes(uint16_t port, int family = AF_UNSPEC);
 
 } // namespace sockdispatch

@@ -3,6 +3,7 @@
 #include "adopt/group_scan.h"
 #include "bpf/pin_dir.h"
 #include "core/pidfd.h"
+#include "support/held_connections.h"
 #include "support/http_client.h"
 #include "support/nginx.h"
 #include "support/open_loop_load.h"
@@ -206,6 +207,39 @@ TEST_F(Adopt, AStoppedNginxWorkerDelaysFewNewConnectionsWhereTheHashDelaysAQuart
       << "what waits for the stopped worker is shown as queued: " << shown["workers"][slot];
   adopter->process->signal(SIGTERM);
   EXPECT_EQ(adopter->process->wait(10s), 0);
+}
+
+TEST_F(Adopt, ConnectionsOpenBeforeTheAdoptionCountOnTheirWorkersUntilTheyClose) {
+  auto nginx = Nginx::start(4);
+  ASSERT_TRUE(nginx);
+  std::vector<HeldConnection> held = holdAnswered(nginx->port(), 12);
+  ASSERT_EQ(held.size(), 12U);
+  auto adopter = startAdopt(nginx->port());
+  ASSERT_TRUE(adopter);
+  auto openTotal = [&] {
+    nlohmann::json shown = status(nginx->port());
+    uint64_t open = 0;
+    for (const auto &worker : shown["workers"]) {
+      open += worker["open"].get<uint64_t>();
+    }
+    return open;
+  };
+  EXPECT_EQ(openTotal(), 12U) << status(nginx->port()).dump();
+  // Each is on the slot of the nginx worker that holds it.
+  nlohmann::json shown = status(nginx->port());
+  for (const auto &worker : shown["workers"]) {
+    pid_t pid = worker["pid"];
+    // Debian's nginx 1.22 leaves every listener of the group open in every worker.
+    EXPECT_EQ(worker["open"].get<uint64_t>(), tcpSocketsHeldBy(pid) - shown["workers"].size())
+        << "its own connections, not the listeners: " << worker;
+  }
+  EXPECT_NE(adopter->process->stderrText().find("12 connections were open before"),
+            std::string::npos)
+      << adopter->process->stderrText();
+  held.erase(held.begin() + 5, held.end());
+  EXPECT_TRUE(eventually([&] { return openTotal() == 5; }, 5s)) << status(nginx->port()).dump();
+  held.clear();
+  EXPECT_TRUE(eventually([&] { return openTotal() == 0; }, 5s)) << status(nginx->port()).dump();
 }
 
 TEST_F(Adopt, DrainingAnAdoptedWorkerByHandSendsItNothingNew) {
