@@ -8,11 +8,14 @@ build_deps=(
   build-essential cmake ninja-build pkg-config git
   clang llvm bpftool libbpf-dev linux-libc-dev libelf-dev zlib1g-dev
   libevent-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libsystemd-dev
+  libncurses-dev
   nlohmann-json3-dev
   node-llhttp
   libgtest-dev libgmock-dev
   clang-format clang-tidy libclang-rt-14-dev
   iproute2 util-linux procps curl python3
+  # the terminal the tests run `sockdispatch top` in
+  tmux
   # unmodified programs run as workers by the tests (attach PORT -- COMMAND)
   gunicorn python3-uvicorn
   # a running service whose reuseport group the tests adopt (sockdispatch adopt PORT)

@@ -19,6 +19,7 @@ Action addReloadCommand(CLI::App &app);
 AttachOptions defaultAttachOptions();
 Action addCheckConfigCommand(CLI::App &app);
 Action addStatusCommand(CLI::App &app);
+Action addTopCommand(CLI::App &app);
 Action addTuneCommand(CLI::App &app);
 Action addVersionCommand(CLI::App &app);
 

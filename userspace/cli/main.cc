@@ -24,6 +24,7 @@ int run(int argc, char **argv) {
       {"detach", cli::addDetachCommand(app)},
       {"reload", cli::addReloadCommand(app)},
       {"status", cli::addStatusCommand(app)},
+      {"top", cli::addTopCommand(app)},
       {"tune", cli::addTuneCommand(app)},
       {"version", cli::addVersionCommand(app)},
   };

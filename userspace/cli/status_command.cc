@@ -1,9 +1,7 @@
 #include "commands.h"
 #include "config/options.h"
 #include "control/status_report.h"
-#include "core/listener_diag.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -11,41 +9,7 @@ namespace sockdispatch::cli {
 
 namespace {
 
-// Slots whose load the kernel measures count their accept queue in `open`: one sock_diag dump
-// of the port's listeners gives each queue, so the report can show it apart. Without it (a
-// failed dump, a listener not found) the numbers stay as read, and stderr says why.
-// The kernel walks its whole listener hash for each family's dump, so IPv6 is dumped only
-// when some slot's listener is not among the IPv4 ones.
-Result<std::vector<ListenerInfo>> listenersOf(const AttachmentStatus &status) {
-  auto listeners = dumpTcpListeners(status.port, AF_INET);
-  if (!listeners) {
-    return listeners;
-  }
-  for (const auto &[slot, cookie] : status.listenerCookies) {
-    auto found =
-        std::find_if(listeners->begin(), listeners->end(),
-                     [cookie = cookie](const ListenerInfo &l) { return l.cookie == cookie; });
-    if (found == listeners->end()) {
-      auto v6 = dumpTcpListeners(status.port, AF_INET6);
-      if (!v6) {
-        return v6;
-      }
-      listeners->insert(listeners->end(), v6->begin(), v6->end());
-      break;
-    }
-  }
-  return listeners;
-}
-
-void splitKernelLoad(AttachmentStatus &status) {
-  if (!status.listenerCookies.empty()) {
-    auto listeners = listenersOf(status);
-    if (listeners) {
-      applyAcceptQueues(status, listeners.value());
-    } else {
-      status.notes.push_back(listeners.error().message());
-    }
-  }
+void printNotes(const AttachmentStatus &status) {
   for (const std::string &note : status.notes) {
     std::fprintf(stderr,
                  "status: port %u: %s (open of a kernel-measured slot is shown with its accept "
@@ -109,6 +73,7 @@ Exit codes: 0 shown, 1 state unreadable, 2 bad flag or port not attached.)");
         return kExitFailure;
       }
       splitKernelLoad(status.value());
+      printNotes(status.value());
       all.push_back(std::move(status.value()));
     }
     std::string text;

@@ -345,4 +345,41 @@ std::string formatPrometheus(const std::vector<AttachmentStatus> &all) {
   return out;
 }
 
+namespace {
+
+Result<std::vector<ListenerInfo>> listenersOf(const AttachmentStatus &status) {
+  auto listeners = dumpTcpListeners(status.port, AF_INET);
+  if (!listeners) {
+    return listeners;
+  }
+  for (const auto &[slot, cookie] : status.listenerCookies) {
+    auto found =
+        std::find_if(listeners->begin(), listeners->end(),
+                     [cookie = cookie](const ListenerInfo &l) { return l.cookie == cookie; });
+    if (found == listeners->end()) {
+      auto v6 = dumpTcpListeners(status.port, AF_INET6);
+      if (!v6) {
+        return v6;
+      }
+      listeners->insert(listeners->end(), v6->begin(), v6->end());
+      break;
+    }
+  }
+  return listeners;
+}
+
+} // namespace
+
+void splitKernelLoad(AttachmentStatus &status) {
+  if (status.listenerCookies.empty()) {
+    return;
+  }
+  auto listeners = listenersOf(status);
+  if (listeners) {
+    applyAcceptQueues(status, listeners.value());
+  } else {
+    status.notes.push_back(listeners.error().message());
+  }
+}
+
 } // namespace sockdispatch

@@ -41,6 +41,12 @@ bool hasKernelMeasuredSlots(const AttachmentStatus &status);
 // `listeners`, and a note for each one that is not.
 void applyAcceptQueues(AttachmentStatus &status, const std::vector<ListenerInfo> &listeners);
 
+// Splits each kernel-measured slot's open from its listener's accept queue with one sock_diag
+// dump of the port's listeners (IPv6 too only when some listener is not among the IPv4 ones:
+// each family's dump walks the kernel's whole listener hash). Without it (a failed dump, a
+// listener not found) the numbers stay as read, and `status.notes` says why.
+void splitKernelLoad(AttachmentStatus &status);
+
 // What status shows as a worker's load. A kernel-measured slot whose accept queue is known:
 // open = open - accept queue (at least 0), queued = queued (chosen, handshake not done yet) +
 // accept queue. Every other slot: its counters as they are.

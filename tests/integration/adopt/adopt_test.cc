@@ -25,24 +25,37 @@ namespace {
 
 constexpr const char *kRequest = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
-// A running `sockdispatch adopt PORT ...`, past its "adopted" line.
+// A running `sockdispatch adopt PORT ...`, past its "adopted" line. Released with SIGTERM
+// when the test ends, as an operator would, so no pins are left behind.
 struct Adopter {
   std::unique_ptr<Process> process;
   std::string line;
+
+  Adopter(std::unique_ptr<Process> started, std::string first)
+      : process(std::move(started)), line(std::move(first)) {}
+  Adopter(Adopter &&) = default;
+  Adopter &operator=(Adopter &&) = default;
+  Adopter(const Adopter &) = delete;
+  Adopter &operator=(const Adopter &) = delete;
+  ~Adopter() {
+    if (process && !process->wait(0ms)) {
+      process->signal(SIGTERM);
+      EXPECT_EQ(process->wait(10s), 0) << process->stderrText();
+    }
+  }
 };
 
 std::optional<Adopter> startAdopt(uint16_t port, const std::vector<std::string> &extra = {}) {
   std::vector<std::string> argv{SOCKDISPATCH_BINARY, "adopt", std::to_string(port)};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  Adopter adopter{Process::start(argv), {}};
-  auto line = adopter.process->readLine(15s);
+  auto process = Process::start(argv);
+  auto line = process->readLine(15s);
   if (!line || line->rfind("adopted ", 0) != 0) {
     ADD_FAILURE() << "adopt did not start: " << line.value_or("(no line)") << "\n"
-                  << adopter.process->stderrText();
+                  << process->stderrText();
     return std::nullopt;
   }
-  adopter.line = *line;
-  return adopter;
+  return std::optional<Adopter>(std::in_place, std::move(process), *line);
 }
 
 nlohmann::json status(uint16_t port) {
