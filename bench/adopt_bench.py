@@ -527,8 +527,11 @@ def scan_cost(bench):
     scans_before = {p["id"] for p in bpftool("prog", "show") if p.get("name") == "scan_listeners"}
     bench.start_adopt()
     try:
-        scan_id = max(p["id"] for p in bpftool("prog", "show")
-                      if p.get("name") == "scan_listeners" and p["id"] not in scans_before)
+        # The iterator runs once, at adoption (the rescans are sock_diag listener dumps), and
+        # is unloaded after: there may be no program left to read.
+        scan_ids = [p["id"] for p in bpftool("prog", "show")
+                    if p.get("name") == "scan_listeners" and p["id"] not in scans_before]
+        scan_id = max(scan_ids) if scan_ids else None
         for n in held:
             while len(sockets) < 2 * n:
                 client = socket.create_connection(listener.getsockname())
@@ -538,13 +541,13 @@ def scan_cost(bench):
             tcp0, cpu0, t0 = tcp_sockets(), cpu_split(bench.adopt.proc.pid), time.monotonic()
             time.sleep(args.scan_window)
             cpu1, t1 = cpu_split(bench.adopt.proc.pid), time.monotonic()
-            prog0 = bpftool("prog", "show", "id", str(scan_id))
+            prog0 = bpftool("prog", "show", "id", str(scan_id)) if scan_id else {}
             set_stats(1)
             try:
                 time.sleep(1.0)
             finally:
                 set_stats(previous)
-            prog1 = bpftool("prog", "show", "id", str(scan_id))
+            prog1 = bpftool("prog", "show", "id", str(scan_id)) if scan_id else {}
             tcp1 = tcp_sockets()
             runs = prog1.get("run_cnt", 0) - prog0.get("run_cnt", 0)
             ns = prog1.get("run_time_ns", 0) - prog0.get("run_time_ns", 0)
