@@ -31,11 +31,11 @@ interleaved over R rounds (the order rotates each round):
 3. Unless --no-bpf-stats: one more adopted `Connection: close` run with
    kernel.bpf_stats_enabled=1 (restored afterwards, also on error), reading run_cnt and
    run_time_ns of the steering program (status --json), the foreign-load program
-   (count_children, found by the attachment's pinned slots map) and the controller's group
-   scan (scan_listeners, the iter/tcp program it runs every --interval): the kernel's own ns
-   per connection for each.
+   (count_children, found by the attachment's pinned slots map) and, where it is still
+   loaded, the controller's group scan (scan_listeners: the iter/tcp program adopt runs at
+   adoption only): the kernel's own ns per connection for each.
 4. Unless --no-bpf-stats: the controller's CPU with no load against the number of TCP
-   sockets in the namespace (every scan walks them all): for each count in --held, that many
+   sockets in the namespace (its rescans dump only the listeners): for each count in --held, that many
    idle loopback connections are held open on a port of the script's own, and adopt's CPU is
    read over --scan-window s, then the group scan's runs and ns over 1 s of bpf_stats.
 
@@ -876,7 +876,7 @@ def plot(report, args):
         scan.set_ylabel("adopt controller CPU (ms per s)")
         scan.set_xlim(left=0)
         scan.set_ylim(bottom=0)
-        scan.set_title("every scan walks every TCP socket", fontsize=9)
+        scan.set_title("the controller's own CPU against the host's TCP sockets", fontsize=9)
         scan.legend(fontsize=7)
     fig.suptitle(f"sockdispatch adopt on nginx ({args.workers} workers, reuseport)",
                  fontsize=10)
