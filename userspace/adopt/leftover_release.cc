@@ -3,9 +3,7 @@
 #include "adopt/group_scan.h"
 #include "adopt/socket_holders.h"
 #include "bpf/dispatch_program.h"
-#include "core/pidfd.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <set>
@@ -34,25 +32,16 @@ Result<bool> releaseLeftoverSteering(uint16_t port, uint32_t programId) {
   Error last = logicError("release the program " + std::to_string(programId) + " on port " +
                               std::to_string(port),
                           "no process this one may inspect holds the group's listeners");
-  for (const auto &[inode, list] : holders) {
-    for (const SocketHolder &holder : list) {
-      auto pidfd = openPidfd(holder.pid);
-      if (!pidfd) {
-        continue;
-      }
-      auto copy = copyDescriptor(pidfd->get(), holder.pid, holder.fd);
-      struct stat status {};
-      if (!copy || ::fstat(copy->get(), &status) != 0 || status.st_ino != inode) {
-        if (!copy) {
-          last = copy.error();
-        }
-        continue;
-      }
-      if (auto detached = detachReuseportProgram(copy->get()); !detached) {
-        return detached.error();
-      }
-      return true;
+  for (uint64_t inode : inodes) {
+    auto copy = copyHeldSocket(inode, holders);
+    if (!copy) {
+      last = copy.error();
+      continue;
     }
+    if (auto detached = detachReuseportProgram(copy->get()); !detached) {
+      return detached.error();
+    }
+    return true;
   }
   return last;
 }

@@ -1,9 +1,11 @@
 #include "adopt/socket_holders.h"
 
+#include "core/pidfd.h"
 #include "core/unique_fd.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -154,6 +156,36 @@ std::optional<SocketHolder> workerOf(uint64_t inode, const SocketHolders &holder
     }
   }
   return best;
+}
+
+Result<UniqueFd> copyHeldSocket(uint64_t inode, const SocketHolders &holders) {
+  std::string what = "copy socket:[" + std::to_string(inode) + "]";
+  auto found = holders.find(inode);
+  if (found == holders.end() || found->second.empty()) {
+    return logicError(what, "no process this one may inspect holds it");
+  }
+  Error last;
+  for (const SocketHolder &holder : found->second) {
+    auto pidfd = openPidfd(holder.pid);
+    if (!pidfd) {
+      last = pidfd.error();
+      continue;
+    }
+    auto copy = copyDescriptor(pidfd->get(), holder.pid, holder.fd);
+    if (!copy) {
+      last = copy.error();
+      if (last.code == EPERM) {
+        return last;
+      }
+      continue;
+    }
+    struct stat status {};
+    if (::fstat(copy->get(), &status) == 0 && status.st_ino == inode) {
+      return std::move(copy.value());
+    }
+    last = logicError(what, "its descriptor changed while it was copied");
+  }
+  return last;
 }
 
 } // namespace sockdispatch

@@ -1,5 +1,8 @@
 #pragma once
 
+#include "core/result.h"
+#include "core/unique_fd.h"
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -33,5 +36,10 @@ SocketHolders findSocketHolders(const std::set<uint64_t> &inodes, pid_t exclude,
 // `holders` (a master holds them all), the newest process among equals. nullopt when nobody
 // holds it.
 std::optional<SocketHolder> workerOf(uint64_t inode, const SocketHolders &holders);
+
+// A descriptor of the socket `inode` of our own, copied from one of its holders (pidfd_getfd)
+// and checked to be that socket (a holder may have reused the number meanwhile). A refusal
+// of ptrace access (EPERM) is returned at once: every holder would refuse the same.
+Result<UniqueFd> copyHeldSocket(uint64_t inode, const SocketHolders &holders);
 
 } // namespace sockdispatch
