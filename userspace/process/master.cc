@@ -87,6 +87,12 @@ int Master::run() {
     return kExitFailure;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  for (auto &service : services_) {
+    if (auto started = service->start(base_.get()); !started) {
+      spdlog::error("{}", started.error().message());
+      return kExitFailure;
+    }
+  }
 
   for (uint32_t slot : slotsOf(generation_)) {
     if (!spawn(slot, false)) {
@@ -162,6 +168,9 @@ void Master::runWorker(uint32_t slot, UniqueFd channel) {
     ::_exit(kExitFailure); // the master died before the line above
   }
   signals_->abandonInChild();
+  for (auto &service : services_) {
+    service->abandonInChild();
+  }
   resetSignalsAfterFork();
   std::signal(SIGPIPE, SIG_IGN);
   setupLogging("worker " + std::to_string(slot), options_->verbose);
@@ -372,6 +381,9 @@ void Master::announceStop() {
   // connections, so none can land in a listener after that listener's last accept. (In line
   // mode the one listener is closed already; the mark is what `status` readers see.)
   storeRelease<__u32>(scoreboard_.config()->stopping, 1);
+  for (auto &service : services_) {
+    service->stopping();
+  }
   if (stoppingCallback_) {
     stoppingCallback_();
   }

@@ -7,6 +7,7 @@
 #include "core/signal_set.h"
 #include "core/unique_fd.h"
 #include "dispatch/dispatch.h"
+#include "process/master_service.h"
 #include "process/pool_sizing.h"
 #include "process/process_ops.h"
 #include "process/respawn_backoff.h"
@@ -72,6 +73,12 @@ public:
   // Called once, when a stop (of any kind) begins.
   void onStopping(std::function<void()> callback) { stoppingCallback_ = std::move(callback); }
 
+  // Serves `service` on the master's loop from run() on (before the first worker is forked)
+  // until the master exits.
+  void addService(std::unique_ptr<MasterService> service) {
+    services_.push_back(std::move(service));
+  }
+
   // Runs until stopped. Returns the process exit code.
   int run();
 
@@ -133,6 +140,7 @@ private:
   // freed after all of them.
   EventBasePtr base_;
   std::unique_ptr<Dispatch> mode_;
+  std::vector<std::unique_ptr<MasterService>> services_;
   std::unique_ptr<SignalSet> signals_;
   EventPtr generationTimer_; // watches a starting generation until it serves
   EventPtr killTimer_;
