@@ -14,8 +14,9 @@ build_deps=(
   libgtest-dev libgmock-dev
   clang-format clang-tidy libclang-rt-14-dev
   iproute2 util-linux procps curl python3
-  # the terminal the tests run `sockdispatch top` in
-  tmux
+  # the terminal the tests run `sockdispatch top` in; the browser that loads the status page
+  # (driven over its DevTools protocol), and Prometheus' parser that reads /metrics
+  tmux chromium-headless-shell python3-websockets python3-prometheus-client
   # unmodified programs run as workers by the tests (attach PORT -- COMMAND)
   gunicorn python3-uvicorn
   # a running service whose reuseport group the tests adopt (sockdispatch adopt PORT)

@@ -428,6 +428,11 @@ std::vector<OptionSpec> makeTable() {
               "hidden (404) by default"),
       boolean("verbose", "--verbose,-v", &AttachOptions::verbose,
               "Debug logging (libbpf's log included)"),
+      integer("status-port", "--status-port", &AttachOptions::statusPort, kPortRange,
+              "Serve the status page (/), /status.json and /metrics on this port from the "
+              "master (0: none); read-only"),
+      text("status-bind", "--status-bind", "ADDRESS", &AttachOptions::statusBind, numericAddress,
+           "Numeric address of the status port (127.0.0.1: this host only)"),
       commandOption(),
       stopSignalOption(),
       boolean("fd-only", "--fd-only", &AttachOptions::fdOnly,

@@ -79,6 +79,10 @@ struct AttachOptions {
   // descriptor by an argument that would also take it from LISTEN_FDS (gunicorn --bind fd://3).
   bool fdOnly = false;
   bool verbose = false;
+  // The status page, /status.json and /metrics, served by the master (0: none). Bound at
+  // start; a reload keeps the port it has.
+  uint16_t statusPort = 0;
+  std::string statusBind = "127.0.0.1"; // this host only, unless told otherwise
   // Set by the library's Server: makes each worker's handler instead of the built-in choice.
   std::shared_ptr<const ServerHooks> hooks;
 };

@@ -6,6 +6,7 @@
 #include "bpf/pin_dir.h"
 #include "control/attachment_pins.h"
 #include "control/pinned_attachment.h"
+#include "control/status_server.h"
 #include "core/logging.h"
 #include "dispatch/listener.h"
 #include "dispatch/reuseport_dispatch.h"
@@ -59,6 +60,7 @@ struct Prepared {
   std::optional<SharedScoreboard> sharedBoard; // line mode's scoreboard
   std::string pinDir;                          // eBPF mode's pins
   std::string fallbackReason;                  // why auto mode serves in line mode
+  std::unique_ptr<StatusServer> statusServer;  // --status-port's
 };
 
 void writeConfig(sd_config *config, const AttachOptions &options, uint16_t port, sd_mode mode) {
@@ -113,6 +115,20 @@ void prepareLine(Prepared &prepared, const AttachOptions &options) {
   }
 }
 
+// The status port, bound before any pin is published: a port in use refuses the start.
+std::unique_ptr<StatusServer> openStatusServer(const AttachOptions &options, uint16_t port) {
+  auto address = parseAddress(options.statusBind, options.statusPort);
+  if (!address) {
+    throw StartupError(kExitUsage, "--status-bind " + options.statusBind +
+                                       " is not a numeric IPv4 or IPv6 address");
+  }
+  auto server = StatusServer::open(*address, ownAttachmentSource(port));
+  if (!server) {
+    fail(server.error());
+  }
+  return std::move(server.value());
+}
+
 Prepared prepare(const AttachOptions &options) {
   auto address = parseAddress(options.bind, options.port);
   if (!address) {
@@ -162,6 +178,9 @@ Prepared prepare(const AttachOptions &options) {
   prepared.listeners = std::move(group.value());
   if (options.port == 0) {
     claimPortOrFail(prepared.listeners.address.port()); // a dead master's state may remain
+  }
+  if (options.statusPort != 0) {
+    prepared.statusServer = openStatusServer(options, prepared.listeners.address.port());
   }
   if (line) {
     prepareLine(prepared, options);
@@ -238,6 +257,9 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
     parts.kind = std::make_unique<ExecWorkerKind>();
   }
   Master master(options, std::move(parts), reloadOptions);
+  if (prepared->statusServer) {
+    master.addService(std::move(prepared->statusServer));
+  }
   master.onReloading([] { notifyReloading(); });
   master.onReloaded([](bool committed) {
     notifyReady(committed ? "reloaded: a new generation serves"

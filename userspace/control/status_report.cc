@@ -158,8 +158,8 @@ std::vector<uint16_t> attachedPorts() {
   return ports;
 }
 
-Result<AttachmentStatus> readStatus(uint16_t port) {
-  auto locked = openLocked(port, false, false);
+Result<AttachmentStatus> readStatus(uint16_t port, std::chrono::milliseconds lockTimeout) {
+  auto locked = openLocked(port, false, false, lockTimeout);
   if (!locked) {
     return locked.error();
   }

@@ -1,10 +1,12 @@
 #pragma once
 
 #include "bpf/scoreboard.h"
+#include "control/pinned_attachment.h"
 #include "core/listener_diag.h"
 #include "core/result.h"
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -62,8 +64,10 @@ std::vector<uint16_t> attachedPorts();
 
 // Reads one attachment (read-only), and the listener cookies of its kernel-measured slots
 // (the caller splits their load with a dump: applyAcceptQueues). ENOENT when the port is not
-// attached.
-Result<AttachmentStatus> readStatus(uint16_t port);
+// attached; EWOULDBLOCK when another command holds the pins' lock for longer than
+// `lockTimeout` (0: try once, for a caller that must not wait).
+Result<AttachmentStatus> readStatus(uint16_t port,
+                                    std::chrono::milliseconds lockTimeout = kPinLockTimeout);
 
 // Renderings. JSON: one object per attachment (schema in docs/operations.md).
 std::string formatTable(const AttachmentStatus &status);

@@ -58,9 +58,12 @@ void HttpResponseWriter::writeResponse(Response &response, int versionMinor, boo
   text += reasonPhrase(response.status);
   text += "\r\nServer: sockdispatch\r\nDate: ";
   text += httpDateNow();
-  text += "\r\nX-Sockdispatch-Worker: ";
-  text += std::to_string(who_.slot);
   text += "\r\n";
+  if (who_.stamped) {
+    text += "X-Sockdispatch-Worker: ";
+    text += std::to_string(who_.slot);
+    text += "\r\n";
+  }
   for (const auto &[name, value] : response.headers) {
     text += name;
     text += ": ";

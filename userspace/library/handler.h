@@ -35,6 +35,8 @@ struct WorkerIdentity {
   std::string mode; // "ebpf" or "line"
   uint32_t slot = 0;
   pid_t pid = 0;
+  // Whether responses carry X-Sockdispatch-Worker (not the master's own status port).
+  bool stamped = true;
 };
 
 } // namespace sockdispatch

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -80,6 +81,9 @@ TEST_F(TopCli, TheLiveViewShowsEveryWorkerWithMovingRatesAndQExits) {
       10s))
       << first;
   EXPECT_NE(first.find("ebpf  least_conn"), std::string::npos) << first;
+  if (const char *keep = std::getenv("SOCKDISPATCH_SCREENSHOT_DIR"); keep != nullptr) {
+    std::ofstream(std::string(keep) + "/top.txt") << first; // docs/screenshots.sh draws it
+  }
   EXPECT_NE(first.find("[#"), std::string::npos) << "bars drawn: " << first;
   std::string later;
   EXPECT_TRUE(eventually(
