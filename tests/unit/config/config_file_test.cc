@@ -82,6 +82,8 @@ std::vector<GoodKey> goodKeys() {
        }},
       {"write-timeout", "9",
        [](const AttachOptions &o) { return o.limits.writeTimeout == std::chrono::seconds(9); }},
+      {"status-port", "9090", [](const AttachOptions &o) { return o.statusPort == 9090; }},
+      {"status-bind", "\"::1\"", [](const AttachOptions &o) { return o.statusBind == "::1"; }},
   };
 }
 
