@@ -90,7 +90,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "shutdown-timeout, max-target-bytes, max-header-bytes, max-header-fields, "
                   "max-body-bytes, "
                   "max-pending-output, max-keepalive-requests, header-timeout, body-timeout, "
-                  "idle-timeout, write-timeout, user, dotfiles, verbose, command, stop-signal, "
+                  "idle-timeout, write-timeout, user, dotfiles, verbose, agent-port, agent-bind, "
+                  "agent-capacity, drain-grace, command, stop-signal, "
                   "fd-only)"},
         BadConfig{"wrong_type", "port = 80\n\nworkers = \"two\"\n",
                   "line 3: key 'workers': expected an integer, got a string"},
