@@ -8,11 +8,12 @@ in the same run, interleaved over R rounds (the order alternates each round):
   agent      `balance roundrobin`, every server `weight 100 check agent-check agent-port 9100
              agent-inter 1s`: the hosts say their weight (docs/fleet.md);
   leastconn  `balance leastconn`, `weight 100 check`, no agent: HAProxy's own connection
-             counts.
+             counts;
+  leastconn-agent  both: `balance leastconn` and the agent check.
 Each measurement starts a fresh HAProxy, waits until it sees every server up at weight 100,
 then runs an open-loop load of RATE requests/s for D s, each on a new connection through
 HAProxy (every request its own asyncio task, sent on schedule, so a stalled server never
-delays the next send; latency counts from the scheduled time). At t = STALL_AT s every
+delays the next send; latency counts from the scheduled time). Rounds rotate the order. At t = STALL_AT s every
 worker of host 0 is SIGSTOPped for S (3) s, then SIGCONTed. A request *fails* when its answer
 is not a 200 within TIMEOUT (5) s. Reported per configuration (all rounds pooled): requests,
 failures, p50 and p99 over the whole run and over the requests scheduled during the stall,
@@ -23,7 +24,7 @@ Usage (as root, after `packaging/install-deps.sh --bench` and a build in build/)
       [--stall-s 3] [--workers 2]
 Writes bench/results/fleet.json and docs/fleet-bench.png, and prints a Markdown table. The
 namespaces, HAProxy and the hosts are removed (SIGCONT, SIGKILL) on any exit. Bounded: about
-a minute with the defaults.
+a minute and a half with the defaults.
 """
 import argparse
 import asyncio
@@ -42,7 +43,7 @@ BINARY = os.path.join(ROOT, "build", "sockdispatch")
 HAPROXY = "/usr/sbin/haproxy"
 PORT = 8080
 AGENT_PORT = 9100
-CONFIGS = ["agent", "leastconn"]
+CONFIGS = ["agent", "leastconn", "leastconn-agent"]
 
 
 def sh(*args, check=True):
@@ -96,14 +97,15 @@ class Haproxy:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         balance = "roundrobin" if config == "agent" else "leastconn"
+        agents = config in ("agent", "leastconn-agent")
         lines = ["global", f"  stats socket {self.dir.name}/admin.sock level admin",
-                 "  maxconn 20000", "defaults", "  mode http", "  timeout connect 1s",
+                 "  maxconn 4096", "defaults", "  mode http", "  timeout connect 1s",
                  "  timeout client 30s", "  timeout server 30s", "  retries 3",
                  "  option redispatch", "frontend front", f"  bind 127.0.0.1:{self.port}",
                  "  default_backend hosts", "backend hosts", f"  balance {balance}"]
         for i, host in enumerate(hosts):
             line = f"  server host{i} {host.address}:{PORT} weight 100 check inter 1s"
-            if config == "agent":
+            if agents:
                 line += f" agent-check agent-port {AGENT_PORT} agent-inter 1s"
             lines.append(line)
         path = os.path.join(self.dir.name, "haproxy.cfg")
@@ -117,7 +119,19 @@ class Haproxy:
             if len(weights) == len(hosts) and all(w == 100 for w in weights.values()):
                 return
             time.sleep(0.05)
-        raise RuntimeError("haproxy did not see every server up")
+        raise RuntimeError(f"haproxy did not see every server up: {self.weights()} {self.raw()}")
+
+    def raw(self):
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(os.path.join(self.dir.name, "admin.sock"))
+                s.sendall(b"show servers state hosts\n")
+                text = b""
+                while chunk := s.recv(65536):
+                    text += chunk
+            return text.decode()
+        except OSError as e:
+            return str(e)
 
     def weights(self):
         try:
@@ -228,8 +242,8 @@ def plot(samples, summary, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    colors = {"agent": "tab:blue", "leastconn": "tab:orange"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    colors = {"agent": "tab:blue", "leastconn": "tab:orange", "leastconn-agent": "tab:green"}
     for config in CONFIGS:
         xs = [r[0] for r in samples[config]]
         ys = [1000 * r[2] if r[1] else 1000 * args_timeout for r in samples[config]]
@@ -273,7 +287,7 @@ def main():
         for i in range(3):
             hosts.append(Host(i, args.workers))
         for round_ in range(args.rounds):
-            order = CONFIGS if round_ % 2 == 0 else list(reversed(CONFIGS))
+            order = CONFIGS[round_ % len(CONFIGS):] + CONFIGS[:round_ % len(CONFIGS)]
             for config in order:
                 results = measure(config, hosts, args)
                 samples[config].extend(results)
@@ -291,7 +305,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for c in CONFIGS:
         s = summary[c]
-        label = "roundrobin + agent weights" if c == "agent" else "leastconn, no agent"
+        label = {"agent": "roundrobin + agent weights", "leastconn": "leastconn, no agent",
+                 "leastconn-agent": "leastconn + agent weights"}[c]
         print(f"| {label} | {s['requests']} | {s['failures']} | {s['p50_ms']:.1f} ms | "
               f"{s['p99_ms']:.0f} ms | {s['stall_requests']} | {s['stall_failures']} | "
               f"{s['stall_p99_ms']:.0f} ms | {100 * s['stall_late_share']:.1f} % |")
