@@ -20,8 +20,11 @@ std::optional<std::string> findNetworkNamespaceName(const std::string &dir) {
     if (name == "." || name == "..") {
       continue;
     }
+    std::string path = dir;
+    path += '/';
+    path += name;
     struct stat named {};
-    if (::stat((dir + "/" + name).c_str(), &named) == 0 && named.st_ino == self.st_ino &&
+    if (::stat(path.c_str(), &named) == 0 && named.st_ino == self.st_ino &&
         named.st_dev == self.st_dev) {
       found = name;
       break;
