@@ -21,6 +21,8 @@ build_deps=(
   gunicorn python3-uvicorn
   # a running service whose reuseport group the tests adopt (sockdispatch adopt PORT)
   nginx-light
+  # the tier in front of several hosts in the fleet tests (agent-check)
+  haproxy
   # the Debian package and its test (packaging/test-deb.sh), systemd-analyze for the unit
   dpkg-dev debhelper lintian adduser systemd man-db
 )

@@ -1,5 +1,7 @@
 #include "bpf/pin_dir.h"
 
+#include "core/netns.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -10,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
+#include <climits>
 #include <cstdlib>
 #include <optional>
 #include <thread>
@@ -20,6 +23,7 @@ namespace sockdispatch {
 namespace {
 
 constexpr const char *kBpffsMount = "/sys/fs/bpf";
+constexpr const char *kNetnsRunBase = "/run/sockdispatch/netns";
 
 Result<void> makeDir(const std::string &dir) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
@@ -72,9 +76,23 @@ Result<void> setOwner(const std::string &path, gid_t gid, mode_t mode) {
 
 } // namespace
 
-std::string pinBaseDir() {
+const char *pinRootOverride() {
   const char *override = std::getenv("SOCKDISPATCH_PIN_ROOT");
-  if (override != nullptr && *override != '\0') {
+  return override != nullptr && *override != '\0' ? override : nullptr;
+}
+
+std::string pinBaseDir() {
+  if (const char *override = pinRootOverride()) {
+    return override;
+  }
+  if (const auto &netns = namedNetworkNamespace()) {
+    return std::string(kNetnsRunBase) + "/" + *netns + "/pins";
+  }
+  return pinStoreDir();
+}
+
+std::string pinStoreDir() {
+  if (const char *override = pinRootOverride()) {
     return override;
   }
   return std::string(kBpffsMount) + "/sockdispatch";
@@ -94,7 +112,39 @@ Result<void> ensureBpffs() {
       return osError("mount bpffs on " + std::string(kBpffsMount));
     }
   }
-  return makeDir(pinBaseDir());
+  if (auto made = makeDir(pinStoreDir()); !made) {
+    return made;
+  }
+  if (pinBaseDir() == pinStoreDir()) {
+    return {};
+  }
+  // /run/sockdispatch/netns/NAME/pins, each level in turn.
+  std::string path;
+  std::string base = pinBaseDir();
+  for (size_t slash = base.find('/', 1);; slash = base.find('/', slash + 1)) {
+    path = base.substr(0, slash);
+    if (auto made = makeDir(path); !made) {
+      return made;
+    }
+    if (slash == std::string::npos) {
+      return {};
+    }
+  }
+}
+
+Result<std::string> linkPinDir(const std::string &stored, uint16_t port) {
+  std::string link = pinDirFor(port);
+  if (link == stored) {
+    return link;
+  }
+  std::string target = "/proc/" + std::to_string(::getpid()) + "/root" + stored;
+  if (::unlink(link.c_str()) != 0 && errno != ENOENT) {
+    return osError("remove the stale link " + link);
+  }
+  if (::symlink(target.c_str(), link.c_str()) != 0) {
+    return osError("link " + link + " to " + target);
+  }
+  return link;
 }
 
 Result<DirLock> DirLock::acquire(const std::string &dir, bool exclusive) {
@@ -169,6 +219,21 @@ Result<bool> restrictPinDir(const std::string &dir) {
 }
 
 Result<void> removePinDir(const std::string &dir) {
+  struct stat link {};
+  if (::lstat(dir.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+    std::vector<char> target(PATH_MAX + 1, '\0');
+    ssize_t length = ::readlink(dir.c_str(), target.data(), PATH_MAX);
+    if (length > 0) {
+      if (auto removed = removePinDir(std::string(target.data(), static_cast<size_t>(length)));
+          !removed && removed.error().code != EACCES && removed.error().code != ENOTDIR) {
+        return removed;
+      }
+    }
+    if (::unlink(dir.c_str()) != 0 && errno != ENOENT) {
+      return osError("remove link " + dir);
+    }
+    return {};
+  }
   auto names = listEntries(dir);
   if (!names) {
     return names.error().code == ENOENT ? Result<void>{} : Result<void>{names.error()};

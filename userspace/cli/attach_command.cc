@@ -181,6 +181,14 @@ port already attached.)");
           return usageError("--root serves files with the built-in workers: not with a COMMAND");
         }
       }
+      if (resolved.agentPort != 0 && resolved.agentPort == resolved.port) {
+        return usageError("--agent-port " + std::to_string(resolved.agentPort) +
+                          " is the served port: the agent needs a port of its own");
+      }
+      if (resolved.agentPort == 0 && resolved.agentBind != defaultAttachOptions().agentBind) {
+        return usageError("--agent-bind " + resolved.agentBind +
+                          " needs --agent-port (the address of the agent's port)");
+      }
       if (resolved.maxWorkers > 0 && resolved.minWorkers > resolved.maxWorkers) {
         return usageError("--min-workers " + std::to_string(resolved.minWorkers) +
                           " is more than --max-workers " + std::to_string(resolved.maxWorkers));

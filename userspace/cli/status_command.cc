@@ -1,5 +1,6 @@
 #include "commands.h"
 #include "config/options.h"
+#include "control/agent_weight.h"
 #include "control/status_report.h"
 
 #include <cstdio>
@@ -18,6 +19,39 @@ void printNotes(const AttachmentStatus &status) {
   }
 }
 
+// What the agent port of the attachment answers now (docs/fleet.md, "The weight"); down when
+// its master is gone.
+HostAnswer answerOf(const AttachmentStatus &status) {
+  if (!status.masterAlive) {
+    return {HostState::down, 0, "the master is not running"};
+  }
+  return hostAnswer(hostLoadFrom(status.config, status.workers, status.readAtNs, processStopped));
+}
+
+// status PORT --weight [--keepalived]: the weight on stdout; under --keepalived the exit status
+// of keepalived's MISC_CHECK misc_dynamic (2 + weight, 1 down).
+int showWeight(uint16_t port, bool keepalived) {
+  auto status = readStatus(port);
+  if (!status) {
+    bool missing = status.error().code == ENOENT;
+    std::fprintf(stderr, "status: %s\n",
+                 missing ? ("port " + std::to_string(port) + " is not attached").c_str()
+                         : status.error().message().c_str());
+    if (keepalived) {
+      return 1; // down
+    }
+    return missing ? kExitUsage : kExitFailure;
+  }
+  HostAnswer answer = answerOf(status.value());
+  std::printf("%u\n", answer.state == HostState::up ? answer.weightPercent : 0U);
+  if (answer.state != HostState::up) {
+    std::fprintf(stderr, "status: port %u: %s\n", port,
+                 answer.state == HostState::drain ? "draining (leaving)"
+                                                  : ("down: " + answer.reason).c_str());
+  }
+  return keepalived ? keepalivedStatus(answer) : kExitOk;
+}
+
 } // namespace
 
 Action addStatusCommand(CLI::App &app) {
@@ -25,6 +59,8 @@ Action addStatusCommand(CLI::App &app) {
     int port = -1;
     bool json = false;
     bool prometheus = false;
+    bool weight = false;
+    bool keepalived = false;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App *cmd = app.add_subcommand("status", "Show attachments: workers, load, verdicts");
@@ -32,17 +68,42 @@ Action addStatusCommand(CLI::App &app) {
   sockdispatch status                 every attached port
   sockdispatch status 8080 --json     one port, as JSON (schema in docs/operations.md)
   sockdispatch status --prometheus    text exposition format, for a textfile collector
+  sockdispatch status 8080 --weight   the host's weight for a balancer in front, 0..100
+  sockdispatch status 8080 --keepalived
+                                      the same, as keepalived's MISC_CHECK misc_dynamic
+                                      exit status (docs/fleet.md)
 
 Reads the pinned maps under /sys/fs/bpf/sockdispatch; changes nothing. Without root,
 members of the group sockdispatch may read attachments pinned while that group existed;
 listing every port skips (and names) the ones this user may not read.
-Exit codes: 0 shown, 1 state unreadable, 2 bad flag or port not attached.)");
+--weight prints what the agent port (attach --agent-port) answers, as a number: the
+percentage of the host's worker capacity that is free (0 while draining or down).
+Exit codes: 0 shown, 1 state unreadable, 2 bad flag or port not attached. With
+--keepalived: 2 + weight (2..102) while up, 2 (weight 0) while draining, 1 when down or not
+attached; 0 is never used (keepalived reads it as "keep the weight").)");
   cmd->add_option("port", flags->port, "Show only this port")->check(CLI::Range(0, 65535));
   auto *json = cmd->add_flag("--json", flags->json, "JSON output");
-  cmd->add_flag("--prometheus", flags->prometheus, "Prometheus text exposition output")
-      ->excludes(json);
+  auto *prometheus =
+      cmd->add_flag("--prometheus", flags->prometheus, "Prometheus text exposition output")
+          ->excludes(json);
+  cmd->add_flag("--weight", flags->weight,
+                "Print the host's weight for a balancer in front (needs PORT)")
+      ->excludes(json)
+      ->excludes(prometheus);
+  cmd->add_flag("--keepalived", flags->keepalived,
+                "--weight, and exit with keepalived's misc_dynamic status (2 + weight; 1 down)")
+      ->excludes(json)
+      ->excludes(prometheus);
 
   return [flags]() {
+    if (flags->weight || flags->keepalived) {
+      if (flags->port < 0) {
+        std::fprintf(stderr, "status: %s needs a PORT\n",
+                     flags->keepalived ? "--keepalived" : "--weight");
+        return kExitUsage;
+      }
+      return showWeight(static_cast<uint16_t>(flags->port), flags->keepalived);
+    }
     std::vector<uint16_t> ports;
     if (flags->port >= 0) {
       ports.push_back(static_cast<uint16_t>(flags->port));

@@ -31,6 +31,9 @@ inline constexpr IntRange kMaxHeaderFieldsRange{1, 100000};
 inline constexpr IntRange kMaxBodyBytesRange{0, int64_t{1} << 32};
 inline constexpr IntRange kMaxPendingOutputRange{4096, int64_t{1} << 30};
 inline constexpr IntRange kMaxKeepaliveRequestsRange{0, int64_t{1} << 30};
+inline constexpr IntRange kAgentPortRange{0, 65535};        // 0: no agent
+inline constexpr IntRange kAgentCapacityRange{0, 10000000}; // 0: --max-conns
+inline constexpr IntRange kDrainGraceRange{0, 3600};        // seconds; 0: drain at once
 
 // The HTTP timeouts, in seconds (fractions allowed).
 struct SecondsRange {

@@ -433,6 +433,20 @@ std::vector<OptionSpec> makeTable() {
               "master (0: none); read-only"),
       text("status-bind", "--status-bind", "ADDRESS", &AttachOptions::statusBind, numericAddress,
            "Numeric address of the status port (127.0.0.1: this host only)"),
+      integer("agent-port", "--agent-port", &AttachOptions::agentPort, kAgentPortRange,
+              "A TCP port on which the master answers a balancer's agent check (HAProxy "
+              "agent-check) with this host's state and weight, one line, then closes (0: "
+              "none; docs/fleet.md)"),
+      text("agent-bind", "--agent-bind", "ADDRESS", &AttachOptions::agentBind, numericAddress,
+           "Numeric IPv4 or IPv6 address the --agent-port binds (the balancer must reach it)"),
+      integer("agent-capacity", "--agent-capacity", &AttachOptions::agentCapacity,
+              kAgentCapacityRange,
+              "Open and queued connections per worker that count as a full worker in the "
+              "agent's weight (0: --max-conns; both 0: live workers only)"),
+      integer("drain-grace", "--drain-grace", &AttachOptions::drainGraceSeconds, kDrainGraceRange,
+              "Seconds a graceful stop (detach, SIGQUIT) tells the balancer 'drain' while still "
+              "serving, before the workers stop taking connections (default: 4 with "
+              "--agent-port, else 0)"),
       commandOption(),
       stopSignalOption(),
       boolean("fd-only", "--fd-only", &AttachOptions::fdOnly,
@@ -444,7 +458,7 @@ std::vector<OptionSpec> makeTable() {
     // No default worth printing: required (port), the machine's CPU count (workers, said in
     // the help), or 0 for "no dynamic pool".
     if (spec.key == "port" || spec.key == "workers" || spec.key == "min-workers" ||
-        spec.key == "max-workers") {
+        spec.key == "max-workers" || spec.key == "drain-grace") {
       spec.showDefault = false;
     }
   }

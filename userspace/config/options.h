@@ -83,6 +83,16 @@ struct AttachOptions {
   // start; a reload keeps the port it has.
   uint16_t statusPort = 0;
   std::string statusBind = "127.0.0.1"; // this host only, unless told otherwise
+  // The fleet (docs/fleet.md). A TCP port on which the master answers a balancer's agent
+  // check with the host's state and weight (0: none), the address it binds, the open and
+  // queued connections per worker that count as a full worker in that weight (0: --max-conns,
+  // and when that is 0 too the weight counts live workers only), and how long a graceful stop
+  // tells the balancer `drain` while still taking connections, in seconds (-1: not given,
+  // kDefaultDrainGrace with an agent port, else none).
+  uint16_t agentPort = 0;
+  std::string agentBind = "0.0.0.0";
+  uint32_t agentCapacity = 0;
+  int drainGraceSeconds = -1;
   // Set by the library's Server: makes each worker's handler instead of the built-in choice.
   std::shared_ptr<const ServerHooks> hooks;
 };
@@ -90,6 +100,24 @@ struct AttachOptions {
 // How many workers a generation starts with.
 inline int initialWorkers(const AttachOptions &options) {
   return options.maxWorkers > 0 ? options.minWorkers : options.workers;
+}
+
+// How long a graceful stop answers `drain` before the workers stop taking connections: the
+// --drain-grace, when an agent port tells a balancer so; otherwise none.
+// Twice HAProxy's default agent-inter (2 s): every balancer polling at that pace hears `drain`
+// at least once before the host stops taking connections.
+inline constexpr std::chrono::seconds kDefaultDrainGrace{4};
+
+inline std::chrono::seconds effectiveDrainGrace(const AttachOptions &options) {
+  if (options.drainGraceSeconds >= 0) {
+    return std::chrono::seconds(options.drainGraceSeconds);
+  }
+  return options.agentPort != 0 ? kDefaultDrainGrace : std::chrono::seconds(0);
+}
+
+// The per-worker capacity the host's weight counts against (sd_config.agent_capacity).
+inline uint32_t effectiveAgentCapacity(const AttachOptions &options) {
+  return options.agentCapacity != 0 ? options.agentCapacity : options.maxConnections;
 }
 
 } // namespace sockdispatch

@@ -4,6 +4,7 @@
 #include "bpf/foreign_load.h"
 #include "bpf/names.h"
 #include "bpf/pin_dir.h"
+#include "control/agent_responder.h"
 #include "control/attachment_pins.h"
 #include "control/pinned_attachment.h"
 #include "control/status_server.h"
@@ -72,6 +73,7 @@ void writeConfig(sd_config *config, const AttachOptions &options, uint16_t port,
   config->master_pid = static_cast<__u32>(::getpid());
   config->port = port;
   config->generation = 1;
+  config->agent_capacity = effectiveAgentCapacity(options);
 }
 
 void prepareEbpf(Prepared &prepared, const AttachOptions &options) {
@@ -240,6 +242,23 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
   }
   MasterParts parts;
   parts.scoreboard = line ? prepared->sharedBoard->writer() : prepared->program->scoreboard();
+  std::unique_ptr<AgentResponder> agent;
+  if (options.agentPort != 0) {
+    // Bound before the master exists: a port that cannot be bound refuses the start before
+    // any worker runs (and the pins are removed on the way out).
+    auto agentAddress = parseAddress(options.agentBind, options.agentPort);
+    if (!agentAddress) {
+      spdlog::error("attach: --agent-bind {} is not a numeric IPv4 or IPv6 address",
+                    options.agentBind);
+      return kExitUsage;
+    }
+    auto opened = AgentResponder::open(*agentAddress, parts.scoreboard);
+    if (!opened) {
+      spdlog::error("attach: {}", opened.error().message());
+      return kExitFailure;
+    }
+    agent = std::move(opened.value());
+  }
   std::unique_ptr<ForeignLoad> foreignLoad; // outlives the master
   if (line) {
     parts.mode = std::make_unique<LineDispatch>(std::move(prepared->listeners), parts.scoreboard);
@@ -259,6 +278,9 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
   Master master(options, std::move(parts), reloadOptions);
   if (prepared->statusServer) {
     master.addService(std::move(prepared->statusServer));
+  }
+  if (agent) {
+    master.addService(std::move(agent));
   }
   master.onReloading([] { notifyReloading(); });
   master.onReloaded([](bool committed) {

@@ -66,9 +66,9 @@ Result<void> claimPort(uint16_t port) {
 }
 
 Result<std::string> publishPins(DispatchProgram &program, uint16_t port) {
-  std::string dir = pinDirFor(port);
+  std::string dir = pinStoreDir() + "/" + std::to_string(port);
   // bpffs refuses names with a dot; attachments are the all-digit entries.
-  std::string staging = pinBaseDir() + "/staging-" + std::to_string(::getpid());
+  std::string staging = pinStoreDir() + "/staging-" + std::to_string(::getpid());
   (void)removePinDir(staging);
   if (::mkdir(staging.c_str(), 0700) != 0) {
     return osError("create directory " + staging);
@@ -87,7 +87,12 @@ Result<std::string> publishPins(DispatchProgram &program, uint16_t port) {
     (void)removePinDir(staging);
     return error;
   }
-  return dir;
+  // In a named network namespace, the link every later command finds it by.
+  auto linked = linkPinDir(dir, port);
+  if (!linked) {
+    (void)removePinDir(dir);
+  }
+  return linked;
 }
 
 PinGuard::~PinGuard() {

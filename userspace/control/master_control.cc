@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <optional>
 #include <thread>
 
@@ -83,6 +84,7 @@ Result<DetachOutcome> detachPort(uint16_t port, std::chrono::milliseconds timeou
   std::string dir = stateDirFor(port);
   DetachOutcome outcome;
   Owner owner;
+  std::optional<PinnedAttachment> pins; // its config says whether the drain grace still runs
   {
     // Exclusive: no tune writes while we decide, and a stale directory is removed by one
     // command only.
@@ -110,9 +112,19 @@ Result<DetachOutcome> detachPort(uint16_t port, std::chrono::milliseconds timeou
       outcome.took = since(start);
       return outcome;
     }
+    pins.emplace(std::move(locked->pins));
   } // the lock is released: the stopping master removes its own pins
   auto deadline = start + timeout;
-  while (Clock::now() < deadline) {
+  for (;;) {
+    // While the drain grace runs (the balancer is told to drain, the host still serves), the
+    // wait has not begun: `timeout` counts from the stop proper.
+    const sd_config &config = pins->config();
+    if (loadRelaxed(config.leaving) != 0 && loadRelaxed(config.stopping) == 0) {
+      deadline = std::max(deadline, Clock::now() + timeout);
+    }
+    if (Clock::now() >= deadline) {
+      break;
+    }
     if (!masterRuns(owner)) {
       // It let go of the maps; let its process end too (it cannot be reused while it runs).
       while (processAlive(owner.pid) && Clock::now() < deadline) {

@@ -1,5 +1,6 @@
 #include "line/shared_scoreboard.h"
 
+#include "core/netns.h"
 #include "core/unique_fd.h"
 
 #include <fcntl.h>
@@ -84,6 +85,11 @@ std::string runBaseDir() {
   const char *override = std::getenv("SOCKDISPATCH_RUN_ROOT");
   if (override != nullptr && *override != '\0') {
     return override;
+  }
+  // In a network namespace named by iproute2, its own directory: two namespaces may serve the
+  // same port, and /run is shared by every `ip netns exec`.
+  if (const auto &netns = namedNetworkNamespace()) {
+    return std::string(kRunBase) + "/netns/" + *netns;
   }
   return kRunBase;
 }

@@ -403,6 +403,7 @@ void Master::beginStop(int signo) {
   }
   announceStop();
   poolTimer_.reset();
+  drainTimer_.reset();
   if (signo != 0) {
     spdlog::info("{}: stopping", ::strsignal(signo));
   }
@@ -437,9 +438,34 @@ void Master::beginStop(int signo) {
 }
 
 void Master::beginGracefulStop() {
-  if (stopping_) {
+  if (stopping_ || leaving_) {
     spdlog::info("graceful stop already under way");
     return;
+  }
+  const std::chrono::seconds grace = effectiveDrainGrace(*options_);
+  if (grace.count() > 0) {
+    // The balancer in front hears `drain` (agent, status --weight) and moves new connections
+    // to other hosts while this one still takes whatever reaches it; then the stop proper.
+    leaving_ = true;
+    storeRelease<__u32>(scoreboard_.config()->leaving, 1);
+    spdlog::info("graceful stop: telling the balancer to drain for {} s, then workers serve what "
+                 "they have and leave",
+                 grace.count());
+    drainTimer_.reset(evtimer_new(
+        base_.get(),
+        [](evutil_socket_t, short, void *ctx) { static_cast<Master *>(ctx)->stopGracefully(); },
+        this));
+    timeval when = toTimeval(grace);
+    evtimer_add(drainTimer_.get(), &when);
+    return;
+  }
+  stopGracefully();
+}
+
+void Master::stopGracefully() {
+  drainTimer_.reset();
+  if (stopping_) {
+    return; // a stop came during the drain grace
   }
   spdlog::info("graceful stop: workers serve what they have and leave");
   if (nextGeneration_ != 0) {

@@ -37,8 +37,10 @@ struct MasterParts {
 // crashed workers into their slot with backoff, and changes generations without loss:
 //
 //   SIGTERM, SIGINT  stop: workers finish in-flight requests within --shutdown-timeout
-//   SIGQUIT          graceful stop: workers stop accepting, serve what the kernel already
-//                    queued for them and what is in flight, then exit
+//   SIGQUIT          graceful stop: after the drain grace (--drain-grace, with an agent port:
+//                    the balancer in front is told to drain while this host still serves),
+//                    workers stop accepting, serve what the kernel already queued for them
+//                    and what is in flight, then exit
 //   SIGHUP           reload: re-read the options, start a new generation, retire the old
 //   SIGUSR1          restart: a new generation with the same options, the old one retired
 //
@@ -115,7 +117,9 @@ private:
   void retire(uint32_t slot);
   void onStopTimer(uint32_t slot);
   void beginStop(int signo);
+  // A graceful stop begins with the drain grace (effectiveDrainGrace), when there is one.
   void beginGracefulStop();
+  void stopGracefully();
   void beginReload(bool rereadOptions);
   void checkGeneration();
   void finishReload(bool committed, const std::string &why);
@@ -144,7 +148,8 @@ private:
   std::unique_ptr<SignalSet> signals_;
   EventPtr generationTimer_; // watches a starting generation until it serves
   EventPtr killTimer_;
-  EventPtr poolTimer_; // the dynamic pool's once-a-second look at the scoreboard
+  EventPtr poolTimer_;  // the dynamic pool's once-a-second look at the scoreboard
+  EventPtr drainTimer_; // ends a graceful stop's drain grace
   PoolSizing pool_;
   std::vector<WorkerProcess> workers_; // by slot, SD_MAX_WORKERS of them
   std::function<void()> readyCallback_;
@@ -158,6 +163,7 @@ private:
   std::chrono::steady_clock::time_point generationDeadline_;
   bool ready_ = false;
   bool stopping_ = false;
+  bool leaving_ = false; // a graceful stop's drain grace runs (config.leaving)
   bool stopped_ = false; // every worker gone after a stop; the loop is ending
   int exitCode_ = kExitOk;
 };

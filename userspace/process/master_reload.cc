@@ -64,6 +64,11 @@ void Master::beginReload(bool rereadOptions) {
   if (stopping_) {
     return;
   }
+  if (leaving_) {
+    spdlog::warn("{}: the attachment is leaving (graceful stop); not starting a new generation",
+                 what);
+    return;
+  }
   if (nextGeneration_ != 0 || !ready_) {
     spdlog::warn("{}: a generation of workers is still starting; try again once it serves", what);
     return;

@@ -12,7 +12,7 @@
 
 #include <linux/types.h>
 
-#define SD_ABI_VERSION 4
+#define SD_ABI_VERSION 5
 /* Upper bound on worker slots (the size of every per-worker map). */
 #define SD_MAX_WORKERS 128
 #define SD_CACHELINE   64
@@ -118,6 +118,12 @@ struct sd_config {
 	/* non-zero once the master began to stop the whole attachment: new connections are
 	 * refused (every listener is about to close); a closing listener's queue still migrates */
 	__u32 stopping;
+	/* non-zero while a graceful stop's drain grace runs (--drain-grace): connections are still
+	 * taken, and the balancer in front is told to drain this host (agent, status --weight) */
+	__u32 leaving;
+	/* the open and queued connections per worker that count as a full worker in the host's
+	 * weight for a balancer in front (--agent-capacity, else --max-conns; 0: none) */
+	__u32 agent_capacity;
 	__u64 rr_cursor __attribute__((aligned(SD_CACHELINE))); /* round_robin position */
 };
 

@@ -91,7 +91,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "max-body-bytes, "
                   "max-pending-output, max-keepalive-requests, header-timeout, body-timeout, "
                   "idle-timeout, write-timeout, user, dotfiles, verbose, status-port, "
-                  "status-bind, command, stop-signal, fd-only)"},
+                  "status-bind, agent-port, agent-bind, agent-capacity, drain-grace, command, "
+                  "stop-signal, fd-only)"},
         BadConfig{"wrong_type", "port = 80\n\nworkers = \"two\"\n",
                   "line 3: key 'workers': expected an integer, got a string"},
         BadConfig{"out_of_range", "port = 80\nbacklog = 70000\n",

@@ -21,6 +21,8 @@ static_assert(offsetof(sd_config, rr_cursor) == SD_CACHELINE, "cursor off the co
 static_assert(SD_MAX_WORKERS >= 128);
 static_assert(offsetof(sd_slot, load_source) == 32, "load_source: on the control line");
 static_assert(offsetof(sd_config, stopping) == 32, "stopping: in what was padding");
+static_assert(offsetof(sd_config, leaving) == 36 && offsetof(sd_config, agent_capacity) == 40,
+              "the fleet's fields: in what was padding");
 static_assert(SD_NR_VERDICTS == 8 && SD_NR_POLICIES == 6);
 
 TEST(Abi, SlotArrayFillsWholePagesForMmap) {
