@@ -5,6 +5,8 @@
 #
 #   packaging/fuzz.sh                 60 s per target
 #   FUZZ_SECONDS=600 packaging/fuzz.sh
+#   FUZZ_BUILD_DIR=DIR packaging/fuzz.sh  a tree already configured with SOCKDISPATCH_FUZZ=ON
+#                                       (the CI's sanitizer tree) is built as it is
 set -eu
 
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,9 +15,11 @@ SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}
 CC=${FUZZ_CC:-clang}
 CXX=${FUZZ_CXX:-clang++}
 
-cmake -S "$SOURCE" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" \
-  -DSOCKDISPATCH_FUZZ=ON -DSOCKDISPATCH_TESTS=OFF -DSOCKDISPATCH_WERROR=OFF >/dev/null
+if ! grep -qs '^SOCKDISPATCH_FUZZ:BOOL=ON$' "$BUILD/CMakeCache.txt"; then
+  cmake -S "$SOURCE" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" \
+    -DSOCKDISPATCH_FUZZ=ON -DSOCKDISPATCH_TESTS=OFF -DSOCKDISPATCH_WERROR=OFF >/dev/null
+fi
 cmake --build "$BUILD" --target request_fuzz
 
 mkdir -p "$BUILD/artifacts"
