@@ -55,6 +55,10 @@ unreadable, 2 bad flag.)");
       std::printf("port %u detached: master pid %u was not running; removed its stale state "
                   "in %s\n",
                   port, outcome.masterPid, dir.c_str());
+      if (outcome.orphansAsked != 0) {
+        std::printf("port %u: asked %zu of its workers, still serving, to finish and leave\n", port,
+                    outcome.orphansAsked);
+      }
       if (outcome.leftoverProgramId != 0) {
         auto released = releaseLeftoverSteering(port, outcome.leftoverProgramId);
         if (!released) {

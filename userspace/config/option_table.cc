@@ -382,6 +382,10 @@ std::vector<OptionSpec> makeTable() {
            "Serve static files from this directory (default: the built-in page)"),
       seconds("shutdown-timeout", "--shutdown-timeout", &AttachOptions::shutdownTimeout,
               kShutdownTimeoutRange, "Seconds workers get to finish in-flight requests on stop"),
+      seconds("orphan-timeout", "--orphan-timeout", &AttachOptions::orphanTimeout,
+              kOrphanTimeoutRange,
+              "Seconds workers whose master died keep serving, for a restarted master to take "
+              "them over, before they drain and exit (0: they leave with the master)"),
       integer(
           "max-target-bytes", "--max-target-bytes",
           [](auto &o) -> auto & { return o.limits.maxTargetBytes; }, kMaxTargetBytesRange,

@@ -65,6 +65,9 @@ struct AttachOptions {
   int lineBatch = 253;
   std::string root; // empty: the built-in page
   std::chrono::seconds shutdownTimeout{10};
+  // How long a worker whose master died serves on, waiting for a restarted master to take it
+  // over (docs/design/takeover.md), before it drains and exits; 0: it leaves at once.
+  std::chrono::seconds orphanTimeout{30};
   HttpLimits limits;
   // Workers run as this user, with no capabilities (empty: as the master's user).
   std::string user;

@@ -6,6 +6,7 @@
 #include "bpf/pin_dir.h"
 #include "control/agent_responder.h"
 #include "control/attachment_pins.h"
+#include "control/orphan_retirement.h"
 #include "control/pinned_attachment.h"
 #include "control/status_server.h"
 #include "core/logging.h"
@@ -38,6 +39,10 @@ struct StartupError : std::runtime_error {
   int code;
 };
 
+// Past their shutdown timeout, the previous master's workers get this long before they are
+// killed (as the master's own do: its stop timer's second and the kill grace).
+constexpr std::chrono::seconds kOrphanKillGrace{3};
+
 [[noreturn]] void fail(const Error &error, int code = kExitFailure) {
   throw StartupError(code, error.message());
 }
@@ -45,8 +50,8 @@ struct StartupError : std::runtime_error {
 // Refuses a port some live master holds; removes the pins a dead master left behind. (A line
 // mode attachment's scoreboard file is checked when it is created: one in use is refused, one
 // left by a dead master replaced.)
-void claimPortOrFail(uint16_t port) {
-  if (auto claimed = claimPort(port); !claimed) {
+void claimPortOrFail(uint16_t port, Orphans *orphans = nullptr) {
+  if (auto claimed = claimPort(port, orphans); !claimed) {
     const Error &error = claimed.error();
     if (error.code == EADDRINUSE) {
       throw StartupError(kExitUsage, error.detail);
@@ -62,6 +67,7 @@ struct Prepared {
   std::string pinDir;                          // eBPF mode's pins
   std::string fallbackReason;                  // why auto mode serves in line mode
   std::unique_ptr<StatusServer> statusServer;  // --status-port's
+  Orphans orphans;                             // a dead master's workers, taken over
 };
 
 void writeConfig(sd_config *config, const AttachOptions &options, uint16_t port, sd_mode mode) {
@@ -80,10 +86,17 @@ void prepareEbpf(Prepared &prepared, const AttachOptions &options) {
   Scoreboard board = prepared.program->scoreboard();
   uint16_t port = prepared.listeners.address.port();
   writeConfig(board.config(), options, port, SD_MODE_EBPF);
+  const bool takeover = !prepared.orphans.workers.empty();
 
-  // Attach before listen(): no SYN is ever hashed past the program.
-  if (auto attached = prepared.program->attachTo(prepared.listeners.sockets[0].get()); !attached) {
-    fail(attached.error());
+  // Attach before listen(): no SYN is ever hashed past the program. Taking over, the group
+  // exists and its program steers to the orphans: the new listeners join it by listen(), go
+  // into the new sockarray, and only then does the new program replace the old one (through
+  // a member of the group: a socket that does not listen yet is in no group).
+  if (!takeover) {
+    if (auto attached = prepared.program->attachTo(prepared.listeners.sockets[0].get());
+        !attached) {
+      fail(attached.error());
+    }
   }
   if (auto listening = listenAll(prepared.listeners, options.backlog); !listening) {
     fail(listening.error());
@@ -92,6 +105,12 @@ void prepareEbpf(Prepared &prepared, const AttachOptions &options) {
     if (auto set = prepared.program->setSocket(slot, prepared.listeners.sockets[slot].get());
         !set) {
       fail(set.error());
+    }
+  }
+  if (takeover) {
+    if (auto attached = prepared.program->attachTo(prepared.listeners.sockets[0].get());
+        !attached) {
+      fail(attached.error());
     }
   }
 
@@ -131,6 +150,37 @@ std::unique_ptr<StatusServer> openStatusServer(const AttachOptions &options, uin
   return std::move(server.value());
 }
 
+// The workers of a dead master still serve the port: the new master joins their group only
+// when it is the same one (same address, eBPF mode), and then replaces their pins.
+void takeOverOrFail(Prepared &prepared, const SocketAddress &address, bool line) {
+  const Orphans &orphans = prepared.orphans;
+  const uint16_t port = address.port();
+  const std::string workers =
+      std::to_string(orphans.workers.size()) + " worker" + (orphans.workers.size() == 1 ? "" : "s");
+  const std::string who = workers + " of master pid " + std::to_string(orphans.masterPid);
+  if (line) {
+    throw StartupError(kExitUsage, "port " + std::to_string(port) + " is still served by " + who +
+                                       " (ebpf mode), which a line mode attachment cannot "
+                                       "take over; attach in ebpf mode, or run `sockdispatch "
+                                       "detach " +
+                                       std::to_string(port) + "` first");
+  }
+  if (orphans.address.toString() != address.toString()) {
+    throw StartupError(kExitUsage, "port " + std::to_string(port) + " is still served by " + who +
+                                       " on " + orphans.address.toString() + ", not on " +
+                                       address.toString() +
+                                       "; attach with --bind of that address to take them over, "
+                                       "or run `sockdispatch detach " +
+                                       std::to_string(port) + "` first");
+  }
+  spdlog::info("port {}: master pid {} is gone and {} still serve; taking them over: new "
+               "workers start beside them, and they leave once these serve",
+               port, orphans.masterPid, workers);
+  if (auto removed = removePinDir(pinDirFor(port)); !removed) {
+    fail(removed.error());
+  }
+}
+
 Prepared prepare(const AttachOptions &options) {
   auto address = parseAddress(options.bind, options.port);
   if (!address) {
@@ -165,8 +215,10 @@ Prepared prepare(const AttachOptions &options) {
     lock.emplace(std::move(locked.value()));
   }
   if (options.port != 0) {
-    claimPortOrFail(options.port);
-    if (portHasListener(options.port)) {
+    claimPortOrFail(options.port, &prepared.orphans);
+    if (!prepared.orphans.workers.empty()) {
+      takeOverOrFail(prepared, *address, line);
+    } else if (portHasListener(options.port)) {
       throw StartupError(kExitFailure, "port " + std::to_string(options.port) +
                                            " is already in use by another listener");
     }
@@ -282,6 +334,13 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
   if (agent) {
     master.addService(std::move(agent));
   }
+  OrphanRetirement *retirement = nullptr; // owned by the master
+  if (!prepared->orphans.workers.empty()) {
+    auto service = std::make_unique<OrphanRetirement>(std::move(prepared->orphans),
+                                                      options.shutdownTimeout + kOrphanKillGrace);
+    retirement = service.get();
+    master.addService(std::move(service));
+  }
   master.onReloading([] { notifyReloading(); });
   master.onReloaded([](bool committed) {
     notifyReady(committed ? "reloaded: a new generation serves"
@@ -289,6 +348,9 @@ int runAttach(const AttachOptions &options, const Master::OptionsLoader &reloadO
   });
   master.onStopping([] { notifyStopping(); });
   master.onReady([&] {
+    if (retirement != nullptr) {
+      retirement->retire();
+    }
     std::string program = line ? "" : fmt::format(", program id {}", programId);
     std::printf("listening on %s (%s mode, %d worker%s, policy %s%s)\n", address.toString().c_str(),
                 line ? "line" : "ebpf", initialWorkers(options),

@@ -40,7 +40,7 @@ Result<std::unique_ptr<DispatchProgram>> loadDispatchProgram() {
   return std::move(program.value());
 }
 
-Result<void> claimPort(uint16_t port) {
+Result<void> claimPort(uint16_t port, Orphans *orphans) {
   std::string dir = pinDirFor(port);
   if (::access(dir.c_str(), F_OK) != 0) {
     return {};
@@ -60,6 +60,16 @@ Result<void> claimPort(uint16_t port) {
             std::to_string(owner) + "); stop it first (kill -TERM " + std::to_string(owner) + ")");
     error.code = EADDRINUSE;
     return error;
+  }
+  if (orphans != nullptr) {
+    auto found = findOrphans(existing.value(), port);
+    if (!found) {
+      spdlog::warn("port {}: cannot look for workers of the previous master: {}", port,
+                   found.error().message());
+    } else if (!found->workers.empty()) {
+      *orphans = std::move(found.value());
+      return {}; // the caller takes them over, and then replaces the pins
+    }
   }
   spdlog::warn("removing stale state of port {} left by pid {}", port, owner);
   return removePinDir(dir);

@@ -1,7 +1,9 @@
 #include "control/master_control.h"
 
 #include "bpf/pin_dir.h"
+#include "control/orphans.h"
 #include "control/pinned_attachment.h"
+#include "core/pidfd.h"
 #include "line/shared_scoreboard.h"
 
 #include <bpf/bpf.h>
@@ -104,6 +106,11 @@ Result<DetachOutcome> detachPort(uint16_t port, std::chrono::milliseconds timeou
       }
       if (loadRelaxed(locked->pins.config().mode) == SD_MODE_ADOPT) {
         outcome.leftoverProgramId = pinnedProgramId(dir);
+      } else if (auto orphans = findOrphans(locked->pins, port); orphans) {
+        // Its workers serve on until their bound: they are asked to leave now.
+        for (const OrphanedWorker &worker : orphans->workers) {
+          outcome.orphansAsked += signalPidfd(worker.pidfd.get(), worker.pid, SIGTERM) ? 1 : 0;
+        }
       }
       if (auto removed = removePinDir(dir); !removed) {
         return removed.error();

@@ -26,6 +26,9 @@ struct DetachOutcome {
   // The stale state was an `adopt`'s: the id of the steering program it left attached to the
   // service's group (the caller takes it off: releaseLeftoverSteering), else 0.
   uint32_t leftoverProgramId = 0;
+  // The stale state was an attachment whose workers still served (docs/design/takeover.md):
+  // how many of them were asked to leave (SIGTERM).
+  size_t orphansAsked = 0;
 };
 
 // Sends SIGQUIT (graceful stop) to the port's master and waits up to `timeout` until it has

@@ -15,6 +15,13 @@ Result<UniqueFd> openPidfd(pid_t pid) {
   return fd;
 }
 
+Result<void> signalPidfd(int pidfd, pid_t pid, int signo) {
+  if (::syscall(SYS_pidfd_send_signal, pidfd, signo, nullptr, 0) != 0) {
+    return osError("signal pid " + std::to_string(pid));
+  }
+  return {};
+}
+
 Result<UniqueFd> copyDescriptor(int pidfd, pid_t pid, int targetFd) {
   UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, targetFd, 0)));
   if (!fd) {

@@ -150,6 +150,9 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
     return false;
   }
   if (pid == 0) {
+    // The master's end must not live on in the worker: its end of file is how the worker
+    // learns that the master is gone.
+    channel->first.reset();
     runWorker(slot, std::move(channel->second));
   }
   worker.pid = pid;
@@ -163,9 +166,16 @@ bool Master::spawn(uint32_t slot, bool isRespawn) {
 }
 
 void Master::runWorker(uint32_t slot, UniqueFd channel) {
-  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (::getppid() == 1) {
-    ::_exit(kExitFailure); // the master died before the line above
+  // A worker that reads its control channel sees the master go (end of file) and bounds its
+  // own time as an orphan, so a restarted master can take it over (docs/design/takeover.md);
+  // a program that reads none (a COMMAND) leaves with the master.
+  const int deathSignal =
+      kind_->readsControlChannel() ? 0 : kind_->stopSignal(*workers_[slot].options);
+  if (deathSignal != 0) {
+    ::prctl(PR_SET_PDEATHSIG, deathSignal);
+    if (::getppid() == 1) {
+      ::_exit(kExitFailure); // the master died before the line above
+    }
   }
   signals_->abandonInChild();
   for (auto &service : services_) {
@@ -184,7 +194,7 @@ void Master::runWorker(uint32_t slot, UniqueFd channel) {
   // running slot without its pid (the parent's setPid may come later).
   scoreboard_.setPid(slot, ::getpid());
   std::shared_ptr<const AttachOptions> options = workers_[slot].options;
-  if (auto dropped = becomeUser(options->user, SIGTERM); !dropped) {
+  if (auto dropped = becomeUser(options->user, deathSignal); !dropped) {
     spdlog::critical("{}", dropped.error().message());
     ::_exit(kExitFatalConfig); // the same user would fail again: not respawned
   }

@@ -151,11 +151,13 @@ Result<void> dropPrivileges(const UserIdentity &user, int deathSignal) {
   }
   // The credential change cleared the parent-death signal: set it again, then make sure
   // the parent did not die in between (its signal would have been missed).
-  if (::prctl(PR_SET_PDEATHSIG, deathSignal, 0, 0, 0) != 0) {
-    return osError("set the parent-death signal");
-  }
-  if (::getppid() != parent) {
-    return logicError("drop privileges" + who, "the master exited meanwhile");
+  if (deathSignal != 0) {
+    if (::prctl(PR_SET_PDEATHSIG, deathSignal, 0, 0, 0) != 0) {
+      return osError("set the parent-death signal");
+    }
+    if (::getppid() != parent) {
+      return logicError("drop privileges" + who, "the master exited meanwhile");
+    }
   }
   return verifyDrop(user);
 }

@@ -28,7 +28,8 @@ std::optional<std::string> checkUser(const std::string &name);
 // root-only it needs (its listener, the scoreboard mapping): supplementary groups
 // (initgroups), gid, uid (real, effective and saved), then every capability cleared
 // (effective, permitted, inheritable, ambient and the bounding set), PR_SET_NO_NEW_PRIVS set
-// and PR_SET_PDEATHSIG (which the uid change clears) set again to `deathSignal`. Then it
+// and PR_SET_PDEATHSIG (which the uid change clears) set again to `deathSignal` (0: none, for
+// a worker that outlives its master). Then it
 // checks the drop held: ids are the user's, no capability is left and setuid(0) fails.
 // Must run before the process starts any thread: the set*id calls change this thread only.
 Result<void> dropPrivileges(const UserIdentity &user, int deathSignal);

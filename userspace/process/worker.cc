@@ -68,7 +68,8 @@ private:
 
 Worker::Worker(const AttachOptions &options, uint32_t slot, WorkerSockets sockets,
                Scoreboard scoreboard, std::string mode)
-    : options_(options), slot_(slot), channel_(std::move(sockets.control)),
+    : options_(options), slot_(slot), ownListener_(sockets.listener.valid()),
+      channel_(std::move(sockets.control)),
       scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
       base_(event_base_new()),
       intake_(makeIntake(sockets, slot, scoreboard, options.maxConnections)),
@@ -185,10 +186,9 @@ void Worker::onControl() {
       continue;
     }
     if (received->peerClosed) {
-      spdlog::warn("the master is gone; stopping");
       event_del(controlEvent_.get()); // freed with the worker, not inside its own callback
       channel_.reset();
-      beginStop();
+      onMasterGone();
       return;
     }
     switch (received->message.messageType()) {
@@ -200,6 +200,27 @@ void Worker::onControl() {
     default: spdlog::warn("ignored a control message of type {}", received->message.type); break;
     }
   }
+}
+
+void Worker::onMasterGone() {
+  const auto bound = options_.orphanTimeout;
+  if (!ownListener_ || bound.count() == 0 || stopping_) {
+    spdlog::warn("the master is gone; stopping");
+    beginStop();
+    return;
+  }
+  spdlog::warn("the master is gone; serving on for up to {} s for a restarted master to take "
+               "over, then stopping",
+               bound.count());
+  orphanDeadline_.reset(evtimer_new(
+      base_.get(),
+      [](evutil_socket_t, short, void *ctx) {
+        spdlog::warn("no master took over within --orphan-timeout; stopping");
+        static_cast<Worker *>(ctx)->beginStop();
+      },
+      this));
+  timeval deadline{static_cast<time_t>(bound.count()), 0};
+  evtimer_add(orphanDeadline_.get(), &deadline);
 }
 
 void Worker::onConnectionClosed(HttpConnection *connection) {

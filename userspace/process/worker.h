@@ -28,10 +28,10 @@ public:
   Worker(const Worker &) = delete;
   Worker &operator=(const Worker &) = delete;
 
-  // Runs until asked to stop (a control message, SIGTERM/SIGINT, or the master's end of the
-  // channel closing): then it takes what is already queued for it, stops taking more, and
-  // finishes the requests in flight, bounded by the shutdown timeout. Returns the process
-  // exit code.
+  // Runs until asked to stop (a control message, SIGTERM/SIGINT, or its master gone for
+  // longer than --orphan-timeout): then it takes what is already queued for it, stops taking
+  // more, and finishes the requests in flight, bounded by the shutdown timeout. Returns the
+  // process exit code.
   int run();
 
 private:
@@ -41,12 +41,17 @@ private:
   // --max-conns and descriptor shortages: a full worker is chosen by no policy.
   void updateFull();
   void onControl();
+  // The master's end of the channel closed: the master died. A worker with a listener of its
+  // own serves on for --orphan-timeout, for a restarted master to take it over
+  // (docs/design/takeover.md); one fed by the master (the line) has nothing more coming.
+  void onMasterGone();
   void onConnectionClosed(HttpConnection *connection);
   void beginStop();
   void reapClosed();
 
   const AttachOptions &options_;
   uint32_t slot_;
+  bool ownListener_; // connections reach it through a listener of its own (reuseport)
   UniqueFd channel_;
   Scoreboard scoreboard_;
   WorkerIdentity identity_;
@@ -58,6 +63,7 @@ private:
   std::unique_ptr<SignalSet> signals_;
   EventPtr controlEvent_;
   EventPtr stopDeadline_;
+  EventPtr orphanDeadline_;
   EventPtr reaper_; // frees closed connections outside their own callbacks
   std::unordered_map<HttpConnection *, std::unique_ptr<HttpConnection>> connections_;
   std::vector<std::unique_ptr<HttpConnection>> closed_;
