@@ -74,6 +74,24 @@ Result<void> setOwner(const std::string &path, gid_t gid, mode_t mode) {
   return {};
 }
 
+// systemd (and bpftool) mount bpffs with mode 0700: nobody but root could reach the pins,
+// and the monitoring group's read access to them (restrictPinDir) would be void. Search
+// permission alone (--x) lets others reach a path they know; listing stays root's.
+Result<void> allowSearch(const char *dir) {
+  struct stat st {};
+  if (::stat(dir, &st) != 0) {
+    return osError(std::string("inspect ") + dir);
+  }
+  if ((st.st_mode & S_IXOTH) != 0) {
+    return {};
+  }
+  if (::chmod(dir, (st.st_mode & 07777) | S_IXGRP | S_IXOTH) != 0) {
+    return osError(std::string("let others search ") + dir);
+  }
+  spdlog::debug("{}: search permission added for others (mode was {:o})", dir, st.st_mode & 07777);
+  return {};
+}
+
 } // namespace
 
 const char *pinRootOverride() {
@@ -111,6 +129,8 @@ Result<void> ensureBpffs() {
     if (::mount("bpf", kBpffsMount, "bpf", 0, "mode=0755") != 0) {
       return osError("mount bpffs on " + std::string(kBpffsMount));
     }
+  } else if (auto searchable = allowSearch(kBpffsMount); !searchable) {
+    return searchable;
   }
   if (auto made = makeDir(pinStoreDir()); !made) {
     return made;
