@@ -125,7 +125,7 @@ void prepareLine(Prepared &prepared, const AttachOptions &options) {
   uint16_t port = prepared.listeners.address.port();
   sd_config initial{};
   writeConfig(&initial, options, port, SD_MODE_LINE);
-  auto board = SharedScoreboard::create(port, initial);
+  auto board = SharedScoreboard::create(port, initial, !prepared.orphans.workers.empty());
   if (!board) {
     throw StartupError(board.error().code == EEXIST ? kExitUsage : kExitFailure,
                        board.error().message());
@@ -158,7 +158,7 @@ void takeOverOrFail(Prepared &prepared, const SocketAddress &address, bool line)
   const std::string workers =
       std::to_string(orphans.workers.size()) + " worker" + (orphans.workers.size() == 1 ? "" : "s");
   const std::string who = workers + " of master pid " + std::to_string(orphans.masterPid);
-  if (line) {
+  if (line && !orphans.line) {
     throw StartupError(kExitUsage, "port " + std::to_string(port) + " is still served by " + who +
                                        " (ebpf mode), which a line mode attachment cannot "
                                        "take over; attach in ebpf mode, or run `sockdispatch "
@@ -176,8 +176,17 @@ void takeOverOrFail(Prepared &prepared, const SocketAddress &address, bool line)
   spdlog::info("port {}: master pid {} is gone and {} still serve; taking them over: new "
                "workers start beside them, and they leave once these serve",
                port, orphans.masterPid, workers);
-  if (auto removed = removePinDir(pinDirFor(port)); !removed) {
-    fail(removed.error());
+  // Line mode's state (the scoreboard file) is replaced when the new one is created; an eBPF
+  // attachment taking over a line leaves it to the orphans, which hold it until they leave,
+  // and joins the line's listener to its group rather than keep a copy: held here, the copy
+  // would keep it listening after the orphans leave, with nobody to accept.
+  if (!line) {
+    prepared.orphans.listener.reset();
+  }
+  if (!orphans.line) {
+    if (auto removed = removePinDir(pinDirFor(port)); !removed) {
+      fail(removed.error());
+    }
   }
 }
 
@@ -225,11 +234,17 @@ Prepared prepare(const AttachOptions &options) {
   }
   // Line mode accepts on one socket (a group of one: SO_REUSEPORT stays on, so a reload
   // could join it, and the same code binds both modes).
-  auto group = bindReuseportGroup(*address, line ? 1 : initialWorkers(options));
-  if (!group) {
-    fail(group.error());
+  if (line && prepared.orphans.line && prepared.orphans.listener) {
+    // Taking over a line: its listener, copied from an orphan, with what is queued on it.
+    prepared.listeners.address = prepared.orphans.address;
+    prepared.listeners.sockets.push_back(std::move(prepared.orphans.listener));
+  } else {
+    auto group = bindReuseportGroup(*address, line ? 1 : initialWorkers(options));
+    if (!group) {
+      fail(group.error());
+    }
+    prepared.listeners = std::move(group.value());
   }
-  prepared.listeners = std::move(group.value());
   if (options.port == 0) {
     claimPortOrFail(prepared.listeners.address.port()); // a dead master's state may remain
   }

@@ -11,40 +11,58 @@
 
 namespace sockdispatch {
 
+namespace {
+
+bool holds(const SocketHolders &holders, uint64_t inode, pid_t pid) {
+  auto held = holders.find(inode);
+  if (held == holders.end()) {
+    return false;
+  }
+  for (const SocketHolder &holder : held->second) {
+    if (holder.pid == pid) {
+      return true;
+    }
+  }
+  return false;
+}
+
+} // namespace
+
 Result<Orphans> findOrphans(PinnedAttachment &pins, uint16_t port) {
   Orphans orphans;
   orphans.masterPid = pins.config().master_pid;
-  if (pins.lineMode()) {
-    return orphans;
-  }
+  orphans.line = pins.lineMode();
   auto listeners = dumpTcpListeners(port);
   if (!listeners) {
     return listeners.error();
   }
-  std::map<uint64_t, const ListenerInfo *> byCookie;
-  std::set<uint64_t> inodes;
-  for (const ListenerInfo &listener : *listeners) {
-    byCookie.emplace(listener.cookie, &listener);
-    inodes.insert(listener.inode);
-  }
-  if (inodes.empty()) {
+  if (listeners->empty()) {
     return orphans;
   }
+  std::set<uint64_t> inodes;
+  for (const ListenerInfo &listener : *listeners) {
+    inodes.insert(listener.inode);
+  }
   // Each candidate's pidfd is opened before its descriptors are read: once the process is
-  // found holding its slot's listener, the pidfd is known to name that process.
+  // found holding its listener, the pidfd is known to name that process.
   struct Candidate {
     OrphanedWorker worker;
-    const ListenerInfo *listener;
+    const ListenerInfo *listener; // its slot's (reuseport); null: any of the port's (line)
   };
   std::vector<Candidate> candidates;
   for (const SlotSnapshot &slot : pins.scoreboard().snapshotAll()) {
     if (slot.pid == 0 || slot.state == SD_SLOT_EMPTY || slot.state == SD_SLOT_DEAD) {
       continue;
     }
-    auto cookie = pins.socketCookie(slot.slot);
-    auto listener = cookie ? byCookie.find(*cookie) : byCookie.end();
-    if (listener == byCookie.end()) {
-      continue; // no listener in the slot: nothing serves from it
+    const ListenerInfo *listener = nullptr;
+    if (!orphans.line) {
+      auto cookie = pins.socketCookie(slot.slot);
+      for (const ListenerInfo &info : *listeners) {
+        listener = cookie && info.cookie == *cookie ? &info : listener;
+      }
+      if (listener == nullptr) {
+        continue; // no listener in the slot: nothing serves from it
+      }
     }
     const auto pid = static_cast<pid_t>(slot.pid);
     auto pidfd = openPidfd(pid);
@@ -52,20 +70,30 @@ Result<Orphans> findOrphans(PinnedAttachment &pins, uint16_t port) {
       continue; // it exited
     }
     candidates.push_back(
-        Candidate{OrphanedWorker{slot.slot, pid, std::move(pidfd.value())}, listener->second});
+        Candidate{OrphanedWorker{slot.slot, pid, std::move(pidfd.value())}, listener});
   }
   SocketHolders holders = findSocketHolders(inodes, ::getpid());
   for (Candidate &candidate : candidates) {
-    auto held = holders.find(candidate.listener->inode);
-    if (held == holders.end()) {
+    const ListenerInfo *held = nullptr;
+    if (candidate.listener != nullptr) {
+      held = holds(holders, candidate.listener->inode, candidate.worker.pid) ? candidate.listener
+                                                                             : nullptr;
+    } else {
+      for (const ListenerInfo &info : *listeners) {
+        held = held == nullptr && holds(holders, info.inode, candidate.worker.pid) ? &info : held;
+      }
+    }
+    if (held == nullptr) {
       continue;
     }
-    for (const SocketHolder &holder : held->second) {
-      if (holder.pid == candidate.worker.pid) {
-        orphans.address = candidate.listener->local;
-        orphans.workers.push_back(std::move(candidate.worker));
-        break;
+    orphans.address = held->local;
+    orphans.workers.push_back(std::move(candidate.worker));
+    if (orphans.line && !orphans.listener) {
+      auto copy = copyHeldSocket(held->inode, holders);
+      if (!copy) {
+        return copy.error();
       }
+      orphans.listener = std::move(copy.value());
     }
   }
   return orphans;

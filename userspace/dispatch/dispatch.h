@@ -19,6 +19,10 @@ struct WorkerSockets {
   UniqueFd control;       // its end of the control channel to the master
   UniqueFd lineInput;     // line: where connections arrive (read end)
   UniqueFd lineSuccessor; // line: where it passes them (write end); none when last
+  // line: a copy of the master's listener, never accepted on while the master lives; it keeps
+  // the listener open if the master dies, for a new master to take over
+  // (docs/design/takeover.md), and the orphaned worker accepts on it meanwhile
+  UniqueFd lineListener;
 };
 
 // The master's worker table, as a dispatch mode may read it.

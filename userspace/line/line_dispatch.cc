@@ -64,6 +64,7 @@ WorkerSockets LineDispatch::takeInChild(uint32_t slot) {
   WorkerSockets sockets;
   sockets.lineInput = std::move(ends.input);
   sockets.lineSuccessor = std::move(ends.successor);
+  sockets.lineListener = std::move(ends.listener);
   return sockets;
 }
 

@@ -151,7 +151,7 @@ LineDispatcher::WorkerEnds LineDispatcher::takeInChild(uint32_t slot,
   }
   (void)acceptEvent_.release();
   (void)retryTimer_.release();
-  listener_.reset();
+  ends.listener = std::move(listener_);
   pending_.clear();
   return ends;
 }
@@ -286,6 +286,12 @@ void LineDispatcher::stopAccepting() {
   }
   stopped_ = true;
   acceptEvent_.reset();
+  // The workers hold copies of the listener (for a takeover): closing ours would leave it
+  // listening, completing handshakes nobody accepts. Shut down, it stops listening for all
+  // of them at once, as closing the last copy would.
+  if (listener_ && ::shutdown(listener_.get(), SHUT_RD) != 0) {
+    spdlog::warn("Failed to shut the listener down: {}", std::strerror(errno));
+  }
   listener_.reset();
   flush();
   if (!pending_.empty()) {

@@ -58,10 +58,12 @@ public:
   void recoverFrom(uint32_t slot);
 
   // In a forked worker: the read end of its own input and the write end of `successor`'s
-  // (none when it is last). Every other descriptor the dispatcher holds is closed.
+  // (none when it is last), and the listener, to keep (docs/design/takeover.md: it outlives
+  // the master in its workers). Every other descriptor the dispatcher holds is closed.
   struct WorkerEnds {
     UniqueFd input;
     UniqueFd successor;
+    UniqueFd listener; // none once the dispatcher stopped accepting
   };
   WorkerEnds takeInChild(uint32_t slot, std::optional<uint32_t> successor);
 
@@ -69,8 +71,8 @@ public:
   // waits, then accept again.
   void resume();
 
-  // Accepts what the kernel already queued, hands it to the line and closes the listener:
-  // nothing more is accepted. For stops of any kind.
+  // Accepts what the kernel already queued, hands it to the line and shuts the listener
+  // down (the workers' copies with it): nothing more is accepted. For stops of any kind.
   void stopAccepting();
 
   // Connections recovered or queued that no worker can take any more (every worker is gone):

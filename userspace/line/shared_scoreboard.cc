@@ -104,13 +104,14 @@ ScoreboardLayout scoreboardLayout() {
   return {slotsOffset, slotsOffset + roundUp(sizeof(sd_slot) * SD_MAX_WORKERS, page)};
 }
 
-Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, const sd_config &initial) {
+Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, const sd_config &initial,
+                                                  bool takeOver) {
   std::string dir = runDirFor(port);
   if (auto made = makeDirs(dir); !made) {
     return made.error();
   }
   std::string path = dir + "/" + kScoreboardFile;
-  if (auto inUse = checkInUse(path); !inUse) {
+  if (auto inUse = checkInUse(path); !inUse && !takeOver) {
     return inUse.error();
   }
 

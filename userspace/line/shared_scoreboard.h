@@ -41,9 +41,11 @@ public:
   // port and the caller's pid as master_pid; zeroed slots of weight 1) under a temporary
   // name, flocks it, then renames it into place. The lock is inherited by the workers it
   // forks: a file nobody holds locked (its master and workers are gone) is replaced, one in
-  // use is refused with EEXIST. The owner removes the file (and the directory, when empty)
-  // on destruction.
-  static Result<SharedScoreboard> create(uint16_t port, const sd_config &initial);
+  // use is refused with EEXIST, unless `takeOver` (the file of a dead master whose workers
+  // still hold it: docs/design/takeover.md). The owner removes the file (and the directory,
+  // when empty) on destruction.
+  static Result<SharedScoreboard> create(uint16_t port, const sd_config &initial,
+                                         bool takeOver = false);
   // Anyone else: maps the existing file, writable or read-only. Refuses a file whose ABI
   // version differs or that is shorter than the layout.
   static Result<SharedScoreboard> open(uint16_t port, bool writable);

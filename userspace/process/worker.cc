@@ -1,6 +1,7 @@
 #include "process/worker.h"
 
 #include "core/monotonic_clock.h"
+#include "dispatch/listener_intake.h"
 #include "http/builtin_page.h"
 #include "http/static_files.h"
 #include "library/server_hooks.h"
@@ -68,8 +69,9 @@ private:
 
 Worker::Worker(const AttachOptions &options, uint32_t slot, WorkerSockets sockets,
                Scoreboard scoreboard, std::string mode)
-    : options_(options), slot_(slot), ownListener_(sockets.listener.valid()),
-      channel_(std::move(sockets.control)),
+    : options_(options), slot_(slot),
+      servesAsOrphan_(sockets.listener.valid() || sockets.lineListener.valid()),
+      orphanListener_(std::move(sockets.lineListener)), channel_(std::move(sockets.control)),
       scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
       base_(event_base_new()),
       intake_(makeIntake(sockets, slot, scoreboard, options.maxConnections)),
@@ -163,6 +165,9 @@ void Worker::updateFull() {
     scoreboard_.changeState(slot_, SD_SLOT_FULL, SD_SLOT_RUNNING);
   }
   intake_->setFull(full);
+  if (orphanIntake_) {
+    orphanIntake_->setFull(full);
+  }
 }
 
 // Out of descriptors (the intake pauses): the slot is marked full meanwhile, so the program
@@ -204,7 +209,7 @@ void Worker::onControl() {
 
 void Worker::onMasterGone() {
   const auto bound = options_.orphanTimeout;
-  if (!ownListener_ || bound.count() == 0 || stopping_) {
+  if (!servesAsOrphan_ || bound.count() == 0 || stopping_) {
     spdlog::warn("the master is gone; stopping");
     beginStop();
     return;
@@ -212,6 +217,17 @@ void Worker::onMasterGone() {
   spdlog::warn("the master is gone; serving on for up to {} s for a restarted master to take "
                "over, then stopping",
                bound.count());
+  if (orphanListener_) {
+    // The line: nothing more comes down it; what the kernel queues on the listener is taken
+    // here, by every orphan alike.
+    orphanIntake_ =
+        std::make_unique<ListenerIntake>(std::move(orphanListener_), slot_, maxConnections_);
+    if (!orphanIntake_->start(base_.get(), *this)) {
+      orphanIntake_.reset();
+    } else {
+      orphanIntake_->setFull(full_);
+    }
+  }
   orphanDeadline_.reset(evtimer_new(
       base_.get(),
       [](evutil_socket_t, short, void *ctx) {
@@ -251,6 +267,10 @@ void Worker::beginStop() {
   // What is already queued for this worker is taken (each new one answers its first request
   // with Connection: close), then nothing more is chosen for it.
   intake_->drain();
+  if (orphanIntake_) {
+    orphanIntake_->drain();
+  }
+  orphanListener_.reset();
   std::vector<HttpConnection *> open;
   open.reserve(connections_.size());
   for (auto &entry : connections_) {

@@ -41,9 +41,9 @@ private:
   // --max-conns and descriptor shortages: a full worker is chosen by no policy.
   void updateFull();
   void onControl();
-  // The master's end of the channel closed: the master died. A worker with a listener of its
-  // own serves on for --orphan-timeout, for a restarted master to take it over
-  // (docs/design/takeover.md); one fed by the master (the line) has nothing more coming.
+  // The master's end of the channel closed: the master died. A worker that can serve without
+  // it (servesAsOrphan_) serves on for --orphan-timeout, for a restarted master to take it
+  // over (docs/design/takeover.md); a line worker accepts on the line's listener meanwhile.
   void onMasterGone();
   void onConnectionClosed(HttpConnection *connection);
   void beginStop();
@@ -51,7 +51,10 @@ private:
 
   const AttachOptions &options_;
   uint32_t slot_;
-  bool ownListener_; // connections reach it through a listener of its own (reuseport)
+  // It can serve without its master: from a listener of its own (reuseport), or from its
+  // copy of the line's listener (orphanListener_), which it accepts on once the master is gone.
+  bool servesAsOrphan_;
+  UniqueFd orphanListener_;
   UniqueFd channel_;
   Scoreboard scoreboard_;
   WorkerIdentity identity_;
@@ -59,7 +62,8 @@ private:
   EventBasePtr base_;
   // Freed after the connections and before the loop: it may own loop objects (ServerHooks).
   std::unique_ptr<Handler> handler_;
-  std::unique_ptr<Intake> intake_; // its events live on base_
+  std::unique_ptr<Intake> intake_;       // its events live on base_
+  std::unique_ptr<Intake> orphanIntake_; // the line's listener, once the master is gone
   std::unique_ptr<SignalSet> signals_;
   EventPtr controlEvent_;
   EventPtr stopDeadline_;

@@ -18,6 +18,8 @@ namespace {
 
 using Takeover = BpfTest;
 
+class TakeoverInMode : public BpfTest, public testing::WithParamInterface<const char *> {};
+
 std::set<uint32_t> runningPids(PinnedAttachment &pinned) {
   std::set<uint32_t> pids;
   for (const auto &slot : pinned.scoreboard().snapshotAll()) {
@@ -45,13 +47,15 @@ bool allGone(const std::set<uint32_t> &pids) {
 
 /*
  * SIGKILL of the master under an open-loop load of new connections and keep-alive clients: its
- * workers serve on (requests keep completing while no master runs); 2 s later a new master is
- * started on the same port, takes the group over, starts its own workers and retires the old
+ * workers serve on (requests keep completing while no master runs; in line mode they accept on
+ * the line's listener, which they keep); 2 s later a new master is started on the same port,
+ * takes the group (or the line's listener) over, starts its own workers and retires the old
  * ones, which leave. Zero failed requests over the whole run; afterwards only new workers
  * answer, and the pins name the new master.
  */
-TEST_F(Takeover, KilledMasterIsReplacedUnderLoadWithoutLoss) {
-  auto first = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2"});
+TEST_P(TakeoverInMode, KilledMasterIsReplacedUnderLoadWithoutLoss) {
+  auto first =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2", "--mode", GetParam()});
   ASSERT_NE(first, nullptr);
   const uint16_t port = first->port();
   std::set<uint32_t> oldWorkers;
@@ -76,7 +80,8 @@ TEST_F(Takeover, KilledMasterIsReplacedUnderLoadWithoutLoss) {
     ASSERT_TRUE(processAlive(pid)) << "worker " << pid << " died with its master";
   }
 
-  auto second = Attachment::start({std::to_string(port), "--bind", "127.0.0.1", "--workers", "2"});
+  auto second = Attachment::start(
+      {std::to_string(port), "--bind", "127.0.0.1", "--workers", "2", "--mode", GetParam()});
   ASSERT_NE(second, nullptr);
   EXPECT_TRUE(eventually([&] { return allGone(oldWorkers); }, 20s))
       << "the old workers did not leave\n"
@@ -114,9 +119,9 @@ TEST_F(Takeover, KilledMasterIsReplacedUnderLoadWithoutLoss) {
  * exit, and the port stops listening, so nothing is orphaned forever. A request made just
  * after the master died is still answered.
  */
-TEST_F(Takeover, OrphansLeaveAfterTheBound) {
-  auto first =
-      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2", "--orphan-timeout", "1"});
+TEST_P(TakeoverInMode, OrphansLeaveAfterTheBound) {
+  auto first = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2", "--orphan-timeout",
+                                  "1", "--mode", GetParam()});
   ASSERT_NE(first, nullptr);
   const uint16_t port = first->port();
   std::set<uint32_t> workers;
@@ -132,10 +137,14 @@ TEST_F(Takeover, OrphansLeaveAfterTheBound) {
   EXPECT_EQ(reply->status, 200);
   EXPECT_TRUE(eventually([&] { return allGone(workers); }, 15s)) << "orphans outlived the bound";
   EXPECT_TRUE(eventually([&] { return !TcpClient::connect(port).has_value(); }, 5s));
-  // What they left is stale: the next attach cleans it and says so.
-  auto second = Attachment::start({std::to_string(port), "--bind", "127.0.0.1", "--workers", "1"});
+  // What they left is stale: the next attach replaces it (and says so for pins).
+  auto second = Attachment::start(
+      {std::to_string(port), "--bind", "127.0.0.1", "--workers", "1", "--mode", GetParam()});
   ASSERT_NE(second, nullptr);
-  EXPECT_NE(second->process().stderrText().find("removing stale state"), std::string::npos);
+  if (std::string(GetParam()) == "ebpf") {
+    EXPECT_NE(second->process().stderrText().find("removing stale state"), std::string::npos);
+  }
+  EXPECT_EQ(second->process().stderrText().find("taking them over"), std::string::npos);
   EXPECT_EQ(second->stop(), 0);
 }
 
@@ -173,6 +182,9 @@ TEST_F(Takeover, RefusesWhatCannotJoinTheOrphansGroup) {
   EXPECT_TRUE(eventually([&] { return !TcpClient::connect(first->port()).has_value(); }, 15s))
       << "the orphan did not leave when detached";
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, TakeoverInMode, testing::Values("ebpf", "line"),
+                         [](const auto &param) { return std::string(param.param); });
 
 } // namespace
 } // namespace sockdispatch::test
