@@ -143,8 +143,10 @@ Completed runCommand(const std::vector<std::string> &argv, std::chrono::millisec
 }
 
 std::unique_ptr<Attachment> Attachment::start(const std::vector<std::string> &extraArgs,
-                                              std::chrono::milliseconds timeout) {
-  std::vector<std::string> argv{SOCKDISPATCH_BINARY, "attach"};
+                                              std::chrono::milliseconds timeout,
+                                              const std::vector<std::string> &launcher) {
+  std::vector<std::string> argv = launcher;
+  argv.insert(argv.end(), {SOCKDISPATCH_BINARY, "attach"});
   argv.insert(argv.end(), extraArgs.begin(), extraArgs.end());
   auto attachment = std::make_unique<Attachment>();
   attachment->process_ = Process::start(argv);

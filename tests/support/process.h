@@ -56,9 +56,10 @@ Completed runCommand(const std::vector<std::string> &argv, std::chrono::millisec
 class Attachment {
 public:
   // Starts it and waits for its "listening on" line. Fails the current test (and returns
-  // nullptr) when it does not come.
+  // nullptr) when it does not come. `launcher` runs it (e.g. setpriv with its flags and --).
   static std::unique_ptr<Attachment> start(const std::vector<std::string> &extraArgs,
-                                           std::chrono::milliseconds timeout = 20s);
+                                           std::chrono::milliseconds timeout = 20s,
+                                           const std::vector<std::string> &launcher = {});
   ~Attachment();
 
   [[nodiscard]] uint16_t port() const { return port_; }

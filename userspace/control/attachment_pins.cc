@@ -28,18 +28,19 @@ std::string bpfLoadHint(int code) {
 // A line attachment's state is its scoreboard file, which the next line attachment replaces
 // when its master is gone (SharedScoreboard::create refuses it while the master lives),
 // unless workers it left still serve: those are returned.
-void findLineOrphans(uint16_t port, Orphans &orphans) {
+Result<void> findLineOrphans(uint16_t port, Orphans &orphans) {
   auto existing = PinnedAttachment::open(port, false);
   if (!existing || !existing->lineMode() || processAlive(existing->config().master_pid)) {
-    return;
+    return {};
   }
   auto found = findOrphans(existing.value(), port);
   if (!found) {
-    spdlog::warn("port {}: cannot look for workers of the previous master: {}", port,
-                 found.error().message());
-  } else if (!found->workers.empty()) {
+    return found.error();
+  }
+  if (!found->workers.empty()) {
     orphans = std::move(found.value());
   }
+  return {};
 }
 
 } // namespace
@@ -60,10 +61,7 @@ Result<std::unique_ptr<DispatchProgram>> loadDispatchProgram() {
 Result<void> claimPort(uint16_t port, Orphans *orphans) {
   std::string dir = pinDirFor(port);
   if (::access(dir.c_str(), F_OK) != 0) {
-    if (orphans != nullptr) {
-      findLineOrphans(port, *orphans);
-    }
-    return {};
+    return orphans != nullptr ? findLineOrphans(port, *orphans) : Result<void>{};
   }
   auto existing = PinnedAttachment::open(port, false);
   if (!existing) {
@@ -84,9 +82,9 @@ Result<void> claimPort(uint16_t port, Orphans *orphans) {
   if (orphans != nullptr) {
     auto found = findOrphans(existing.value(), port);
     if (!found) {
-      spdlog::warn("port {}: cannot look for workers of the previous master: {}", port,
-                   found.error().message());
-    } else if (!found->workers.empty()) {
+      return found.error();
+    }
+    if (!found->workers.empty()) {
       *orphans = std::move(found.value());
       return {}; // the caller takes them over, and then replaces the pins
     }

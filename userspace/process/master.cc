@@ -315,18 +315,7 @@ void Master::retire(uint32_t slot) {
     freeSlot(slot);
     return;
   }
-  const int stopSignal = kind_->stopSignal(*worker.options);
-  if (!kind_->readsControlChannel()) {
-    processes_.kill(worker.pid, stopSignal);
-    worker.terminated = true;
-  } else if (auto sent = sendFds(worker.channel.get(),
-                                 LineMessage::make(LineMessageType::kStopGracefully), {});
-             !sent) {
-    spdlog::warn("worker {}: {}; sending SIG{}", slot, sent.error().message(),
-                 ::sigabbrev_np(stopSignal));
-    processes_.kill(worker.pid, stopSignal);
-    worker.terminated = true;
-  }
+  askToStop(worker);
   // Only now: whoever sees the slot stopping knows the worker has been asked (or signalled).
   scoreboard_.setState(slot, SD_SLOT_STOPPING);
   worker.stopTimer.reset(evtimer_new(
@@ -340,6 +329,24 @@ void Master::retire(uint32_t slot) {
       worker.options->shutdownTimeout + std::chrono::seconds(1));
   timeval when = toTimeval(grace);
   evtimer_add(worker.stopTimer.get(), &when);
+}
+
+// Over the control channel where the worker reads one: that needs no permission to signal
+// it (a worker that dropped to another user cannot be signalled without CAP_KILL). The stop
+// signal otherwise, or when the channel fails.
+void Master::askToStop(WorkerProcess &worker) {
+  const int stopSignal = kind_->stopSignal(*worker.options);
+  if (!kind_->readsControlChannel()) {
+    processes_.kill(worker.pid, stopSignal);
+    worker.terminated = true;
+  } else if (auto sent = sendFds(worker.channel.get(),
+                                 LineMessage::make(LineMessageType::kStopGracefully), {});
+             !sent) {
+    spdlog::warn("worker {}: {}; sending SIG{}", worker.slot, sent.error().message(),
+                 ::sigabbrev_np(stopSignal));
+    processes_.kill(worker.pid, stopSignal);
+    worker.terminated = true;
+  }
 }
 
 void Master::onStopTimer(uint32_t slot) {
@@ -422,8 +429,7 @@ void Master::beginStop(int signo) {
     worker.stopTimer.reset();
     if (worker.pid != 0) {
       scoreboard_.setState(worker.slot, SD_SLOT_STOPPING);
-      processes_.kill(worker.pid, kind_->stopSignal(*worker.options));
-      worker.terminated = true;
+      askToStop(worker);
     }
   }
   // Workers finish in-flight requests within the shutdown timeout; past it (and a grace

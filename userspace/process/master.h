@@ -115,6 +115,7 @@ private:
   void respawn(uint32_t slot);
   void freeSlot(uint32_t slot);
   void retire(uint32_t slot);
+  void askToStop(WorkerProcess &worker);
   void onStopTimer(uint32_t slot);
   void beginStop(int signo);
   // A graceful stop begins with the drain grace (effectiveDrainGrace), when there is one.

@@ -73,7 +73,8 @@ TEST(SystemdUnit, RunsTheInstanceConfigurationAsANotifyService) {
            "\nExecReload=/usr/sbin/sockdispatch check-config /etc/sockdispatch/%i.toml\n",
            "\nExecReload=/bin/kill -HUP $MAINPID\n",
            "\nCapabilityBoundingSet=CAP_BPF CAP_NET_BIND_SERVICE CAP_CHOWN CAP_SETUID CAP_SETGID "
-           "CAP_SETPCAP\n",
+           "CAP_SETPCAP CAP_KILL\n",
+           "\nKillMode=process\n",
            "\nNoNewPrivileges=yes\n",
            "\nProtectSystem=strict\n",
            "\nReadWritePaths=/sys/fs/bpf\n",

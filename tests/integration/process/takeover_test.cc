@@ -149,6 +149,47 @@ TEST_P(TakeoverInMode, OrphansLeaveAfterTheBound) {
 }
 
 /*
+ * Under the systemd unit the master has neither CAP_SYS_PTRACE nor CAP_KILL, and workers that
+ * dropped to another user (--user nobody) can neither be inspected through /proc nor be
+ * signalled by it. On the eBPF path they are found all the same (their slots' listeners are
+ * alive, which only they hold), the new master joins their group and serves, and they leave
+ * by their own --orphan-timeout: no request is lost.
+ */
+TEST_F(Takeover, WorkersOfAnotherUserAreTakenOverWithoutPtraceOrKill) {
+  if (::access("/usr/bin/setpriv", X_OK) != 0) {
+    GTEST_SKIP() << "needs setpriv (util-linux) to drop capabilities";
+  }
+  auto first = Attachment::start(
+      {"0", "--bind", "127.0.0.1", "--workers", "2", "--user", "nobody", "--orphan-timeout", "3"});
+  ASSERT_NE(first, nullptr);
+  const uint16_t port = first->port();
+  std::set<uint32_t> oldWorkers;
+  {
+    auto pinned = PinnedAttachment::open(port, false);
+    ASSERT_TRUE(pinned) << pinned.error().message();
+    oldWorkers = runningPids(*pinned);
+  }
+  OpenLoopLoad arrivals(port, 100, std::chrono::seconds(30));
+  ASSERT_TRUE(arrivals.waitFor(50));
+  first->process().signal(SIGKILL);
+  ASSERT_TRUE(first->process().wait(5s).has_value());
+  ASSERT_TRUE(arrivals.waitFor(50));
+
+  auto second = Attachment::start(
+      {std::to_string(port), "--bind", "127.0.0.1", "--workers", "2", "--user", "nobody"}, 20s,
+      {"/usr/bin/setpriv", "--bounding-set=-sys_ptrace,-kill", "--"});
+  ASSERT_NE(second, nullptr);
+  EXPECT_TRUE(eventually([&] { return allGone(oldWorkers); }, 20s))
+      << "the old workers did not leave by their bound";
+  ASSERT_TRUE(arrivals.waitFor(100));
+  LoadTally tally = arrivals.stop();
+  EXPECT_EQ(tally.failures(), 0U) << tally.describe();
+  EXPECT_NE(second->process().stderrText().find("taking them over"), std::string::npos)
+      << second->process().stderrText();
+  EXPECT_EQ(second->stop(), 0);
+}
+
+/*
  * Orphans are taken over only by an attachment that would join their group: another address,
  * or line mode, is refused with exit 2 and a message that names the workers, and the orphans
  * keep serving.
