@@ -55,6 +55,13 @@ public:
   GroupMember &operator=(const GroupMember &) = delete;
 
   [[nodiscard]] bool ready() const { return created_ && ::getgrnam(kPinGroup) != nullptr; }
+  // Any program run as this user, with its groups.
+  Completed runProgramAs(const std::vector<std::string> &program) const {
+    std::vector<std::string> argv{"/usr/bin/setpriv", "--reuid",       name_, "--regid",
+                                  kPinGroup,          "--init-groups", "--"};
+    argv.insert(argv.end(), program.begin(), program.end());
+    return runProgram(argv);
+  }
   // The project's binary run as this user, with its groups.
   [[nodiscard]] Completed run(const std::vector<std::string> &args) const {
     std::vector<std::string> argv{"/usr/bin/setpriv", "--reuid",       name_, "--regid",
@@ -134,6 +141,32 @@ TEST_F(PinAccess, GroupMemberReadsStatusButCannotTune) {
   ASSERT_TRUE(pins) << pins.error().message();
   EXPECT_EQ(pins->config().policy, SD_POLICY_LEAST_CONN) << "unchanged";
   EXPECT_EQ(pins->scoreboard().snapshot(1).draining, 0U);
+
+  // Nor can plain bpftool write a map: the pins open read-only for the group, and the kernel
+  // refuses an update through a read-only map descriptor.
+  std::vector<std::string> update{"/usr/sbin/bpftool",
+                                  "map",
+                                  "update",
+                                  "pinned",
+                                  dir + "/" + kPinConfig,
+                                  "key",
+                                  "hex",
+                                  "00",
+                                  "00",
+                                  "00",
+                                  "00",
+                                  "value",
+                                  "hex"};
+  for (size_t i = 0; i < sizeof(sd_config); ++i) {
+    update.emplace_back("ff");
+  }
+  auto written = member.runProgramAs(update);
+  EXPECT_NE(written.code, 0) << "an unprivileged member changed the config map: " << written.out;
+  EXPECT_TRUE(written.err.find("Permission denied") != std::string::npos ||
+              written.err.find("not permitted") != std::string::npos)
+      << "refused for another reason: " << written.err;
+  EXPECT_EQ(pins->config().policy, SD_POLICY_LEAST_CONN) << "unchanged";
+  EXPECT_EQ(pins->config().stopping, 0U) << "unchanged";
 
   auto detach = member.run({"detach", port});
   EXPECT_EQ(detach.code, 1) << detach.err;
