@@ -30,6 +30,22 @@ std::set<uint32_t> runningPids(PinnedAttachment &pinned) {
   return pids;
 }
 
+// The running workers of the attachment on `port` (none, and a failure, when it has no state).
+std::set<uint32_t> runningPidsOf(uint16_t port) {
+  auto pinned = PinnedAttachment::open(port, false);
+  if (!pinned) {
+    ADD_FAILURE() << pinned.error().message();
+    return {};
+  }
+  return runningPids(*pinned);
+}
+
+// SIGKILL, and the wait for it to be gone: the master dies without cleaning up.
+void killMaster(Attachment &attachment) {
+  attachment.process().signal(SIGKILL);
+  ASSERT_TRUE(attachment.process().wait(5s).has_value()) << "the master outlived SIGKILL";
+}
+
 // The pid the built-in page names: "... (pid N) ...".
 uint32_t answeringPid(const HttpReply &reply) {
   auto at = reply.body.find("(pid ");
@@ -58,20 +74,14 @@ TEST_P(TakeoverInMode, KilledMasterIsReplacedUnderLoadWithoutLoss) {
       Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2", "--mode", GetParam()});
   ASSERT_NE(first, nullptr);
   const uint16_t port = first->port();
-  std::set<uint32_t> oldWorkers;
-  {
-    auto pinned = PinnedAttachment::open(port, false);
-    ASSERT_TRUE(pinned) << pinned.error().message();
-    oldWorkers = runningPids(*pinned);
-  }
+  const std::set<uint32_t> oldWorkers = runningPidsOf(port);
   ASSERT_EQ(oldWorkers.size(), 2U);
 
   OpenLoopLoad arrivals(port, 200, std::chrono::seconds(40));
   Load keepAlive(port, 4, 0, 1000000, std::chrono::seconds(40));
   ASSERT_TRUE(arrivals.waitFor(100)) << "the load did not start";
 
-  first->process().signal(SIGKILL);
-  ASSERT_TRUE(first->process().wait(5s).has_value());
+  ASSERT_NO_FATAL_FAILURE(killMaster(*first));
   // No master: the orphans serve on.
   ASSERT_TRUE(arrivals.waitFor(200)) << "nothing was served while the master was gone";
   ASSERT_TRUE(keepAlive.waitFor(200)) << "keep-alive clients stalled while the master was gone";
@@ -124,14 +134,8 @@ TEST_P(TakeoverInMode, OrphansLeaveAfterTheBound) {
                                   "1", "--mode", GetParam()});
   ASSERT_NE(first, nullptr);
   const uint16_t port = first->port();
-  std::set<uint32_t> workers;
-  {
-    auto pinned = PinnedAttachment::open(port, false);
-    ASSERT_TRUE(pinned) << pinned.error().message();
-    workers = runningPids(*pinned);
-  }
-  first->process().signal(SIGKILL);
-  ASSERT_TRUE(first->process().wait(5s).has_value());
+  const std::set<uint32_t> workers = runningPidsOf(port);
+  ASSERT_NO_FATAL_FAILURE(killMaster(*first));
   auto reply = fetch(port);
   ASSERT_TRUE(reply.has_value()) << "an orphan stopped serving at once";
   EXPECT_EQ(reply->status, 200);
@@ -163,16 +167,10 @@ TEST_F(Takeover, WorkersOfAnotherUserAreTakenOverWithoutPtraceOrKill) {
       {"0", "--bind", "127.0.0.1", "--workers", "2", "--user", "nobody", "--orphan-timeout", "3"});
   ASSERT_NE(first, nullptr);
   const uint16_t port = first->port();
-  std::set<uint32_t> oldWorkers;
-  {
-    auto pinned = PinnedAttachment::open(port, false);
-    ASSERT_TRUE(pinned) << pinned.error().message();
-    oldWorkers = runningPids(*pinned);
-  }
+  const std::set<uint32_t> oldWorkers = runningPidsOf(port);
   OpenLoopLoad arrivals(port, 100, std::chrono::seconds(30));
   ASSERT_TRUE(arrivals.waitFor(50));
-  first->process().signal(SIGKILL);
-  ASSERT_TRUE(first->process().wait(5s).has_value());
+  ASSERT_NO_FATAL_FAILURE(killMaster(*first));
   ASSERT_TRUE(arrivals.waitFor(50));
 
   auto second = Attachment::start(
@@ -198,8 +196,7 @@ TEST_F(Takeover, RefusesWhatCannotJoinTheOrphansGroup) {
   auto first = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "1"});
   ASSERT_NE(first, nullptr);
   const std::string port = std::to_string(first->port());
-  first->process().signal(SIGKILL);
-  ASSERT_TRUE(first->process().wait(5s).has_value());
+  ASSERT_NO_FATAL_FAILURE(killMaster(*first));
 
   auto elsewhere = runSockdispatch({"attach", port, "--bind", "::1", "--workers", "1"});
   EXPECT_EQ(elsewhere.code, 2) << elsewhere.err;
