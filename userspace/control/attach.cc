@@ -47,9 +47,10 @@ constexpr std::chrono::seconds kOrphanKillGrace{3};
   throw StartupError(code, error.message());
 }
 
-// Refuses a port some live master holds; removes the pins a dead master left behind. (A line
-// mode attachment's scoreboard file is checked when it is created: one in use is refused, one
-// left by a dead master replaced.)
+// Refuses a port some live master holds; removes the pins a dead master left behind, unless
+// its workers still serve: then they are returned in `orphans`, for a takeover. (A line mode
+// attachment's scoreboard file is checked when it is created: one in use is refused, one left
+// by a dead master replaced.)
 void claimPortOrFail(uint16_t port, Orphans *orphans = nullptr) {
   if (auto claimed = claimPort(port, orphans); !claimed) {
     const Error &error = claimed.error();
@@ -150,8 +151,9 @@ std::unique_ptr<StatusServer> openStatusServer(const AttachOptions &options, uin
   return std::move(server.value());
 }
 
-// The workers of a dead master still serve the port: the new master joins their group only
-// when it is the same one (same address, eBPF mode), and then replaces their pins.
+// The workers of a dead master still serve the port (docs/design/takeover.md): the new master
+// takes them over only on their address, and eBPF workers only in eBPF mode (a line has no
+// program to migrate their queues with); then it replaces their state.
 void takeOverOrFail(Prepared &prepared, const SocketAddress &address, bool line) {
   const Orphans &orphans = prepared.orphans;
   const uint16_t port = address.port();
