@@ -72,6 +72,8 @@ static __always_inline long visit(__u32 step, void *data, enum sd_step kind)
 	view.queued = slot->queued;
 	view.skipped = slot->skipped;
 	view.busy_since = slot->busy_since;
+	if (sd_walk_needs_clock(walk, kind, &view))
+		walk->now = bpf_ktime_get_ns();
 	next = sd_walk_step(walk, kind, index, &view);
 	if (sd_walk_counts_skip(kind, &view))
 		__sync_fetch_and_add(&slot->skipped, 1);
@@ -133,11 +135,11 @@ int sd_dispatch(struct sk_reuseport_md *md)
 		count_verdict(SD_VERDICT_NO_CONFIG);
 		return SK_PASS;
 	}
-	sd_walk_begin(&walk, cfg->nr_slots, bpf_ktime_get_ns());
+	sd_walk_begin(&walk, cfg->nr_slots, 0);
 
 	if (md->migrating_sk) {
 		/* A listener is closing: hand its queue to the least loaded live worker. */
-		bpf_loop(SD_MAX_WORKERS, least_conn_step, &walk, 0);
+		bpf_loop(walk.nr_slots, least_conn_step, &walk, 0);
 		if (!walk.found) {
 			count_verdict(SD_VERDICT_MIGRATE_FAILED);
 			return SK_PASS;
@@ -166,33 +168,33 @@ int sd_dispatch(struct sk_reuseport_md *md)
 		/* Ties rotate (nginx and HAProxy do the same): idle workers share the work. */
 		if (walk.nr_slots > 0)
 			sd_least_conn_begin(&walk, __sync_fetch_and_add(&cfg->rr_cursor, 1));
-		bpf_loop(SD_MAX_WORKERS, least_conn_step, &walk, 0);
+		bpf_loop(walk.nr_slots, least_conn_step, &walk, 0);
 		break;
 	case SD_POLICY_ROUND_ROBIN:
 	case SD_POLICY_WEIGHTED:
-		bpf_loop(SD_MAX_WORKERS, count_live_step, &walk, 0);
+		bpf_loop(walk.nr_slots, count_live_step, &walk, 0);
 		if (walk.nr_live == 0)
 			break;
 		if (sd_ticket_begin(&walk, __sync_fetch_and_add(&cfg->rr_cursor, 1),
 				    cfg->policy == SD_POLICY_WEIGHTED) == SD_STEP_WEIGHTED)
-			bpf_loop(SD_MAX_WORKERS, weighted_step, &walk, 0);
+			bpf_loop(walk.nr_slots, weighted_step, &walk, 0);
 		else
-			bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
+			bpf_loop(walk.nr_slots, nth_live_step, &walk, 0);
 		break;
 	case SD_POLICY_P2C:
-		bpf_loop(SD_MAX_WORKERS, count_live_step, &walk, 0);
+		bpf_loop(walk.nr_slots, count_live_step, &walk, 0);
 		if (walk.nr_live == 0)
 			break;
 		sd_p2c_first(&walk, bpf_get_prandom_u32());
-		bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
+		bpf_loop(walk.nr_slots, nth_live_step, &walk, 0);
 		sd_p2c_second(&walk, bpf_get_prandom_u32());
-		bpf_loop(SD_MAX_WORKERS, nth_live_step, &walk, 0);
+		bpf_loop(walk.nr_slots, nth_live_step, &walk, 0);
 		sd_p2c_decide(&walk);
 		break;
 	case SD_POLICY_SKIP_LOAD:
 	default:
-		bpf_loop(SD_MAX_WORKERS, count_live_step, &walk, 0);
-		bpf_loop(SD_MAX_WORKERS, skip_load_step, &walk, 0);
+		bpf_loop(walk.nr_slots, count_live_step, &walk, 0);
+		bpf_loop(walk.nr_slots, skip_load_step, &walk, 0);
 		break;
 	}
 	if (!walk.found) {

@@ -9,7 +9,7 @@ namespace sockdispatch {
 
 namespace {
 
-// One walk of kind `kind` over `slots`, what bpf_loop(SD_MAX_WORKERS, callback) does in the
+// One walk of kind `kind` over `slots`, what bpf_loop(nr_slots, callback) does in the
 // program: every iteration opens with sd_walk_visits and runs the shared step. A skip_load
 // visit counts its skip on the snapshot (the program: an atomic add on the map), so only
 // skip_load walks writable slots.

@@ -39,7 +39,8 @@ struct sd_walk {
 	__u32 position; /* place, among the live slots, of the next live slot visited */
 	__u64 total_weight; /* the live slots' weights, counted by SD_STEP_COUNT_LIVE */
 	__u64 ticket;	  /* round_robin, p2c: the live position to take; weighted: weight ticket */
-	__u64 now;	  /* CLOCK_MONOTONIC ns: which workers are stuck in a handler call */
+	__u64 now;	  /* CLOCK_MONOTONIC ns: which workers are stuck in a handler call;
+			   * 0: not read (yet), business ignored (sd_walk_needs_clock) */
 	__u64 best_load;  /* load of the slot chosen (least_conn, and each p2c sample) */
 	__u64 first_load; /* p2c: the first sample's load */
 	__u32 first;	  /* p2c: the first sample's slot */
@@ -170,6 +171,21 @@ static inline long sd_walk_step(struct sd_walk *walk, enum sd_step kind, __u32 s
 		return sd_least_conn_step(walk, slot, view);
 	}
 	return SD_WALK_STOP;
+}
+
+/*
+ * Whether the step of kind `kind` about to visit `view` needs the clock the walk has not read
+ * yet: only the load of a selectable worker inside a handler call (busy_since != 0) depends on
+ * `now` (sd_busy_load), and only least_conn and p2c's samples take loads. The program reads
+ * the clock there, at most once per decision, rather than on every SYN; a reference passes
+ * its `now` to sd_walk_begin instead.
+ */
+static inline int sd_walk_needs_clock(const struct sd_walk *walk, enum sd_step kind,
+				      const struct sd_slot_view *view)
+{
+	return walk->now == 0 && view->busy_since != 0 &&
+	       (kind == SD_STEP_LEAST_CONN || kind == SD_STEP_NTH_LIVE) &&
+	       sd_slot_selectable(view->state, view->draining);
 }
 
 /* Whether the step of kind `kind` that visited `view` counts a skip on it (skipped += 1). */
