@@ -38,6 +38,13 @@ sd_walk begin(std::span<const SlotSnapshot> slots, uint64_t now) {
   return walk;
 }
 
+// p2c's sample: the live slot at position walk.ticket of the list, read into its view.
+void sample(sd_walk &walk, std::span<const SlotSnapshot> slots) {
+  uint32_t index = sd_live_slot(&walk, walk.ticket);
+  sd_slot_view view = slotView(slots[index]);
+  sd_p2c_sample(&walk, index, &view);
+}
+
 std::optional<uint32_t> chosen(const sd_walk &walk, std::span<const SlotSnapshot> slots) {
   if (walk.found == 0) {
     return std::nullopt;
@@ -72,7 +79,8 @@ std::optional<uint32_t> roundRobinChoose(std::span<const SlotSnapshot> slots, ui
   if (walk.nr_live == 0) {
     return std::nullopt;
   }
-  walkOnce(walk, sd_ticket_begin(&walk, ticket, 0), slots);
+  sd_ticket_begin(&walk, ticket, 0);
+  sd_take_nth_live(&walk);
   return chosen(walk, slots);
 }
 
@@ -82,7 +90,11 @@ std::optional<uint32_t> weightedChoose(std::span<const SlotSnapshot> slots, uint
   if (walk.nr_live == 0) {
     return std::nullopt;
   }
-  walkOnce(walk, sd_ticket_begin(&walk, ticket, 1), slots);
+  if (sd_ticket_begin(&walk, ticket, 1) != 0) {
+    walkOnce(walk, SD_STEP_WEIGHTED, slots);
+  } else {
+    sd_take_nth_live(&walk);
+  }
   return chosen(walk, slots);
 }
 
@@ -94,9 +106,9 @@ std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t 
     return std::nullopt;
   }
   sd_p2c_first(&walk, a);
-  walkOnce(walk, SD_STEP_NTH_LIVE, slots);
+  sample(walk, slots);
   sd_p2c_second(&walk, b);
-  walkOnce(walk, SD_STEP_NTH_LIVE, slots);
+  sample(walk, slots);
   sd_p2c_decide(&walk);
   return chosen(walk, slots);
 }
