@@ -19,6 +19,8 @@ Usage (as root, after `packaging/install-deps.sh --bench` and a build in ./build
       [--policies skip_load,least_conn,p2c,round_robin,weighted,hash]
       [--binary after=build/sockdispatch] [--binary before=OTHER]
   bench/decision_cost.py --plot-only        (re-draws the plot from the results file)
+  bench/decision_cost.py --merge A.json --merge B.json
+                                            (one report of several runs' rounds, same builds)
 Writes bench/results/decision-cost.json and docs/decision-cost.png (matplotlib), and prints
 Markdown tables. kernel.bpf_stats_enabled is restored, and every attachment detached, even
 when the run fails.
@@ -150,29 +152,63 @@ def plot(report, path):
         return
     workers = report["args"]["workers"]
     labels = list(report["summary"])
-    fig, ax = plt.subplots(figsize=(8, 5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = ["-", "--", ":", "-."]
-    for i, label in enumerate(labels):
-        for j, (policy, per_count) in enumerate(report["summary"][label].items()):
+    policies = list(report["summary"][labels[0]])
+    columns = 3
+    rows = (len(policies) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(11, 3.6 * rows), sharey=True, squeeze=False)
+    styles = ["--", "-", ":", "-."]
+    for ax, policy in zip(axes.flat, policies):
+        for i, label in enumerate(labels):
+            per_count = report["summary"][label][policy]
             xs = [w for w in workers if str(w) in per_count]
-            ys = [per_count[str(w)]["median"] for w in xs]
-            ax.plot(xs, ys, styles[i % len(styles)], marker="o", markersize=3,
-                    color=colors[j % len(colors)], label=f"{policy} ({label})")
-    ax.plot([4], [100], "k^", markersize=8, label="goal at 4 workers (100 ns)")
-    ax.plot([32], [150], "kv", markersize=8, label="goal at 32 workers (150 ns)")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(workers)
-    ax.set_xticklabels([str(w) for w in workers])
-    ax.set_yscale("log")
-    ax.set_xlabel("workers")
-    ax.set_ylabel("kernel time per decision (ns, bpf_stats)")
-    ax.set_title("sockdispatch: the dispatch program's cost per new connection")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+            ax.plot(xs, [per_count[str(w)]["median"] for w in xs], styles[i % len(styles)],
+                    marker="o", markersize=3, label=label)
+        ax.plot([4, 32], [100, 150], "kv", markersize=6, linestyle="none", label="goal")
+        ax.set_title(policy)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(workers)
+        ax.set_xticklabels([str(w) for w in workers])
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in axes.flat[len(policies):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ns per decision (bpf_stats)")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("workers")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("sockdispatch: the dispatch program's kernel time per new connection "
+                 "(medians)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot: {os.path.relpath(path, ROOT)}")
+
+
+def merge(args):
+    """The runs of several results files as one report, their rounds numbered on."""
+    runs, reports = [], []
+    for path in args.merge:
+        with open(path) as f:
+            report = json.load(f)
+        offset = max((r["round"] for r in runs), default=0)
+        for r in report["runs"]:
+            runs.append(dict(r, round=r["round"] + offset))
+        reports.append(report)
+    first = reports[0]
+    labels = first["args"]["binary"]
+    if any(r["args"]["binary"] != labels for r in reports):
+        sys.exit("decision_cost: --merge: the files measured different builds")
+    merged = dict(first, runs=runs, merged_from=[
+        {"date": r["date"], "kernel": r["kernel"], "rounds": r["args"]["rounds"]}
+        for r in reports])
+    merged["args"] = dict(first["args"], rounds=max(r["round"] for r in runs))
+    merged["summary"] = summarize(runs, labels, merged["args"]["workers"],
+                                  merged["args"]["policies"])
+    with open(args.output, "w") as f:
+        json.dump(merged, f, indent=1)
+        f.write("\n")
+    print_tables(merged)
+    plot(merged, args.plot)
 
 
 def main():
@@ -189,7 +225,13 @@ def main():
     parser.add_argument("--output", default=os.path.join(ROOT, "bench/results/decision-cost.json"))
     parser.add_argument("--plot", default=os.path.join(ROOT, "docs/decision-cost.png"))
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--merge", action="append", metavar="RESULTS",
+                        help="merge the rounds of earlier results files (no new runs)")
     args = parser.parse_args()
+
+    if args.merge:
+        merge(args)
+        return
 
     if args.plot_only:
         with open(args.output) as f:
