@@ -196,18 +196,35 @@ static __always_inline int select_slot(struct sk_reuseport_md *md, __u32 index, 
 	return SK_PASS;
 }
 
-/* A closing listener's queue goes to the least loaded live worker. */
-static __always_inline int migrate(struct sk_reuseport_md *md, const struct sd_config *cfg)
+/*
+ * least_conn, and a migration (a least_conn walk from slot 0), with the walk on the stack:
+ * they make no list, and the stack is warm where the per-CPU value may not be. A migration may
+ * run in process context and be interrupted by a SYN, so it could not share the per-CPU walk
+ * anyway; it keeps one step per callback (its walk from slot 0 verifies as it always did).
+ */
+static __always_inline int least_conn(struct sk_reuseport_md *md, struct sd_config *cfg)
 {
 	struct sd_walk walk = {};
+	struct walk_ctx ctx = {.walk = &walk};
 
 	sd_walk_begin(&walk, cfg->nr_slots, 0);
-	bpf_loop(walk.nr_slots, least_conn_step, &walk, 0);
+	if (md->migrating_sk) {
+		bpf_loop(walk.nr_slots, least_conn_step, &walk, 0);
+		if (!walk.found) {
+			count_verdict(SD_VERDICT_MIGRATE_FAILED);
+			return SK_PASS;
+		}
+		return select_slot(md, walk.chosen, SD_VERDICT_MIGRATED, SD_VERDICT_MIGRATE_FAILED);
+	}
+	/* Ties rotate (nginx and HAProxy do the same): idle workers share the work. */
+	if (walk.nr_slots > 0)
+		sd_least_conn_begin(&walk, __sync_fetch_and_add(&cfg->rr_cursor, 1));
+	bpf_loop(walk_chunks(&walk), least_conn_chunk, &ctx, 0);
 	if (!walk.found) {
-		count_verdict(SD_VERDICT_MIGRATE_FAILED);
+		count_verdict(SD_VERDICT_NO_LIVE_WORKER);
 		return SK_PASS;
 	}
-	return select_slot(md, walk.chosen, SD_VERDICT_MIGRATED, SD_VERDICT_MIGRATE_FAILED);
+	return select_slot(md, walk.chosen, SD_VERDICT_SELECTED, SD_VERDICT_SELECT_FAILED);
 }
 
 SEC("sk_reuseport/migrate")
@@ -224,7 +241,7 @@ int sd_dispatch(struct sk_reuseport_md *md)
 		return SK_PASS;
 	}
 	if (md->migrating_sk)
-		return migrate(md, cfg);
+		return least_conn(md, cfg);
 
 	if (cfg->stopping) {
 		/*
@@ -241,6 +258,8 @@ int sd_dispatch(struct sk_reuseport_md *md)
 		count_verdict(SD_VERDICT_HASH);
 		return SK_PASS;
 	}
+	if (cfg->policy == SD_POLICY_LEAST_CONN)
+		return least_conn(md, cfg);
 
 	walk = bpf_map_lookup_elem(&walks, &zero);
 	if (!walk) {
@@ -254,12 +273,6 @@ int sd_dispatch(struct sk_reuseport_md *md)
 
 	/* The sequence of walks of each policy is the reference's (sockdispatch/walk.h). */
 	switch (cfg->policy) {
-	case SD_POLICY_LEAST_CONN:
-		/* Ties rotate (nginx and HAProxy do the same): idle workers share the work. */
-		if (walk->nr_slots > 0)
-			sd_least_conn_begin(walk, __sync_fetch_and_add(&cfg->rr_cursor, 1));
-		bpf_loop(walk_chunks(walk), least_conn_chunk, &ctx, 0);
-		break;
 	case SD_POLICY_ROUND_ROBIN:
 	case SD_POLICY_WEIGHTED:
 		bpf_loop(walk_chunks(walk), count_live_chunk, &ctx, 0);
