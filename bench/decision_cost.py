@@ -153,9 +153,10 @@ def plot(report, path):
     workers = report["args"]["workers"]
     labels = list(report["summary"])
     policies = list(report["summary"][labels[0]])
-    columns = 3
+    columns = min(3, len(policies))
     rows = (len(policies) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(11, 3.6 * rows), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.7 * columns + 0.6, 3.6 * rows + 0.4),
+                             sharey=True, squeeze=False)
     styles = ["--", "-", ":", "-."]
     for ax, policy in zip(axes.flat, policies):
         for i, label in enumerate(labels):
@@ -177,8 +178,8 @@ def plot(report, path):
     for ax in axes[-1, :]:
         ax.set_xlabel("workers")
     axes.flat[0].legend(fontsize=8)
-    fig.suptitle("sockdispatch: the dispatch program's kernel time per new connection "
-                 "(medians)")
+    fig.suptitle("sockdispatch: the dispatch program's kernel time\nper new connection "
+                 "(medians)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot: {os.path.relpath(path, ROOT)}")
