@@ -9,7 +9,7 @@ namespace sockdispatch {
 
 namespace {
 
-// One walk of kind `kind` over `slots`, what bpf_loop(SD_MAX_WORKERS, callback) does in the
+// One walk of kind `kind` over `slots`, what bpf_loop(nr_slots, callback) does in the
 // program: every iteration opens with sd_walk_visits and runs the shared step. A skip_load
 // visit counts its skip on the snapshot (the program: an atomic add on the map), so only
 // skip_load walks writable slots.
@@ -36,6 +36,13 @@ sd_walk begin(std::span<const SlotSnapshot> slots, uint64_t now) {
   sd_walk walk{};
   sd_walk_begin(&walk, static_cast<uint32_t>(std::min<size_t>(slots.size(), SD_MAX_WORKERS)), now);
   return walk;
+}
+
+// p2c's sample: the live slot at position walk.ticket of the list, read into its view.
+void sample(sd_walk &walk, std::span<const SlotSnapshot> slots) {
+  uint32_t index = sd_live_slot(&walk, walk.ticket);
+  sd_slot_view view = slotView(slots[index]);
+  sd_p2c_sample(&walk, index, &view);
 }
 
 std::optional<uint32_t> chosen(const sd_walk &walk, std::span<const SlotSnapshot> slots) {
@@ -72,7 +79,8 @@ std::optional<uint32_t> roundRobinChoose(std::span<const SlotSnapshot> slots, ui
   if (walk.nr_live == 0) {
     return std::nullopt;
   }
-  walkOnce(walk, sd_ticket_begin(&walk, ticket, 0), slots);
+  sd_ticket_begin(&walk, ticket, 0);
+  sd_take_nth_live(&walk);
   return chosen(walk, slots);
 }
 
@@ -82,7 +90,11 @@ std::optional<uint32_t> weightedChoose(std::span<const SlotSnapshot> slots, uint
   if (walk.nr_live == 0) {
     return std::nullopt;
   }
-  walkOnce(walk, sd_ticket_begin(&walk, ticket, 1), slots);
+  if (sd_ticket_begin(&walk, ticket, 1) != 0) {
+    walkOnce(walk, SD_STEP_WEIGHTED, slots);
+  } else {
+    sd_take_nth_live(&walk);
+  }
   return chosen(walk, slots);
 }
 
@@ -94,9 +106,9 @@ std::optional<uint32_t> p2cChoose(std::span<const SlotSnapshot> slots, uint32_t 
     return std::nullopt;
   }
   sd_p2c_first(&walk, a);
-  walkOnce(walk, SD_STEP_NTH_LIVE, slots);
+  sample(walk, slots);
   sd_p2c_second(&walk, b);
-  walkOnce(walk, SD_STEP_NTH_LIVE, slots);
+  sample(walk, slots);
   sd_p2c_decide(&walk);
   return chosen(walk, slots);
 }

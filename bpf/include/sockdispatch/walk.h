@@ -39,18 +39,22 @@ struct sd_walk {
 	__u32 position; /* place, among the live slots, of the next live slot visited */
 	__u64 total_weight; /* the live slots' weights, counted by SD_STEP_COUNT_LIVE */
 	__u64 ticket;	  /* round_robin, p2c: the live position to take; weighted: weight ticket */
-	__u64 now;	  /* CLOCK_MONOTONIC ns: which workers are stuck in a handler call */
+	__u64 now;	  /* CLOCK_MONOTONIC ns: which workers are stuck in a handler call;
+			   * 0: not read (yet), business ignored (sd_walk_needs_clock) */
 	__u64 best_load;  /* load of the slot chosen (least_conn, and each p2c sample) */
 	__u64 first_load; /* p2c: the first sample's load */
 	__u32 first;	  /* p2c: the first sample's slot */
 	__u32 chosen;	  /* the slot chosen, when found */
 	int found;
+	/* the live slots in slot order, as the SD_STEP_COUNT_LIVE walk lists them: round_robin
+	 * and p2c take their slots here rather than walking the slots again; entries at and past
+	 * nr_live are not read, so need no clearing */
+	__u8 live[SD_MAX_WORKERS];
 };
 
 /* What one step does, per policy. */
 enum sd_step {
-	SD_STEP_COUNT_LIVE, /* counts live slots and their weights (first walk of most policies) */
-	SD_STEP_NTH_LIVE,   /* takes the live slot at position `ticket` (round_robin, p2c) */
+	SD_STEP_COUNT_LIVE, /* lists the live slots, sums their weights (most policies first) */
 	SD_STEP_WEIGHTED,   /* takes the live slot whose share of the weight holds `ticket` */
 	SD_STEP_SKIP_LOAD,  /* one worker of skip_load's virtual line */
 	SD_STEP_LEAST_CONN, /* keeps the least loaded slot seen */
@@ -98,21 +102,13 @@ static inline __u64 sd_view_load(const struct sd_slot_view *view, __u64 now)
 	return sd_busy_load(sd_slot_load(view->open, view->queued), view->busy_since, now);
 }
 
-static inline long sd_count_live_step(struct sd_walk *walk, const struct sd_slot_view *view)
+/* The mask only shows the verifier the bound: nr_live < SD_MAX_WORKERS (a power of 2) here. */
+static inline long sd_count_live_step(struct sd_walk *walk, __u32 slot,
+				      const struct sd_slot_view *view)
 {
+	walk->live[walk->nr_live & (SD_MAX_WORKERS - 1)] = (__u8)slot;
 	walk->nr_live++;
 	walk->total_weight += view->weight;
-	return SD_WALK_NEXT;
-}
-
-static inline long sd_nth_live_step(struct sd_walk *walk, __u32 slot,
-				    const struct sd_slot_view *view)
-{
-	if (walk->position == walk->ticket) {
-		walk->best_load = sd_view_load(view, walk->now);
-		return sd_walk_take(walk, slot);
-	}
-	walk->position++;
 	return SD_WALK_NEXT;
 }
 
@@ -159,9 +155,7 @@ static inline long sd_walk_step(struct sd_walk *walk, enum sd_step kind, __u32 s
 		return SD_WALK_NEXT;
 	switch (kind) {
 	case SD_STEP_COUNT_LIVE:
-		return sd_count_live_step(walk, view);
-	case SD_STEP_NTH_LIVE:
-		return sd_nth_live_step(walk, slot, view);
+		return sd_count_live_step(walk, slot, view);
 	case SD_STEP_WEIGHTED:
 		return sd_weighted_step(walk, slot, view);
 	case SD_STEP_SKIP_LOAD:
@@ -170,6 +164,17 @@ static inline long sd_walk_step(struct sd_walk *walk, enum sd_step kind, __u32 s
 		return sd_least_conn_step(walk, slot, view);
 	}
 	return SD_WALK_STOP;
+}
+
+/*
+ * Whether taking the load of `view` (a least_conn step, a p2c sample) needs the clock the walk
+ * has not read yet: only the load of a worker inside a handler call (busy_since != 0) depends
+ * on `now` (sd_busy_load). The program reads the clock there, at most once per decision,
+ * rather than on every SYN; a reference passes its `now` to sd_walk_begin instead.
+ */
+static inline int sd_load_needs_clock(const struct sd_walk *walk, const struct sd_slot_view *view)
+{
+	return walk->now == 0 && view->busy_since != 0;
 }
 
 /* Whether the step of kind `kind` that visited `view` counts a skip on it (skipped += 1). */
@@ -183,9 +188,11 @@ static inline int sd_walk_counts_skip(enum sd_step kind, const struct sd_slot_vi
  *   least_conn   sd_least_conn_begin(ticket); walk SD_STEP_LEAST_CONN
  *   skip_load    walk SD_STEP_COUNT_LIVE; walk SD_STEP_SKIP_LOAD
  *   round_robin, weighted
- *                walk SD_STEP_COUNT_LIVE; if nr_live: walk sd_ticket_begin(ticket, weighted)
- *   p2c          walk SD_STEP_COUNT_LIVE; if nr_live: sd_p2c_first(draw); walk SD_STEP_NTH_LIVE;
- *                sd_p2c_second(draw); walk SD_STEP_NTH_LIVE; sd_p2c_decide()
+ *                walk SD_STEP_COUNT_LIVE; if nr_live: if sd_ticket_begin(ticket, weighted):
+ *                walk SD_STEP_WEIGHTED, else sd_take_nth_live()
+ *   p2c          walk SD_STEP_COUNT_LIVE; if nr_live: sd_p2c_first(draw);
+ *                sd_p2c_sample(sd_live_slot()); sd_p2c_second(draw);
+ *                sd_p2c_sample(sd_live_slot()); sd_p2c_decide()
  * where the kernel's ticket is config.rr_cursor (one fetch_add per connection) and its draws
  * bpf_get_prandom_u32(). A migration is a least_conn walk from slot 0.
  */
@@ -196,19 +203,31 @@ static inline void sd_least_conn_begin(struct sd_walk *walk, __u64 ticket)
 	walk->start = ticket % walk->nr_slots;
 }
 
+/* The live slot at `position` (< nr_live) in the list the SD_STEP_COUNT_LIVE walk made. */
+static inline __u32 sd_live_slot(const struct sd_walk *walk, __u64 position)
+{
+	return walk->live[position & (SD_MAX_WORKERS - 1)];
+}
+
 /*
  * round_robin and weighted, once the live slots are counted (nr_live > 0): the ticket taken
- * modulo the total weight (weighted, when some weight is not 0) or the live count; returns the
- * walk that takes it.
+ * modulo the total weight (weighted, when some weight is not 0; returns 1: an SD_STEP_WEIGHTED
+ * walk takes it) or the live count (returns 0: sd_take_nth_live takes it).
  */
-static inline enum sd_step sd_ticket_begin(struct sd_walk *walk, __u64 ticket, int weighted)
+static inline int sd_ticket_begin(struct sd_walk *walk, __u64 ticket, int weighted)
 {
 	if (weighted && walk->total_weight > 0) {
 		walk->ticket = ticket % walk->total_weight;
-		return SD_STEP_WEIGHTED;
+		return 1;
 	}
 	walk->ticket = ticket % walk->nr_live;
-	return SD_STEP_NTH_LIVE;
+	return 0;
+}
+
+/* round_robin: the live slot at position `ticket`, from the list, with no second walk. */
+static inline void sd_take_nth_live(struct sd_walk *walk)
+{
+	sd_walk_take(walk, sd_live_slot(walk, walk->ticket));
 }
 
 /* p2c, once the live slots are counted (nr_live > 0): the first sample's position. */
@@ -217,17 +236,26 @@ static inline void sd_p2c_first(struct sd_walk *walk, __u32 draw)
 	walk->ticket = draw % walk->nr_live;
 }
 
-/* p2c, after the first sample's walk: keeps it, and sets the second, distinct position. */
+/*
+ * p2c, one sample: the live slot at position `ticket` (sd_live_slot), seen through `view`,
+ * becomes the chosen slot with its load.
+ */
+static inline void sd_p2c_sample(struct sd_walk *walk, __u32 slot, const struct sd_slot_view *view)
+{
+	walk->best_load = sd_view_load(view, walk->now);
+	sd_walk_take(walk, slot);
+}
+
+/* p2c, after the first sample: keeps it, and sets the second, distinct position. */
 static inline void sd_p2c_second(struct sd_walk *walk, __u32 draw)
 {
 	walk->first = walk->chosen;
 	walk->first_load = walk->best_load;
 	walk->ticket = sd_p2c_second_position((__u32)walk->ticket, draw, walk->nr_live);
-	walk->position = 0;
 	walk->found = 0;
 }
 
-/* p2c, after the second sample's walk: the less loaded of the two, the first on ties. */
+/* p2c, after the second sample: the less loaded of the two, the first on ties. */
 static inline void sd_p2c_decide(struct sd_walk *walk)
 {
 	if (walk->found && !sd_p2c_second_wins(walk->first_load, walk->best_load))
