@@ -67,6 +67,7 @@ POLICIES = ["skip_load", "least_conn", "p2c", "round_robin", "weighted", "hash"]
 KINDS = ["kill_worker", "stop_worker", "hup", "usr1", "policy", "weight", "drain", "pool",
          "exhaust", "kill_master"]
 MAX_CONNS = 16
+SHOWN = 40  # failures printed one per line
 POOL = {"min-workers": 2, "max-workers": 4, "pool-busy-conns": 4, "pool-idle-seconds": 2}
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 REQUEST_CLOSE = b"GET / HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n\r\n"
@@ -331,11 +332,13 @@ def pdeathsig():
 class Server:
     def __init__(self, binary, mode, port, workdir, log_path):
         self.binary, self.mode, self.port = binary, mode, port
+        self.workdir = workdir
         self.config_path = os.path.join(workdir, "chaos.toml")
         self.log_path = log_path
         self.log_file = open(log_path, "a")
         self.config = {"workers": 3}
         self.master = None
+        self.starts = 0
         self.orphans = set()
 
     def write_config(self):
@@ -353,17 +356,24 @@ class Server:
         return self.config.get("max-workers", self.config.get("workers", 1))
 
     async def start(self):
+        """Starts `attach` and waits for its "listening on" line. Its stdout goes to a file,
+        not a pipe: the workers inherit it and outlive a killed master, and a pipe would
+        hold the wait for the master's exit until they are gone."""
         self.write_config()
-        self.master = await asyncio.create_subprocess_exec(
-            self.binary, "attach", "--config", self.config_path, stdout=asyncio.subprocess.PIPE,
-            stderr=self.log_file, preexec_fn=pdeathsig)
-        try:
-            line = await asyncio.wait_for(self.master.stdout.readline(), 20)
-        except asyncio.TimeoutError:
-            line = b""
-        if b"listening on" not in line:
-            raise Failure(f"attach did not serve (stdout {line!r}); see {self.log_path}")
-        asyncio.create_task(self.master.stdout.read())  # keeps the pipe drained
+        self.starts += 1
+        out_path = os.path.join(self.workdir, f"stdout-{self.starts}")
+        with open(out_path, "w") as out:
+            self.master = await asyncio.create_subprocess_exec(
+                self.binary, "attach", "--config", self.config_path, stdout=out,
+                stderr=self.log_file, preexec_fn=pdeathsig)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.master.returncode is None:
+            with open(out_path) as f:
+                if "listening on" in f.read():
+                    return
+            await asyncio.sleep(0.02)
+        raise Failure(f"attach did not serve within 20 s (exit status "
+                      f"{self.master.returncode}); see {self.log_path}")
 
     async def cli(self, *args, timeout=15):
         proc = await asyncio.create_subprocess_exec(
@@ -805,10 +815,16 @@ def main():
         log(f"error: {error}")
     for e in schedule:
         log(f"  scheduled {e['at']:6.2f} {describe(e)}")
+    kinds = {}
     for f in unaccounted:
+        kinds[f["what"]] = kinds.get(f["what"], 0) + 1
+    log("unaccounted by cause: " + ", ".join(f"{w} {n}" for w, n in sorted(kinds.items())))
+    for f in unaccounted[:SHOWN]:
         log(f"  unaccounted t={f['t'] - start:.3f} ({wall(f['t'])} UTC) {f['kind']}: "
             f"{f['what']} (client port {f['port']}); event before: "
             f"{event_before(chaos, f['t'], start)}")
+    if len(unaccounted) > SHOWN:
+        log(f"  ... and {len(unaccounted) - SHOWN} more (all in --report)")
     return 1
 
 
