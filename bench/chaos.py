@@ -18,8 +18,9 @@ Meanwhile it runs a random schedule of faults drawn from `--seed` (printed first
   weight       `tune PORT --weight SLOT=W` (W 0-5)
   drain        `tune PORT --drain SLOT`, 0.5-2 s later `--undrain SLOT`
   pool         the file switched to a pool (min-workers 2, max-workers 4, pool-busy-conns
-               4, pool-idle-seconds 2) if it is not one; held connections push it up for
-               3 s, then are released and it shrinks
+               10, pool-idle-seconds 2) if it is not one; held connections push it up for
+               3 s, then are released and it shrinks as far as the load left allows (the
+               keep-alive clients' connections count too)
   exhaust      max-conns (16 per worker) reached by a burst of held connections on every
                worker, released after 1-2 s: new connections wait in the kernel's backlog
   kill_master  (ebpf mode only) SIGKILL of the master, and `attach` again with the same file
@@ -68,7 +69,7 @@ KINDS = ["kill_worker", "stop_worker", "hup", "usr1", "policy", "weight", "drain
          "exhaust", "kill_master"]
 MAX_CONNS = 16
 SHOWN = 40  # failures printed one per line
-POOL = {"min-workers": 2, "max-workers": 4, "pool-busy-conns": 4, "pool-idle-seconds": 2}
+POOL = {"min-workers": 2, "max-workers": 4, "pool-busy-conns": 10, "pool-idle-seconds": 2}
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 REQUEST_CLOSE = b"GET / HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n\r\n"
 REQUEST_KEEP = b"GET / HTTP/1.1\r\nHost: chaos\r\n\r\n"
