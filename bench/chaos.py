@@ -131,7 +131,7 @@ class Tally:
         self.ok = 0
         self.resent = 0
         self.late = 0
-        self.latencies = []  # seconds, answered requests
+        self.latencies = []  # (due or sent, seconds to the answer) of answered requests
         self.failures = []   # dicts: t, kind, what, port, connected, reused
 
 
@@ -226,7 +226,7 @@ class Load:
             status, _ = await conn.exchange(REQUEST_CLOSE, self.timeout)
             if 200 <= status < 300:
                 self.tally.ok += 1
-                self.tally.latencies.append(time.monotonic() - due)
+                self.tally.latencies.append((due, time.monotonic() - due))
             else:
                 self.fail("new-connection", f"answered {status}", conn)
         except RequestFailed as e:
@@ -274,7 +274,7 @@ class Load:
                     continue
                 if 200 <= status < 300:
                     self.tally.ok += 1
-                    self.tally.latencies.append(time.monotonic() - sent)
+                    self.tally.latencies.append((sent, time.monotonic() - sent))
                 else:
                     self.fail("keep-alive", f"answered {status}", conn, reused)
                 if close:
@@ -520,7 +520,7 @@ class Chaos:
             t = time.monotonic()
             text = await getattr(self, ev["kind"])(ev)
             self.counts[ev["kind"]] = self.counts.get(ev["kind"], 0) + 1
-            self.done.append({"t": t, "kind": ev["kind"], "text": text})
+            self.done.append({"t": t, "end": time.monotonic(), "kind": ev["kind"], "text": text})
             log(f"t={t - start:6.2f} {ev['kind']}: {text}")
             self.server.reap_orphans()
 
@@ -671,6 +671,10 @@ def event_before(chaos, t, start):
     return f"t={e['t'] - start:.2f} {e['kind']}: {e['text']}"
 
 
+def ms(seconds):
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
 def percentile(values, q):
     if not values:
         return None
@@ -768,14 +772,20 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
 
     accounted, resent, unaccounted, budget = account(load, chaos)
-    lat = load.tally.latencies
+    lat = [seconds for _, seconds in load.tally.latencies]
+    # Requests sent while no fault was under way (nor in the second after one ended).
+    windows = [(e["t"], e["end"] + 1) for e in chaos.done]
+    quiet = [seconds for at, seconds in load.tally.latencies
+             if not any(a <= at <= b for a, b in windows)]
     requests = load.tally.ok + len(accounted) + len(unaccounted)
     p50, p99 = percentile(lat, 0.50), percentile(lat, 0.99)
+    q50, q99 = percentile(quiet, 0.50), percentile(quiet, 0.99)
     log(f"events: " + ", ".join(f"{k} {v}" for k, v in sorted(chaos.counts.items())))
     log(f"requests {requests}: ok {load.tally.ok}, failed {len(accounted) + len(unaccounted)} "
         f"(accounted {len(accounted)} of the {budget} the killed workers held, unaccounted "
         f"{len(unaccounted)}), resent {len(resent)}, sent late {load.tally.late}; latency "
-        f"p50 {p50 * 1000 if p50 else 0:.1f} ms, p99 {p99 * 1000 if p99 else 0:.1f} ms")
+        f"p50 {ms(p50)} ms, p99 {ms(p99)} ms; away from the faults ({len(quiet)} requests) "
+        f"p50 {ms(q50)} ms, p99 {ms(q99)} ms")
     start = load.start
     if args.report:
         report = {
@@ -792,8 +802,8 @@ def main():
             "kills": [{"t": round(k["t"] - start, 2), "slot": k["slot"], "open": k["open"],
                        "held": len(k["ports"])} for k in chaos.kills],
             "pool": [{"before": b, "peak": p, "after": a} for b, p, a in chaos.pool_seen],
-            "latency_ms": {"p50": round(p50 * 1000, 2) if p50 else None,
-                           "p99": round(p99 * 1000, 2) if p99 else None},
+            "latency_ms": {"p50": ms(p50), "p99": ms(p99), "quiet_p50": ms(q50),
+                           "quiet_p99": ms(q99), "quiet_requests": len(quiet)},
             "error": error,
             "failures": [{"t": round(f["t"] - start, 3), "kind": f["kind"], "what": f["what"],
                           "accounted": f in accounted,
