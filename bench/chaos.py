@@ -39,8 +39,8 @@ and counted as *resent*, not failed (RFC 9112 section 9.3.1).
 
 Usage (as root, after a build in build/):
   python3 bench/chaos.py [--mode ebpf|line] [--duration 60] [--seed N] [--rate 200]
-      [--keepalive 8] [--timeout 5] [--binary build/sockdispatch] [--report FILE]
-      [--log FILE]
+      [--keepalive 8] [--timeout 5] [--orphan-timeout 10] [--binary build/sockdispatch]
+      [--report FILE] [--log FILE]
 Exit status: 0 no unaccounted failure, 1 unaccounted failures (or the server misbehaved:
 a reload that never served, a master that did not start), 2 bad flags, 77 not root
 (skipped). On 1 it prints the seed, the schedule and each failure with its time and the
@@ -331,8 +331,9 @@ def pdeathsig():
 
 
 class Server:
-    def __init__(self, binary, mode, port, workdir, log_path):
+    def __init__(self, binary, mode, port, workdir, log_path, orphan_timeout):
         self.binary, self.mode, self.port = binary, mode, port
+        self.orphan_timeout = orphan_timeout
         self.workdir = workdir
         self.config_path = os.path.join(workdir, "chaos.toml")
         self.log_path = log_path
@@ -344,7 +345,8 @@ class Server:
 
     def write_config(self):
         lines = [f"port = {self.port}", 'bind = "127.0.0.1"', f'mode = "{self.mode}"',
-                 f"max-conns = {MAX_CONNS}", "orphan-timeout = 10", "shutdown-timeout = 5"]
+                 f"max-conns = {MAX_CONNS}", f"orphan-timeout = {self.orphan_timeout}",
+                 "shutdown-timeout = 5"]
         lines += [f"{k} = {v}" for k, v in self.config.items()]
         with open(self.config_path + ".new", "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -686,7 +688,7 @@ def percentile(values, q):
 
 async def soak(args, seed, schedule, workdir):
     port = free_port()
-    server = Server(args.binary, args.mode, port, workdir, args.log)
+    server = Server(args.binary, args.mode, port, workdir, args.log, args.orphan_timeout)
     load = Load(port, args.rate, args.keepalive, args.timeout)
     chaos = Chaos(server, load, args)
     error = None
@@ -718,6 +720,9 @@ def main():
     parser.add_argument("--rate", type=int, default=200, help="new connections per second")
     parser.add_argument("--keepalive", type=int, default=8, help="keep-alive clients")
     parser.add_argument("--timeout", type=float, default=5, help="seconds for an answer")
+    parser.add_argument("--orphan-timeout", type=int, default=10,
+                        help="the server's orphan-timeout (0: workers leave with a killed "
+                        "master, and the soak must fail at the first kill_master)")
     parser.add_argument("--report", help="write the counts as JSON to this file")
     parser.add_argument("--log", help="the server's log (default: a temporary file, kept and "
                         "named on failure)")
@@ -730,6 +735,8 @@ def main():
         parser.error("--keepalive must be 0 to 64")
     if not 0.5 <= args.timeout <= 60:
         parser.error("--timeout must be 0.5 to 60 seconds")
+    if not 0 <= args.orphan_timeout <= 3600:
+        parser.error("--orphan-timeout must be 0 to 3600 seconds")
     if args.seed is not None and not 0 <= args.seed < 2 ** 32:
         parser.error("--seed must be 0 to 2^32-1")
     if not os.access(args.binary, os.X_OK):
@@ -793,6 +800,7 @@ def main():
             "cpus": os.cpu_count(), "seed": seed, "mode": args.mode,
             "duration_s": args.duration, "rate": args.rate, "keepalive": args.keepalive,
             "timeout_s": args.timeout, "max_conns": MAX_CONNS,
+            "orphan_timeout_s": args.orphan_timeout, "pool_config": POOL,
             "events": dict(sorted(chaos.counts.items())),
             "requests": {"total": requests, "ok": load.tally.ok,
                          "failed": len(accounted) + len(unaccounted),
