@@ -57,7 +57,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -120,7 +119,8 @@ def make_schedule(rng, mode, duration):
 
 
 def describe(ev):
-    extra = " ".join(f"{k} {v}" for k, v in ev.items() if k not in ("at", "kind", "pick"))
+    extra = " ".join(f"{v}" if k == ev["kind"] else f"{k} {v}" for k, v in ev.items()
+                     if k not in ("at", "kind", "pick"))
     return f"{ev['kind']}{' ' + extra if extra else ''}"
 
 
@@ -508,7 +508,11 @@ class Chaos:
         self.counts = {}
         self.pool_seen = []   # (before, peak, after) running workers per pool event
 
-    def pick(self, workers, ev):
+    async def pick(self, ev):
+        """The serving worker the event's `pick` (0-1) chooses, or None if none serves."""
+        workers = await self.server.running()
+        if not workers:
+            return None
         return workers[min(int(ev["pick"] * len(workers)), len(workers) - 1)]
 
     async def run(self, schedule, start, end):
@@ -527,17 +531,24 @@ class Chaos:
             self.server.reap_orphans()
 
     async def kill_worker(self, ev):
-        w = self.pick(await self.server.running(), ev)
+        w = await self.pick(ev)
+        if w is None:
+            return "no worker serves (respawn backoff); nothing killed"
         pid = w["pid"]
-        os.kill(pid, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return f"pid {pid} already gone; nothing killed"
         try:
             ports = held_client_ports(pid, self.server.port)
             slot = next((s for s in (await self.server.status())["workers"]
                          if s["slot"] == w["slot"] and s["pid"] == pid), None)
             if slot is None:
                 raise Failure(f"kill_worker: slot {w['slot']} no longer shows pid {pid}")
-        finally:
-            os.kill(pid, signal.SIGKILL)
+        except BaseException:
+            os.kill(pid, signal.SIGCONT)
+            raise
+        os.kill(pid, signal.SIGKILL)
         kill = {"t": time.monotonic(), "slot": w["slot"], "pid": pid, "open": slot["open"],
                 "ports": ports}
         self.kills.append(kill)
@@ -545,8 +556,13 @@ class Chaos:
         return f"slot {w['slot']} pid {pid}, open {slot['open']}{note}"
 
     async def stop_worker(self, ev):
-        w = self.pick(await self.server.running(), ev)
-        os.kill(w["pid"], signal.SIGSTOP)
+        w = await self.pick(ev)
+        if w is None:
+            return "no worker serves (respawn backoff); nothing stopped"
+        try:
+            os.kill(w["pid"], signal.SIGSTOP)
+        except ProcessLookupError:
+            return f"pid {w['pid']} already gone; nothing stopped"
         try:
             await asyncio.sleep(ev["seconds"])
         finally:
@@ -576,12 +592,16 @@ class Chaos:
         return ev["policy"]
 
     async def weight(self, ev):
-        w = self.pick(await self.server.running(), ev)
+        w = await self.pick(ev)
+        if w is None:
+            return "no worker serves (respawn backoff); nothing tuned"
         await self.server.tune("--weight", f"{w['slot']}={ev['weight']}")
         return f"slot {w['slot']} weight {ev['weight']}"
 
     async def drain(self, ev):
-        w = self.pick(await self.server.running(), ev)
+        w = await self.pick(ev)
+        if w is None:
+            return "no worker serves (respawn backoff); nothing drained"
         await self.server.tune("--drain", str(w["slot"]))
         await asyncio.sleep(ev["seconds"])
         await self.server.tune("--undrain", str(w["slot"]))
@@ -828,8 +848,13 @@ def main():
         if not keep_log:
             os.unlink(args.log)
         return 0
-    log(f"FAILED (seed {seed}; replay: --seed {seed} --mode {args.mode} "
-        f"--duration {args.duration:g}); server log {args.log}")
+    replay = f"--seed {seed} --mode {args.mode} --duration {args.duration:g}"
+    for flag, value, default in (("--rate", args.rate, 200), ("--keepalive", args.keepalive, 8),
+                                 ("--timeout", args.timeout, 5),
+                                 ("--orphan-timeout", args.orphan_timeout, 10)):
+        if value != default:
+            replay += f" {flag} {value:g}"
+    log(f"FAILED (seed {seed}; replay: {replay}); server log {args.log}")
     if error:
         log(f"error: {error}")
     for e in schedule:
