@@ -477,10 +477,6 @@ def kill_children():
                 pass
 
 
-def interrupted(signum, frame):
-    raise KeyboardInterrupt
-
-
 def port_is_free(port):
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -706,12 +702,21 @@ def percentile(values, q):
 
 # ---------------------------------------------------------------------------- main
 
+async def guarded(args, seed, schedule, workdir):
+    """The soak, cancelled (and so cleaned up) on SIGTERM, SIGINT or its overall limit."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    return await asyncio.wait_for(soak(args, seed, schedule, workdir), args.duration + 120)
+
+
 async def soak(args, seed, schedule, workdir):
     port = free_port()
     server = Server(args.binary, args.mode, port, workdir, args.log, args.orphan_timeout)
     load = Load(port, args.rate, args.keepalive, args.timeout)
     chaos = Chaos(server, load, args)
-    error = None
+    error, load_task = None, None
     try:
         await server.start()
         log(f"serving on 127.0.0.1:{port} ({args.mode} mode), log {args.log}")
@@ -724,6 +729,11 @@ async def soak(args, seed, schedule, workdir):
             log(f"ERROR: {error}")
         await load_task
     finally:
+        load.stopping = True
+        pending = [t for t in [load_task, *load.tasks] if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await server.stop()
     if not port_is_free(port):
         error = error or f"port {port} is still in use after the stop"
@@ -777,12 +787,10 @@ def main():
     workdir = tempfile.mkdtemp(prefix="sockdispatch-chaos-")
     keep_log = args.log is not None
     args.log = args.log or os.path.join(workdir, "server.log")
-    signal.signal(signal.SIGTERM, interrupted)
     try:
-        server, load, chaos, error = asyncio.run(
-            asyncio.wait_for(soak(args, seed, schedule, workdir), args.duration + 120))
-    except KeyboardInterrupt:
-        log("interrupted")
+        server, load, chaos, error = asyncio.run(guarded(args, seed, schedule, workdir))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        log("interrupted: the server is stopped and every child process gone")
         return 1
     except asyncio.TimeoutError:
         log(f"the run did not end within {args.duration + 120:g} s")
