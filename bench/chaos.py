@@ -118,6 +118,16 @@ def make_schedule(rng, mode, duration):
     return events
 
 
+def make_overlap(rng, duration):
+    """--overlap: worker stops of 0.3-2 s every 1-4 s, from t = 4 s to duration - 5 s."""
+    stops, t = [], 4.0
+    while t < duration - 5:
+        stops.append({"at": round(t, 2), "kind": "stop_worker", "pick": round(rng.random(), 4),
+                      "seconds": round(rng.uniform(0.3, 2.0), 2)})
+        t += stops[-1]["seconds"] + rng.uniform(1.0, 4.0)
+    return stops
+
+
 def describe(ev):
     extra = " ".join(f"{v}" if k == ev["kind"] else f"{k} {v}" for k, v in ev.items()
                      if k not in ("at", "kind", "pick"))
@@ -503,13 +513,34 @@ class Chaos:
         self.done = []        # executed events: t, kind, text
         self.counts = {}
         self.pool_seen = []   # (before, peak, after) running workers per pool event
+        self.busy = set()     # pids a kill_worker or stop_worker is working on
 
     async def pick(self, ev):
-        """The serving worker the event's `pick` (0-1) chooses, or None if none serves."""
-        workers = await self.server.running()
+        """The serving worker the event's `pick` (0-1) chooses, or None if none serves. A
+        worker another event has stopped or is killing is not chosen."""
+        workers = [w for w in await self.server.running() if w["pid"] not in self.busy]
         if not workers:
             return None
         return workers[min(int(ev["pick"] * len(workers)), len(workers) - 1)]
+
+    async def overlap(self, stops, start, end):
+        """--overlap: SIGSTOP/SIGCONT of workers beside the main schedule, on their own
+        schedule (`stops`, from the same seed)."""
+        for ev in stops:
+            delay = start + ev["at"] - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if time.monotonic() > end:
+                break
+            t = time.monotonic()
+            try:
+                text = await self.stop_worker(ev)
+            except Failure as e:  # status unreadable while a master restarts
+                text = f"skipped: {e}"
+            self.counts["overlap_stop"] = self.counts.get("overlap_stop", 0) + 1
+            self.done.append({"t": t, "end": time.monotonic(), "kind": "overlap_stop",
+                              "text": text})
+            log(f"t={t - start:6.2f} overlap_stop: {text}")
 
     async def run(self, schedule, start, end):
         for ev in schedule:
@@ -535,6 +566,7 @@ class Chaos:
             os.kill(pid, signal.SIGSTOP)
         except ProcessLookupError:
             return f"pid {pid} already gone; nothing killed"
+        self.busy.add(pid)  # for good: the pid is gone
         try:
             ports = held_client_ports(pid, self.server.port)
             slot = next((s for s in (await self.server.status())["workers"]
@@ -542,6 +574,7 @@ class Chaos:
             if slot is None:
                 raise Failure(f"kill_worker: slot {w['slot']} no longer shows pid {pid}")
         except BaseException:
+            self.busy.discard(pid)
             os.kill(pid, signal.SIGCONT)
             raise
         os.kill(pid, signal.SIGKILL)
@@ -559,10 +592,15 @@ class Chaos:
             os.kill(w["pid"], signal.SIGSTOP)
         except ProcessLookupError:
             return f"pid {w['pid']} already gone; nothing stopped"
+        self.busy.add(w["pid"])
         try:
             await asyncio.sleep(ev["seconds"])
         finally:
-            os.kill(w["pid"], signal.SIGCONT)
+            self.busy.discard(w["pid"])
+            try:
+                os.kill(w["pid"], signal.SIGCONT)
+            except ProcessLookupError:
+                pass
         return f"slot {w['slot']} pid {w['pid']} stopped {ev['seconds']} s"
 
     async def hup(self, ev):
@@ -716,21 +754,27 @@ async def soak(args, seed, schedule, workdir):
     server = Server(args.binary, args.mode, port, workdir, args.log, args.orphan_timeout)
     load = Load(port, args.rate, args.keepalive, args.timeout)
     chaos = Chaos(server, load, args)
-    error, load_task = None, None
+    error, load_task, side = None, None, None
     try:
         await server.start()
         log(f"serving on 127.0.0.1:{port} ({args.mode} mode), log {args.log}")
         load_task = asyncio.create_task(load.run(args.duration))
         await asyncio.sleep(0)
+        end = load.start + args.duration - 4
+        if args.overlap:
+            stops = make_overlap(random.Random(seed ^ 0x5EED), args.duration)
+            side = asyncio.create_task(chaos.overlap(stops, load.start, end))
         try:
-            await chaos.run(schedule, load.start, load.start + args.duration - 4)
+            await chaos.run(schedule, load.start, end)
+            if side:
+                await side
         except Failure as e:
             error = str(e)
             log(f"ERROR: {error}")
         await load_task
     finally:
         load.stopping = True
-        pending = [t for t in [load_task, *load.tasks] if t is not None and not t.done()]
+        pending = [t for t in [side, load_task, *load.tasks] if t is not None and not t.done()]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -753,6 +797,9 @@ def main():
     parser.add_argument("--orphan-timeout", type=int, default=10,
                         help="the server's orphan-timeout (0: workers leave with a killed "
                         "master, and the soak must fail at the first kill_master)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="also stop workers (SIGSTOP 0.3-2 s) on a second schedule from "
+                        "the same seed, during the other events")
     parser.add_argument("--report", help="write the counts as JSON to this file")
     parser.add_argument("--log", help="the server's log (default: a temporary file, kept and "
                         "named on failure)")
@@ -829,6 +876,7 @@ def main():
             "duration_s": args.duration, "rate": args.rate, "keepalive": args.keepalive,
             "timeout_s": args.timeout, "max_conns": MAX_CONNS,
             "orphan_timeout_s": args.orphan_timeout, "pool_config": POOL,
+            "overlap": args.overlap,
             "events": dict(sorted(chaos.counts.items())),
             "requests": {"total": requests, "ok": load.tally.ok,
                          "failed": len(accounted) + len(unaccounted),
@@ -857,6 +905,8 @@ def main():
             os.unlink(args.log)
         return 0
     replay = f"--seed {seed} --mode {args.mode} --duration {args.duration:g}"
+    if args.overlap:
+        replay += " --overlap"
     for flag, value, default in (("--rate", args.rate, 200), ("--keepalive", args.keepalive, 8),
                                  ("--timeout", args.timeout, 5),
                                  ("--orphan-timeout", args.orphan_timeout, 10)):
