@@ -25,6 +25,8 @@ Meanwhile it runs a random schedule of faults drawn from `--seed` (printed first
                worker, released after 1-2 s: new connections wait in the kernel's backlog
   kill_master  (ebpf mode only) SIGKILL of the master, and `attach` again with the same file
                0.5-2 s later: the new master takes the orphaned workers over
+With --overlap, a second schedule from the same seed stops workers (SIGSTOP 0.3-2 s, every
+1-4 s) while those events run; a worker being stopped or killed is not chosen by another.
 
 Accounting, exact: before a worker is killed it is stopped (SIGSTOP); its slot's `open`
 (connections it accepted and holds) is read from `sockdispatch status PORT --json` and the
@@ -39,8 +41,8 @@ and counted as *resent*, not failed (RFC 9112 section 9.3.1).
 
 Usage (as root, after a build in build/):
   python3 bench/chaos.py [--mode ebpf|line] [--duration 60] [--seed N] [--rate 200]
-      [--keepalive 8] [--timeout 5] [--orphan-timeout 10] [--binary build/sockdispatch]
-      [--report FILE] [--log FILE]
+      [--keepalive 8] [--timeout 5] [--orphan-timeout 10] [--overlap]
+      [--binary build/sockdispatch] [--report FILE] [--log FILE]
 Exit status: 0 no unaccounted failure, 1 unaccounted failures (or the server misbehaved:
 a reload that never served, a master that did not start), 2 bad flags, 77 not root
 (skipped). On 1 it prints the seed, the schedule and each failure with its time and the
