@@ -141,7 +141,6 @@ def describe(ev):
 class Tally:
     def __init__(self):
         self.ok = 0
-        self.resent = 0
         self.late = 0
         self.latencies = []  # (due or sent, seconds to the answer) of answered requests
         self.failures = []   # dicts: t, kind, what, port, connected, reused
@@ -161,6 +160,7 @@ class Conn:
         self.reader, self.writer, self.connected = reader, writer, connected
         self.port = writer.get_extra_info("sockname")[1]
         self.buffer = b""
+        self.received = False  # any byte of the current answer
 
     def close(self):
         self.writer.transport.abort()
@@ -179,7 +179,10 @@ class Conn:
         for line in lines[1:]:
             name, _, value = line.partition(":")
             fields[name.strip().lower()] = value.strip().lower()
-        length = int(fields.get("content-length", "0"))
+        try:
+            length = int(fields.get("content-length", "0"))
+        except ValueError:
+            raise RequestFailed("malformed Content-Length", True) from None
         while len(self.buffer) < length:
             await self.fill()
         self.buffer = self.buffer[length:]
@@ -188,12 +191,13 @@ class Conn:
     async def fill(self):
         chunk = await self.reader.read(65536)
         if not chunk:
-            raise RequestFailed("closed without a whole answer", bool(self.buffer))
+            raise RequestFailed("closed without a whole answer", self.received)
+        self.received = True
         self.buffer += chunk
 
     async def exchange(self, request, timeout):
         """Sends one request and reads its answer: (status, close), else RequestFailed."""
-        self.buffer = b""
+        self.buffer, self.received = b"", False
         try:
             self.writer.write(request)
             return await asyncio.wait_for(self.read_answer(), timeout)
@@ -201,7 +205,7 @@ class Conn:
             raise RequestFailed("no answer within the timeout", True) from None
         except OSError as e:
             what = "reset" if isinstance(e, ConnectionResetError) else f"{e!r}"
-            raise RequestFailed(what, bool(self.buffer)) from None
+            raise RequestFailed(what, self.received) from None
 
 
 async def connect(port, timeout):
@@ -243,6 +247,8 @@ class Load:
                 self.fail("new-connection", f"answered {status}", conn)
         except RequestFailed as e:
             self.fail("new-connection", e.what, conn, got_bytes=e.got_bytes)
+        except Exception as e:  # noqa: BLE001 - counted, never lost from the tally
+            self.fail("new-connection", f"client error {e!r}", conn)
         finally:
             if conn:
                 conn.close()
@@ -278,9 +284,12 @@ class Load:
                 sent = time.monotonic()
                 try:
                     status, close = await conn.exchange(REQUEST_KEEP, self.timeout)
-                except RequestFailed as e:
+                except (RequestFailed, Exception) as e:
                     # Sent again on a new connection (by the next turn), as clients do.
-                    self.fail("keep-alive", e.what, conn, reused, e.got_bytes)
+                    if isinstance(e, RequestFailed):
+                        self.fail("keep-alive", e.what, conn, reused, e.got_bytes)
+                    else:
+                        self.fail("keep-alive", f"client error {e!r}", conn, reused)
                     conn.close()
                     conn = None
                     continue
