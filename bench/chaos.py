@@ -662,14 +662,15 @@ class Chaos:
         before = len(await self.server.running())
         count = POOL["pool-busy-conns"] * POOL["max-workers"] + 8
         held = await hold(self.server.port, count, self.args.timeout)
-        peak = before
+        peak, until = before, time.monotonic() + 3  # held 3 s, however long `status` takes
         try:
-            for _ in range(6):
-                await asyncio.sleep(0.5)
+            while time.monotonic() < until:
+                await asyncio.sleep(min(0.5, max(until - time.monotonic(), 0)))
                 peak = max(peak, len(await self.server.running()))
         finally:
             for c in held:
                 c.close()
+            seconds = time.monotonic() - until + 3
         after = peak
         for _ in range(int(POOL["pool-idle-seconds"] / 0.5) + 6):
             await asyncio.sleep(0.5)
@@ -677,7 +678,8 @@ class Chaos:
             if after <= POOL["min-workers"]:
                 break
         self.pool_seen.append((before, peak, after))
-        return f"{text}held {len(held)}: {before} workers -> {peak} -> {after}"
+        return (f"{text}held {len(held)} for {seconds:.1f} s: {before} workers -> {peak} -> "
+                f"{after}")
 
     async def exhaust(self, ev):
         workers = await self.server.running()
