@@ -57,10 +57,11 @@ CC=clang CXX=clang++ cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=De
 cmake --build build-sanitize -j "$jobs"
 # The tests whose subject is another program's view of ours (a browser, a terminal, HAProxy
 # in front) run once, above: under the sanitizers they would exercise the same code paths
-# as the rest, slower.
+# as the rest, slower. So does the chaos soak (a minute of faults each, serially), whose paths
+# the lifecycle, takeover and line tests cover one at a time.
 (cd build-sanitize &&
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure -j "$jobs" --timeout 300 -E '^(StatusBrowser|TopCli|FleetTest)\.')
+    ctest --output-on-failure -j "$jobs" --timeout 300 -E '^(StatusBrowser|TopCli|FleetTest)\.|^chaos_')
 
 step "fuzzing the request path (bounded)"
 FUZZ_BUILD_DIR=$PWD/build-sanitize FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash packaging/fuzz.sh
