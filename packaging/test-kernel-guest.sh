@@ -70,8 +70,8 @@ for _ in $(seq 600); do
 done
 features=$(grep -o 'kernel [^ ]*: reuseport.*' /tmp/attach.err | head -n 1 || true)
 if [[ -z "$port" ]]; then
-  say "the program did not load; its log (libbpf and the verifier):"
-  detail </tmp/attach.err
+  say "the program did not load; its log (libbpf and the verifier's log, whose end says why):"
+  tail -n 80 /tmp/attach.err | detail
   fail "kernel $(uname -r): ${features:-features unknown}: sockdispatch attach --mode ebpf did not start"
 fi
 mode=$(sed -n 's/^listening on .* (\([a-z]*\) mode.*/\1/p' /tmp/attach.out)
@@ -140,7 +140,22 @@ say "GET http://127.0.0.1:$port/ -> 200"
 journalctl -u "$unit" -o cat --no-pager | grep -E 'kernel .*: reuseport|listening on' |
   detail || true
 sockdispatch status "$port" | detail
-sockdispatch status "$port" | grep -q "mode ebpf" || fail "the unit does not serve in ebpf mode"
+if ! sockdispatch status "$port" | grep -q "mode ebpf"; then
+  # Why: the unit's journal (auto mode says why it fell back), then the same unit with
+  # mode = "ebpf" and verbose = true, which refuses to start and logs libbpf's account.
+  say "the unit serves in line mode; its journal:"
+  journalctl -u "$unit" -o cat --no-pager | tail -n 20 | detail
+  sed -e 's/^mode = .*/mode = "ebpf"/' -e 's/^verbose = .*/verbose = true/' \
+    -e 's/^port = .*/port = 8081/' "/etc/sockdispatch/$name.toml" >/etc/sockdispatch/vmdiag.toml
+  timeout 120 systemctl start sockdispatch@vmdiag.service || true
+  say "the same unit with mode = \"ebpf\", verbose = true (sockdispatch@vmdiag):"
+  journalctl -u sockdispatch@vmdiag.service -o cat --no-pager | grep -v ' debug ' >/tmp/diag.log
+  say "the end of the verifier's log, and what attach said:"
+  sed -n '/BEGIN PROG LOAD LOG/,/END PROG LOAD LOG/p' /tmp/diag.log | tail -n 30 | detail
+  grep -E ' (warning|error) ' /tmp/diag.log | grep -v 'PROG LOAD LOG' | tail -n 8 | detail
+  systemctl stop sockdispatch@vmdiag.service || true
+  fail "the unit does not serve in ebpf mode"
+fi
 
 step "systemctl reload under load"
 # Clients that each open a new connection per request for the whole reload, counting every
