@@ -126,7 +126,8 @@ dpkg-query -W -f='${Package} ${Version}\n' sockdispatch libsockdispatch-dev | de
 step "the unit $unit under systemd (Type=notify)"
 cp /usr/share/doc/sockdispatch/examples/example.toml "/etc/sockdispatch/$name.toml"
 timeout 120 systemctl start "$unit" || {
-  systemctl status "$unit" --no-pager -l | detail || true
+  systemctl status "$unit" --no-pager -l | head -n 8 | detail || true
+  journalctl -u "$unit" -o cat --no-pager | tail -n 30 | detail || true
   fail "systemctl start $unit failed"
 }
 # Type=notify: start returned once the master sent READY=1, so the unit is active now.
