@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs every build, test and benchmark dependency of sockdispatch from Debian packages.
-# Usage: packaging/install-deps.sh [--bench]
+# Usage: packaging/install-deps.sh [--bench] [--vm]
+#   --bench  the load generator and plotting of bench/
+#   --vm     qemu, debootstrap and e2fsprogs for packaging/test-kernel.sh (Debian 12's own kernel
+#            and systemd in a virtual machine; not part of CI)
 # Safe to run again; needs root (or sudo).
 set -euo pipefail
 
@@ -27,11 +30,19 @@ build_deps=(
   dpkg-dev debhelper lintian adduser systemd man-db
 )
 bench_deps=(wrk python3-matplotlib)
+vm_deps=(qemu-system-x86 debootstrap e2fsprogs)
 
 want=("${build_deps[@]}")
-if [[ "${1:-}" == "--bench" ]]; then
-  want+=("${bench_deps[@]}")
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --bench) want+=("${bench_deps[@]}") ;;
+    --vm) want+=("${vm_deps[@]}") ;;
+    *)
+      echo "install-deps: unknown option $arg (expected --bench or --vm)" >&2
+      exit 2
+      ;;
+  esac
+done
 
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then

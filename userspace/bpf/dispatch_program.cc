@@ -20,13 +20,19 @@ namespace {
 
 bool libbpfWarningsQuiet = false;
 
+// The whole message: a refused load's verifier log comes as one message of many kilobytes, and
+// the reason is at its end.
 int libbpfPrint(enum libbpf_print_level level, const char *format, va_list args) {
-  char line[1024];
-  int length = std::vsnprintf(line, sizeof(line), format, args);
+  va_list measure;
+  va_copy(measure, args);
+  int length = std::vsnprintf(nullptr, 0, format, measure);
+  va_end(measure);
   if (length <= 0) {
     return 0;
   }
-  std::string text(line, std::min<size_t>(static_cast<size_t>(length), sizeof(line) - 1));
+  std::string text(static_cast<size_t>(length) + 1, '\0');
+  std::vsnprintf(text.data(), text.size(), format, args);
+  text.resize(static_cast<size_t>(length));
   while (!text.empty() && text.back() == '\n') {
     text.pop_back();
   }

@@ -1,3 +1,4 @@
+#include "bpf/kernel_features.h"
 #include "commands.h"
 #include "config/options.h"
 #include "control/agent_weight.h"
@@ -148,6 +149,8 @@ attached; 0 is never used (keepalived reads it as "keep the weight").)");
       for (size_t i = 0; i < all.size(); ++i) {
         text += (i > 0 ? "\n" : "") + formatTable(all[i]);
       }
+      // What the kernel offers the program (a refused load names its cause in the log).
+      text += "\n" + describeKernelFeatures(probeKernelFeatures()) + "\n";
     }
     std::fputs(text.c_str(), stdout);
     return kExitOk;

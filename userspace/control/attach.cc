@@ -2,6 +2,7 @@
 
 #include "bpf/dispatch_program.h"
 #include "bpf/foreign_load.h"
+#include "bpf/kernel_features.h"
 #include "bpf/names.h"
 #include "bpf/pin_dir.h"
 #include "control/agent_responder.h"
@@ -200,6 +201,8 @@ Prepared prepare(const AttachOptions &options) {
   }
   Prepared prepared;
   if (options.mode != DispatchModeOption::kLine) {
+    // What this kernel offers, before the load that may fail for want of it.
+    spdlog::info("{}", describeKernelFeatures(probeKernelFeatures()));
     quietLibbpfWarnings(options.mode == DispatchModeOption::kAuto);
     auto program = loadDispatchProgram();
     quietLibbpfWarnings(false);

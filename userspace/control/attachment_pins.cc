@@ -15,8 +15,10 @@ namespace {
 
 std::string bpfLoadHint(int code) {
   switch (code) {
-  case EPERM:
-  case EACCES: return " (loading BPF needs root, or CAP_BPF with CAP_NET_ADMIN)";
+  case EPERM: return " (loading BPF needs root, or CAP_BPF and CAP_PERFMON)";
+  case EACCES:
+    return " (the verifier refused it; Linux 6.1 needs CAP_PERFMON beside CAP_BPF; -v shows "
+           "the verifier's log)";
   case EINVAL:
   case ENOTSUP:
     return " (the kernel lacks sk_reuseport/migrate programs or the verifier refused; "

@@ -68,6 +68,8 @@ static inline __u64 sd_slot_load(__u64 open, __u64 queued)
  */
 #define SD_BUSY_NS	20000ULL
 #define SD_BUSY_PENALTY (1ULL << 20)
+/* No load yet (a walk's best_load before a slot is kept): above any real load. */
+#define SD_LOAD_NONE (~0ULL)
 
 static inline __u64 sd_busy_load(__u64 load, __u64 busy_since, __u64 now)
 {

@@ -41,7 +41,8 @@ struct sd_walk {
 	__u64 ticket;	  /* round_robin, p2c: the live position to take; weighted: weight ticket */
 	__u64 now;	  /* CLOCK_MONOTONIC ns: which workers are stuck in a handler call;
 			   * 0: not read (yet), business ignored (sd_walk_needs_clock) */
-	__u64 best_load;  /* load of the slot chosen (least_conn, and each p2c sample) */
+	__u64 best_load;  /* load of the slot chosen (least_conn, and each p2c sample);
+			   * SD_LOAD_NONE before one is */
 	__u64 first_load; /* p2c: the first sample's load */
 	__u32 first;	  /* p2c: the first sample's slot */
 	__u32 chosen;	  /* the slot chosen, when found */
@@ -72,6 +73,7 @@ static inline void sd_walk_begin(struct sd_walk *walk, __u32 nr_slots, __u64 now
 {
 	walk->nr_slots = nr_slots > SD_MAX_WORKERS ? SD_MAX_WORKERS : nr_slots;
 	walk->now = now;
+	walk->best_load = SD_LOAD_NONE;
 }
 
 /*
@@ -130,13 +132,23 @@ static inline long sd_skip_load_step(struct sd_walk *walk, __u32 slot,
 	return SD_WALK_NEXT;
 }
 
-/* Ties go to the first slot seen from `start`, so among equal loads the choice rotates. */
+/*
+ * Ties go to the first slot seen from `start`, so among equal loads the choice rotates.
+ *
+ * The test is on the load alone, against best_load (SD_LOAD_NONE until a slot is kept), not
+ * on `found`: before Linux 6.7 the verifier checks a bpf_loop callback as if it were called
+ * once, with the walk as it is before the loop, and removes as dead code every branch that
+ * call never takes. `found` is 0 there, so on Debian 12's 6.1 a test of `!found` always held
+ * in the program the kernel ran: every live slot replaced the choice and least_conn (and a
+ * migration) took the last slot scanned (packaging/test-kernel.sh found it). A slot's load is
+ * read from the map, unknown to the verifier, so both branches of this test are kept.
+ */
 static inline long sd_least_conn_step(struct sd_walk *walk, __u32 slot,
 				      const struct sd_slot_view *view)
 {
 	__u64 load = sd_view_load(view, walk->now);
 
-	if (!walk->found || load < walk->best_load) {
+	if (load < walk->best_load) {
 		walk->best_load = load;
 		walk->chosen = slot;
 		walk->found = 1;

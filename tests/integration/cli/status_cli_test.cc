@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/utsname.h>
 
 #include <map>
 
@@ -78,6 +79,13 @@ TEST_F(StatusCli, TableAndPrometheusListTheAttachment) {
   auto table = runSockdispatch({"status"});
   EXPECT_EQ(table.code, 0) << table.err;
   EXPECT_NE(table.out.find("port " + port + "  mode ebpf"), std::string::npos) << table.out;
+  // The kernel's features, probed as root: everything the program uses is there (it serves).
+  utsname name{};
+  ASSERT_EQ(::uname(&name), 0) << "uname";
+  EXPECT_NE(table.out.find(std::string("kernel ") + name.release +
+                           ": reuseport yes, migrate yes, bpf_loop yes, mmapable maps yes"),
+            std::string::npos)
+      << table.out;
   auto metrics = runSockdispatch({"status", port, "--prometheus"});
   EXPECT_EQ(metrics.code, 0) << metrics.err;
   EXPECT_NE(metrics.out.find("sockdispatch_worker_up{port=\"" + port + "\",slot=\"1\"} 1"),

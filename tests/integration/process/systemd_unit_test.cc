@@ -72,8 +72,8 @@ TEST(SystemdUnit, RunsTheInstanceConfigurationAsANotifyService) {
            "\nKillSignal=SIGQUIT\n",
            "\nExecReload=/usr/sbin/sockdispatch check-config /etc/sockdispatch/%i.toml\n",
            "\nExecReload=/bin/kill -HUP $MAINPID\n",
-           "\nCapabilityBoundingSet=CAP_BPF CAP_NET_BIND_SERVICE CAP_CHOWN CAP_SETUID CAP_SETGID "
-           "CAP_SETPCAP CAP_KILL\n",
+           "\nCapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_NET_BIND_SERVICE CAP_CHOWN CAP_SETUID "
+           "CAP_SETGID CAP_SETPCAP CAP_KILL\n",
            "\nKillMode=process\n",
            "\nNoNewPrivileges=yes\n",
            "\nProtectSystem=strict\n",
