@@ -234,10 +234,11 @@ fi
 
 # The eBPF-path integration tests run in the guest: dispatch, the policies against their
 # model, migration of a killed worker's queue, new generations (reload, restart) under load,
-# graceful stop, readiness, status with the kernel's features.
+# graceful stop, readiness, status with the kernel's features, a killed master taken over.
 filter="Modes/Dispatch.*/ebpf:Policy.*:EveryPolicy/KernelModel.*:Crash.*"
 filter+=":Signals/NewGeneration.*_ebpf:Modes/InMode.GracefulStop*/ebpf"
 filter+=":Modes/InMode.KilledWorker*/ebpf:ReloadCli.*:Notify.*:StatusCli.*"
+filter+=":Modes/TakeoverInMode.*/ebpf:Takeover.*"
 
 build=$(realpath -m "$build")
 say "building the tests in $build (cmake --build -j 2)"

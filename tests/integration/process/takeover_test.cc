@@ -164,7 +164,7 @@ TEST_F(Takeover, WorkersOfAnotherUserAreTakenOverWithoutPtraceOrKill) {
     GTEST_SKIP() << "needs setpriv (util-linux) to drop capabilities";
   }
   auto first = Attachment::start(
-      {"0", "--bind", "127.0.0.1", "--workers", "2", "--user", "nobody", "--orphan-timeout", "3"});
+      {"0", "--bind", "127.0.0.1", "--workers", "2", "--user", "nobody", "--orphan-timeout", "8"});
   ASSERT_NE(first, nullptr);
   const uint16_t port = first->port();
   const std::set<uint32_t> oldWorkers = runningPidsOf(port);
