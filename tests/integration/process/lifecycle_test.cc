@@ -1,6 +1,7 @@
 // Generations and stops under load: reload, restart and graceful stop lose nothing the kernel
 // accepted; a killed worker loses exactly the connections it held; a crash loop backs off.
 #include "control/pinned_attachment.h"
+#include "core/listener_diag.h"
 #include "support/held_connections.h"
 #include "support/http_client.h"
 #include "support/load.h"
@@ -190,6 +191,14 @@ TEST_P(InMode, GracefulStopServesQueuedAndInFlightRequests) {
   for (const auto &slot : workers) {
     ASSERT_EQ(::kill(static_cast<pid_t>(slot.pid), SIGCONT), 0) << "SIGCONT slot " << slot.slot;
   }
+  // A worker frozen between its wake-up for the half-sent head and reading it resumes that
+  // turn before it reads the stop; the rest of the request must come after the stop was taken.
+  // Each worker closes its listener when it takes the stop (the master closed its copies
+  // before asking): once nothing listens on the port, both have.
+  ASSERT_TRUE(eventually([&] {
+    auto listeners = dumpTcpListeners(port);
+    return listeners && listeners->empty();
+  })) << "the workers did not take the stop";
   ASSERT_TRUE(halfSent->send("\r\n"));
   auto completed = halfSent->readReply();
   ASSERT_TRUE(completed) << "the request in flight was not answered";
