@@ -331,9 +331,8 @@ void Master::retire(uint32_t slot) {
   evtimer_add(worker.stopTimer.get(), &when);
 }
 
-// Over the control channel where the worker reads one: that needs no permission to signal
-// it (a worker that dropped to another user cannot be signalled without CAP_KILL). The stop
-// signal otherwise, or when the channel fails.
+// Over the control channel where the worker reads one (no CAP_KILL needed for a worker of
+// another user); the stop signal otherwise, or when the channel fails.
 void Master::askToStop(WorkerProcess &worker) {
   const int stopSignal = kind_->stopSignal(*worker.options);
   if (!kind_->readsControlChannel()) {
