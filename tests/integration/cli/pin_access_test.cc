@@ -7,9 +7,12 @@
 #include "support/live_attachment.h"
 #include "support/process.h"
 
+#include <cerrno>
+#include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,8 +34,32 @@ Completed runProgram(const std::vector<std::string> &argv) {
   return done;
 }
 
+// An exclusive lock between test processes, held while it lives. The tests of this file run
+// in parallel processes: one that created the group would delete it under another's user,
+// and useradd fails while another holds the password file's lock.
+class InterProcessLock {
+public:
+  explicit InterProcessLock(const char *path)
+      : fd_(::open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    if (fd_ >= 0) {
+      while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
+  ~InterProcessLock() {
+    if (fd_ >= 0) {
+      ::close(fd_); // releases the lock
+    }
+  }
+  InterProcessLock(const InterProcessLock &) = delete;
+  InterProcessLock &operator=(const InterProcessLock &) = delete;
+
+private:
+  int fd_;
+};
+
 // A system user in the sockdispatch group (and the group, if it did not exist), removed
-// again when the test ends however it ends.
+// again when the test ends however it ends. One lives at a time on the machine.
 class GroupMember {
 public:
   GroupMember() : name_("sdtest" + std::to_string(::getpid())) {
@@ -71,6 +98,7 @@ public:
   }
 
 private:
+  InterProcessLock lock_{"/tmp/sockdispatch-test-group-member.lock"};
   std::string name_;
   bool created_ = false;
   bool createdGroup_ = false;
