@@ -7,7 +7,6 @@
 #include "support/live_attachment.h"
 #include "support/process.h"
 
-#include <cerrno>
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
@@ -15,6 +14,8 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 namespace sockdispatch::test {
 namespace {
