@@ -11,6 +11,7 @@ build_deps=(
   build-essential cmake ninja-build pkg-config git
   clang llvm bpftool libbpf-dev linux-libc-dev libelf-dev zlib1g-dev
   libevent-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libsystemd-dev
+  libseccomp-dev
   libncurses-dev
   nlohmann-json3-dev
   node-llhttp

@@ -1,10 +1,11 @@
 #include "bpf/pin_dir.h"
 
+#include "core/directory.h"
+#include "core/monitoring_group.h"
 #include "core/netns.h"
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/magic.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
+#include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <optional>
@@ -24,13 +26,6 @@ namespace {
 
 constexpr const char *kBpffsMount = "/sys/fs/bpf";
 constexpr const char *kNetnsRunBase = "/run/sockdispatch/netns";
-
-Result<void> makeDir(const std::string &dir) {
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return osError("create directory " + dir);
-  }
-  return {};
-}
 
 // The entries of `dir` but "." and "..".
 Result<std::vector<std::string>> listEntries(const std::string &dir) {
@@ -47,31 +42,6 @@ Result<std::vector<std::string>> listEntries(const std::string &dir) {
   }
   ::closedir(stream);
   return names;
-}
-
-// The gid of `name`, or nullopt when no such group exists.
-Result<std::optional<gid_t>> lookupGroup(const char *name) {
-  std::vector<char> buffer(16384);
-  group entry{};
-  group *found = nullptr;
-  int err = ::getgrnam_r(name, &entry, buffer.data(), buffer.size(), &found);
-  if (err != 0) {
-    return osError(err, std::string("look up group ") + name);
-  }
-  if (found == nullptr) {
-    return std::optional<gid_t>{};
-  }
-  return std::optional<gid_t>{found->gr_gid};
-}
-
-Result<void> setOwner(const std::string &path, gid_t gid, mode_t mode) {
-  if (::chown(path.c_str(), 0, gid) != 0) {
-    return osError("change the owner of " + path);
-  }
-  if (::chmod(path.c_str(), mode) != 0) {
-    return osError("change the mode of " + path);
-  }
-  return {};
 }
 
 // systemd (and bpftool) mount bpffs with mode 0700: nobody but root could reach the pins,
@@ -132,24 +102,14 @@ Result<void> ensureBpffs() {
   } else if (auto searchable = allowSearch(kBpffsMount); !searchable) {
     return searchable;
   }
-  if (auto made = makeDir(pinStoreDir()); !made) {
+  if (auto made = makeDirectory(pinStoreDir(), 0755); !made) {
     return made;
   }
   if (pinBaseDir() == pinStoreDir()) {
     return {};
   }
   // /run/sockdispatch/netns/NAME/pins, each level in turn.
-  std::string path;
-  std::string base = pinBaseDir();
-  for (size_t slash = base.find('/', 1);; slash = base.find('/', slash + 1)) {
-    path = base.substr(0, slash);
-    if (auto made = makeDir(path); !made) {
-      return made;
-    }
-    if (slash == std::string::npos) {
-      return {};
-    }
-  }
+  return makeDirectories(pinBaseDir(), 0755);
 }
 
 Result<std::string> linkPinDir(const std::string &stored, uint16_t port) {
@@ -209,33 +169,31 @@ Result<DirLock> DirLock::acquire(const std::string &dir, bool exclusive,
 }
 
 Result<bool> restrictPinDir(const std::string &dir) {
-  auto gid = lookupGroup(kPinGroup);
-  if (!gid) {
-    return gid.error();
+  auto group = monitoringGroup();
+  if (!group) {
+    return group.error();
   }
   auto names = listEntries(dir);
   if (!names) {
     return names.error();
   }
-  bool shared = gid->has_value();
-  gid_t owner = shared ? **gid : 0;
   for (const auto &name : names.value()) {
     std::string path = dir;
     path += '/';
     path += name;
-    if (auto set = setOwner(path, owner, shared ? 0640 : 0600); !set) {
+    if (auto set = shareWithGroup(path, group.value(), 0640, 0600); !set) {
       return set.error();
     }
   }
-  if (auto set = setOwner(dir, owner, shared ? 0750 : 0700); !set) {
+  if (auto set = shareWithGroup(dir, group.value(), 0750, 0700); !set) {
     return set.error();
   }
-  if (shared) {
-    spdlog::debug("pins in {} readable by group {} (gid {})", dir, kPinGroup, owner);
+  if (group->has_value()) {
+    spdlog::debug("pins in {} readable by group {} (gid {})", dir, kPinGroup, **group);
   } else {
     spdlog::debug("no group {}: pins in {} stay readable by root only", kPinGroup, dir);
   }
-  return shared;
+  return group->has_value();
 }
 
 Result<void> removePinDir(const std::string &dir) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "core/monitoring_group.h"
 #include "core/result.h"
 #include "core/unique_fd.h"
 
@@ -57,7 +58,7 @@ private:
 };
 
 // The group whose members may read attachments (`status` without root).
-inline constexpr const char *kPinGroup = "sockdispatch";
+inline constexpr const char *kPinGroup = kMonitoringGroup;
 
 // Sets the ownership of a freshly pinned directory before it is renamed into place: when the
 // group kPinGroup exists, root:sockdispatch with modes 0750 (dir) and 0640 (pins), so members

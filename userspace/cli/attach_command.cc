@@ -5,6 +5,7 @@
 #include "control/attach.h"
 #include "process/exec_worker_kind.h"
 #include "process/privileges.h"
+#include "process/syscall_filter.h"
 #include "sockdispatch/abi.h"
 
 #include <unistd.h>
@@ -151,6 +152,7 @@ port already attached.)");
     // did not give. A reload (SIGHUP) does this again with the file as it is then.
     auto resolve = [flags, cmd, port, configPath]() -> Result<AttachOptions> {
       AttachOptions resolved = flags->options;
+      resolved.confineWorker = confineToWorkerSyscalls; // the built-in workers only
       bool havePort = port->count() > 0;
       if (!configPath.empty()) {
         auto file = loadConfigFile(configPath, flags->options);

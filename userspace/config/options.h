@@ -1,11 +1,13 @@
 #pragma once
 
+#include "core/result.h"
 #include "http/http_message.h"
 #include "sockdispatch/abi.h"
 
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -98,6 +100,9 @@ struct AttachOptions {
   int drainGraceSeconds = -1;
   // Set by the library's Server: makes each worker's handler instead of the built-in choice.
   std::shared_ptr<const ServerHooks> hooks;
+  // Set by the command for its built-in workers: what each worker runs last before it serves
+  // (its system-call filter, docs/design/sandbox.md). A failure is logged; the worker serves.
+  std::function<Result<void>()> confineWorker;
 };
 
 // How many workers a generation starts with.

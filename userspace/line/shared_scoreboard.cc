@@ -1,5 +1,7 @@
 #include "line/shared_scoreboard.h"
 
+#include "core/directory.h"
+#include "core/monitoring_group.h"
 #include "core/netns.h"
 #include "core/unique_fd.h"
 
@@ -25,20 +27,6 @@ size_t pageSize() {
 
 size_t roundUp(size_t bytes, size_t page) {
   return (bytes + page - 1) / page * page;
-}
-
-// mkdir -p, mode 0755 for what it creates.
-Result<void> makeDirs(const std::string &dir) {
-  for (size_t end = 1; end <= dir.size(); ++end) {
-    if (end != dir.size() && dir[end] != '/') {
-      continue;
-    }
-    std::string prefix = dir.substr(0, end);
-    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-      return osError("create directory " + prefix);
-    }
-  }
-  return {};
 }
 
 // Removes a temporary file unless disarmed.
@@ -106,9 +94,17 @@ ScoreboardLayout scoreboardLayout() {
 
 Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, const sd_config &initial,
                                                   bool takeOver) {
+  auto group = monitoringGroup();
+  if (!group) {
+    return group.error();
+  }
+  // Root writes, the monitoring group reads (as the pins): the base directory stays 0755.
   std::string dir = runDirFor(port);
-  if (auto made = makeDirs(dir); !made) {
+  if (auto made = makeDirectories(dir, 0755); !made) {
     return made.error();
+  }
+  if (auto shared = shareWithGroup(dir, group.value(), 0750, 0700); !shared) {
+    return shared.error();
   }
   std::string path = dir + "/" + kScoreboardFile;
   if (auto inUse = checkInUse(path); !inUse && !takeOver) {
@@ -128,8 +124,8 @@ Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, const sd_config
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     return osError("lock " + tempPath);
   }
-  if (::fchmod(fd.get(), 0644) != 0) {
-    return osError("set the mode of " + tempPath);
+  if (auto shared = shareWithGroup(tempPath, group.value(), 0640, 0600); !shared) {
+    return shared.error();
   }
   if (::ftruncate(fd.get(), static_cast<off_t>(layout.bytes)) != 0) {
     return osError("size " + tempPath);

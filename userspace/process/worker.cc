@@ -126,6 +126,11 @@ int Worker::run() {
       base_.get(), -1, 0,
       [](evutil_socket_t, short, void *ctx) { static_cast<Worker *>(ctx)->reapClosed(); }, this));
 
+  if (options_.confineWorker) {
+    if (auto confined = options_.confineWorker(); !confined) {
+      spdlog::warn("serving without a system-call filter: {}", confined.error().message());
+    }
+  }
   scoreboard_.setState(slot_, SD_SLOT_RUNNING);
   spdlog::debug("serving slot {}", slot_);
   event_base_dispatch(base_.get());

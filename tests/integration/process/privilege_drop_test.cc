@@ -46,9 +46,10 @@ std::string fourTimes(unsigned id) {
 /*
  * Two workers attached with --user nobody over a document root holding a public file and one
  * only root may read. Each worker's /proc status shows nobody's uid and gid in all four
- * places, nobody's groups only, every capability set empty and no_new_privs; the master is
- * still root. The public file is served, the root-only one is refused (403) without its
- * content, and the workers' scoreboard slots (written after the drop) count the requests.
+ * places, nobody's groups only, every capability set empty, no_new_privs and a seccomp
+ * filter (the requests below then pass through it); the master is still root, unfiltered. The
+ * public file is served, the root-only one is refused (403) without its content, and the workers'
+ * scoreboard slots (written after the drop) count the requests.
  */
 TEST_F(PrivilegeDrop, WorkersRunAsTheUserWithNoCapabilities) {
   auto nobody = lookupUser("nobody");
@@ -78,10 +79,12 @@ TEST_F(PrivilegeDrop, WorkersRunAsTheUserWithNoCapabilities) {
       EXPECT_EQ(status[set], "0000000000000000") << set;
     }
     EXPECT_EQ(status["NoNewPrivs"], "1");
+    EXPECT_EQ(status["Seccomp"], "2") << "the worker's system-call filter (filter mode)";
   }
   auto master = procStatus(attachment->process().pid());
   EXPECT_EQ(master["Uid"], fourTimes(0)) << "the master stays root";
   EXPECT_NE(master["CapEff"], "0000000000000000");
+  EXPECT_EQ(master["Seccomp"], "0") << "the master is not confined to the workers' calls";
 
   constexpr int kRequests = 20;
   for (int i = 0; i < kRequests; ++i) {

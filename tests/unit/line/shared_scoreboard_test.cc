@@ -1,6 +1,7 @@
 // The line-mode scoreboard file (userspace/line/shared_scoreboard.cc): created complete and renamed
 // into place, mapped MAP_SHARED by the master and by real forked processes, refused when its
 // ABI differs or it is truncated, removed by its owner only.
+#include "core/monitoring_group.h"
 #include "line/shared_scoreboard.h"
 
 #include <dirent.h>
@@ -103,7 +104,19 @@ TEST_F(SharedScoreboardTest, CreatesTheCompleteFileUnderItsName) {
   struct stat status {};
   ASSERT_EQ(::stat(board.path().c_str(), &status), 0);
   EXPECT_EQ(static_cast<size_t>(status.st_size), scoreboardLayout().bytes);
-  EXPECT_EQ(status.st_mode & 0777, 0644U);
+  // Root's to write, the monitoring group's to read (as the pins), nobody else's: 0640 and the
+  // group's gid where the group exists, else root's 0600. (Whether it exists is read from the
+  // file: PinAccess tests may create the group for a moment, in parallel.)
+  EXPECT_EQ(status.st_uid, 0U);
+  bool shared = status.st_gid != 0;
+  EXPECT_EQ(status.st_mode & 0777, shared ? 0640U : 0600U);
+  if (shared) {
+    auto group = monitoringGroup();
+    ASSERT_TRUE(group) << group.error().message();
+    EXPECT_EQ(status.st_gid, group->value_or(0)) << "the group of " << kMonitoringGroup;
+  }
+  ASSERT_EQ(::stat(runDirFor(kPort).c_str(), &status), 0);
+  EXPECT_EQ(status.st_mode & 0777, status.st_gid != 0 ? 0750U : 0700U);
 
   const Scoreboard view = board.reader();
   EXPECT_EQ(view.config()->abi_version, static_cast<uint32_t>(SD_ABI_VERSION));
