@@ -27,6 +27,15 @@ std::string bpfLoadHint(int code) {
   }
 }
 
+// A bpffs mounted read-only refuses every pin (EROFS): say what to do about it.
+Error explainPinFailure(Error error) {
+  if (error.code == EROFS) {
+    error.detail = std::string(std::strerror(EROFS)) + " (the bpffs that holds " +
+                   pinStoreDir() + " must be mounted read-write to pin an attachment)";
+  }
+  return error;
+}
+
 // A line attachment's state is its scoreboard file, which the next line attachment replaces
 // when its master is gone (SharedScoreboard::create refuses it while the master lives),
 // unless workers it left still serve: those are returned.
@@ -95,7 +104,9 @@ Result<void> claimPort(uint16_t port, Orphans *orphans) {
   return removePinDir(dir);
 }
 
-Result<std::string> publishPins(DispatchProgram &program, uint16_t port) {
+namespace {
+
+Result<std::string> pinAndRename(DispatchProgram &program, uint16_t port) {
   std::string dir = pinStoreDir() + "/" + std::to_string(port);
   // bpffs refuses names with a dot; attachments are the all-digit entries.
   std::string staging = pinStoreDir() + "/staging-" + std::to_string(::getpid());
@@ -123,6 +134,16 @@ Result<std::string> publishPins(DispatchProgram &program, uint16_t port) {
     (void)removePinDir(dir);
   }
   return linked;
+}
+
+} // namespace
+
+Result<std::string> publishPins(DispatchProgram &program, uint16_t port) {
+  auto published = pinAndRename(program, port);
+  if (!published) {
+    return explainPinFailure(published.error());
+  }
+  return published;
 }
 
 PinGuard::~PinGuard() {

@@ -105,7 +105,7 @@ ScoreboardLayout scoreboardLayout() {
 }
 
 Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, const sd_config &initial,
-                                                  bool takeOver) {
+                                                  bool takeOver, SystemCalls &calls) {
   std::string dir = runDirFor(port);
   if (auto made = makeDirs(dir); !made) {
     return made.error();
@@ -131,8 +131,10 @@ Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, const sd_config
   if (::fchmod(fd.get(), 0644) != 0) {
     return osError("set the mode of " + tempPath);
   }
-  if (::ftruncate(fd.get(), static_cast<off_t>(layout.bytes)) != 0) {
-    return osError("size " + tempPath);
+  // Its blocks reserved now (ftruncate would only set a size): on a full file system the
+  // attach fails here, rather than a worker dying of SIGBUS on its first write to the mapping.
+  if (calls.allocate(fd.get(), 0, static_cast<off_t>(layout.bytes)) != 0) {
+    return osError("reserve " + std::to_string(layout.bytes) + " bytes for scoreboard " + path);
   }
   auto region = mapShared(fd.get(), layout.bytes, true, tempPath);
   if (!region) {

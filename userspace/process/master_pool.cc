@@ -41,7 +41,10 @@ void Master::checkPool() {
         continue;
       }
       if (auto taken = takeSlot(worker.slot, generation_, options_); !taken) {
-        spdlog::error("pool: {}", taken.error().message());
+        if (auto heldBack = poolFaults_.admit(std::chrono::steady_clock::now())) {
+          spdlog::error("pool: {}; the running workers serve{}", taken.error().message(),
+                        heldBackSuffix(*heldBack));
+        }
         return;
       }
       if (!spawn(worker.slot, false)) {

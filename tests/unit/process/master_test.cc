@@ -42,8 +42,13 @@ public:
   }
   Result<void> openSlot(uint32_t slot, const AttachOptions & /*options*/) override {
     note("open " + std::to_string(slot));
+    if (auto fault = openFaults.find(slot); fault != openFaults.end()) {
+      return fault->second;
+    }
     return {};
   }
+  // Slots whose opening fails, e.g. a sockarray update refused.
+  std::map<uint32_t, Error> openFaults;
   Result<void> beforeFork(uint32_t /*slot*/) override { return {}; }
   void forkFailed(uint32_t slot) override { note("forkFailed " + std::to_string(slot)); }
   void forked(uint32_t slot) override { note("forked " + std::to_string(slot)); }
@@ -232,6 +237,30 @@ TEST_F(MasterTest, AReloadOpensTheNewSlotsBeforeTheOldOnesRetire) {
                        "stopping",   "exited 2", "exited 3",   "exited 4", "stopped"}));
   EXPECT_EQ(board().state(0), SD_SLOT_EMPTY);
   EXPECT_EQ(board().snapshot(2).generation, 2U);
+}
+
+TEST_F(MasterTest, AReloadWhoseSlotCannotOpenIsAbandonedAndTheRunningGenerationServes) {
+  AttachOptions three = options_;
+  three.workers = 3;
+  bool reloaded = true;
+  int code = run(
+      [&reloaded](Master &master, FakeDispatch &dispatch, FakeProcesses & /*processes*/) {
+        dispatch.openFaults[3] = osError(ENOMEM, "put the listener of slot 3 into the sockarray");
+        master.onReady([] { raise(SIGHUP); });
+        master.onReloaded([&reloaded](bool committed) {
+          reloaded = committed;
+          raise(SIGTERM);
+        });
+      },
+      [three]() -> Result<AttachOptions> { return three; });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_FALSE(reloaded);
+  EXPECT_EQ(processes_->forks, 2) << "no worker of the abandoned generation was forked";
+  EXPECT_EQ(log_, (Log{"forked 0", "forked 1", "start", "open 2", "open 3", "retiring 2",
+                       "released 2", "stopping", "exited 0", "exited 1", "stopped"}))
+      << "slot 2, opened before the failure, is given back; slots 0 and 1 serve to the stop";
+  EXPECT_EQ(board().snapshot(0).generation, 1U);
+  EXPECT_EQ(board().state(2), SD_SLOT_EMPTY);
 }
 
 TEST_F(MasterTest, AGracefulStopRetiresEveryWorker) {
