@@ -109,8 +109,7 @@ Result<void> DispatchProgram::attachTo(int listenerFd) {
 
 Result<void> DispatchProgram::setSocket(uint32_t slot, int listenerFd) {
   uint64_t value = static_cast<uint64_t>(listenerFd);
-  if (calls_.updateMapElement(bpf_map__fd(skeleton_->maps.sockets), &slot, &value, BPF_ANY) !=
-      0) {
+  if (calls_.updateMapElement(bpf_map__fd(skeleton_->maps.sockets), &slot, &value, BPF_ANY) != 0) {
     return osError("put the listener of slot " + std::to_string(slot) + " into the sockarray");
   }
   return {};

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -30,10 +31,23 @@ std::string bpfLoadHint(int code) {
 // A bpffs mounted read-only refuses every pin (EROFS): say what to do about it.
 Error explainPinFailure(Error error) {
   if (error.code == EROFS) {
-    error.detail = std::string(std::strerror(EROFS)) + " (the bpffs that holds " +
-                   pinStoreDir() + " must be mounted read-write to pin an attachment)";
+    error.detail = std::string(std::strerror(EROFS)) + " (the bpffs that holds " + pinStoreDir() +
+                   " must be mounted read-write to pin an attachment)";
   }
   return error;
+}
+
+// The pins are published last, once the program steers the port: a read-only bpffs is found
+// out before the load instead, so that --mode auto serves in line mode rather than fail then.
+Result<void> checkPinStoreWritable() {
+  struct statvfs fs {};
+  if (::statvfs(pinStoreDir().c_str(), &fs) != 0) {
+    return explainPinFailure(osError("inspect " + pinStoreDir()));
+  }
+  if ((fs.f_flag & ST_RDONLY) != 0) {
+    return explainPinFailure(osError(EROFS, "pin an attachment into " + pinStoreDir()));
+  }
+  return {};
 }
 
 // A line attachment's state is its scoreboard file, which the next line attachment replaces
@@ -58,7 +72,10 @@ Result<void> findLineOrphans(uint16_t port, Orphans &orphans) {
 
 Result<std::unique_ptr<DispatchProgram>> loadDispatchProgram() {
   if (auto mounted = ensureBpffs(); !mounted) {
-    return mounted.error();
+    return explainPinFailure(mounted.error());
+  }
+  if (auto writable = checkPinStoreWritable(); !writable) {
+    return writable.error();
   }
   auto program = DispatchProgram::load();
   if (!program) {

@@ -107,7 +107,7 @@ private:
   size_t maxBatch_;
   Hooks hooks_;
   SystemCalls &calls_;
-  LogLimiter acceptFaults_; // out of descriptors: logged once per interval
+  LogLimiter acceptFaults_;   // out of descriptors: logged once per interval
   std::vector<Input> inputs_; // by slot
   EventPtr acceptEvent_;
   EventPtr retryTimer_;

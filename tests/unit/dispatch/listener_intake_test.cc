@@ -4,7 +4,6 @@
 // rather than spin, then accepts the connection that waited; the fault is logged once per
 // interval with the count of repeats held back, never once per failed call.
 #include "dispatch/listener_intake.h"
-
 #include "support/fake_system_calls.h"
 #include "support/log_capture.h"
 
@@ -73,8 +72,7 @@ protected:
   void connectClient() {
     UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     ASSERT_TRUE(client) << "socket";
-    ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&address_), sizeof(address_)),
-              0)
+    ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&address_), sizeof(address_)), 0)
         << "connect";
     clients_.push_back(std::move(client));
   }
@@ -112,14 +110,13 @@ TEST_P(ListenerIntakeFault, PausesThenAcceptsTheConnectionThatWaited) {
       << "no accept during the pause: a pause, not a spin";
   auto lines = log_.linesWith("Failed to accept on the slot 3 socket");
   ASSERT_EQ(lines.size(), 1U);
-  EXPECT_THAT(lines[0], HasSubstr(std::string(std::strerror(code)) +
-                                  "; pausing accepts for 100 ms"));
+  EXPECT_THAT(lines[0],
+              HasSubstr(std::string(std::strerror(code)) + "; pausing accepts for 100 ms"));
   EXPECT_THAT(lines[0], HasSubstr("warning"));
 }
 
 INSTANTIATE_TEST_SUITE_P(OutOfResources, ListenerIntakeFault,
-                         testing::Values(EMFILE, ENFILE, ENOBUFS, ENOMEM),
-                         test::errnoName);
+                         testing::Values(EMFILE, ENFILE, ENOBUFS, ENOMEM), test::errnoName);
 
 TEST_F(ListenerIntakeTest, ARepeatedFaultIsLoggedOncePerInterval) {
   calls_.acceptFaults = {EMFILE, EMFILE, EMFILE};

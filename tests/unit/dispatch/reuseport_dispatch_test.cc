@@ -3,9 +3,8 @@
 // SystemCalls seam into the real program's map update). The slot's opening fails with the
 // reason; its listener does not stay in the group (where no worker would accept from it);
 // the slots that serve keep serving. Loads the real program: needs root (skipped otherwise).
-#include "dispatch/reuseport_dispatch.h"
-
 #include "core/listener_diag.h"
+#include "dispatch/reuseport_dispatch.h"
 #include "support/fake_system_calls.h"
 
 #include <gtest/gtest.h>

@@ -3,7 +3,6 @@
 // accepting for 100 ms (the connections wait in the backlog), then accepts the one that
 // waited and hands it to the head of the line; the fault is logged once per interval.
 #include "line/line_dispatcher.h"
-
 #include "support/fake_system_calls.h"
 #include "support/log_capture.h"
 
@@ -57,8 +56,7 @@ protected:
   void connectClient() {
     UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     ASSERT_TRUE(client) << "socket";
-    ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&address_), sizeof(address_)),
-              0)
+    ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&address_), sizeof(address_)), 0)
         << "connect";
     clients_.push_back(std::move(client));
   }
@@ -93,13 +91,12 @@ TEST_P(LineDispatcherAcceptFault, PausesThenHandsTheWaitingConnectionToTheLine) 
       << "no accept during the pause: a pause, not a spin";
   auto lines = log_.linesWith("Failed to accept on the line's listener");
   ASSERT_EQ(lines.size(), 1U);
-  EXPECT_THAT(lines[0], HasSubstr(std::string(std::strerror(code)) +
-                                  "; pausing accepts for 100 ms"));
+  EXPECT_THAT(lines[0],
+              HasSubstr(std::string(std::strerror(code)) + "; pausing accepts for 100 ms"));
 }
 
 INSTANTIATE_TEST_SUITE_P(OutOfResources, LineDispatcherAcceptFault,
-                         testing::Values(EMFILE, ENFILE, ENOBUFS, ENOMEM),
-                         test::errnoName);
+                         testing::Values(EMFILE, ENFILE, ENOBUFS, ENOMEM), test::errnoName);
 
 TEST_F(LineDispatcherAcceptTest, WhatWasAcceptedBeforeTheFaultIsHandedOverAtOnce) {
   calls_.acceptFaults = {0, EMFILE}; // the first connection accepted, the second call fails

@@ -3,7 +3,6 @@
 // ABI differs or it is truncated, removed by its owner only; on a full file system, refused at
 // creation (its blocks are reserved) and nothing left behind.
 #include "line/shared_scoreboard.h"
-
 #include "support/fake_system_calls.h"
 
 #include <dirent.h>
