@@ -27,7 +27,8 @@ Completed attachInMountNamespace(const std::string &setup, const std::string &en
   std::string script = "set -e; " + setup + "; export " + environment + "; exec " +
                        SOCKDISPATCH_BINARY + " attach 0 --bind 127.0.0.1 --workers 1 --mode " +
                        mode;
-  return runCommand({"unshare", "--mount", "--propagation", "private", "sh", "-c", script});
+  return runCommand(
+      {"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script});
 }
 
 // Shell that mounts a fresh bpffs on `bpffs`, makes the attachments' directory in it, then
@@ -69,7 +70,7 @@ TEST_F(AttachFaults, AReadOnlyBpffsLeavesTheAutoAttachServingInLineMode) {
                             "/sockdispatch; exec \"$@\"";
   auto attachment = Attachment::start(
       {"0", "--bind", "127.0.0.1", "--workers", "2", "--mode", "auto"}, 20s,
-      {"unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh"});
+      {"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", setup, "sh"});
   ASSERT_NE(attachment, nullptr);
   auto reply = fetch(attachment->port());
   ASSERT_TRUE(reply) << "fetch";
