@@ -1,16 +1,17 @@
-// A worker out of descriptors for real (eBPF mode): its RLIMIT_NOFILE lowered from outside
-// (prlimit) to two descriptors above what it holds. Its accepts fail with EMFILE; it pauses,
-// its slot counts as full, and the program sends new connections to the other worker, which
-// answers them. Connections already queued for it wait in its queue (the kernel completed
-// them) and are answered once descriptors are free again. The fault, repeated every 100 ms
-// while it lasts, is logged once.
+// Out of descriptors for real: RLIMIT_NOFILE lowered from outside (prlimit) on a running
+// process. In eBPF mode, a worker left two descriptors: its accepts fail with EMFILE; it
+// pauses, its slot counts as full, and the program sends new connections to the other worker,
+// which answers them. Connections already queued for it wait in its queue (the kernel
+// completed them) and are answered once descriptors are free again. In line mode, the master
+// left none: nothing is accepted, and nothing is lost; once the limit is raised every
+// connection that waited is answered. Either fault, repeated every 100 ms while it lasts, is
+// logged once.
 #include "control/pinned_attachment.h"
 #include "support/held_connections.h"
 #include "support/http_client.h"
 #include "support/process.h"
 
 #include <dirent.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
@@ -22,8 +23,6 @@
 
 namespace sockdispatch::test {
 namespace {
-
-using testing::HasSubstr;
 
 // The RLIMIT_NOFILE that leaves `pid` exactly `free` descriptor numbers to allocate (the limit
 // bounds the numbers, not the count: a hole below the limit is a free number).
@@ -44,6 +43,9 @@ rlim_t limitLeaving(pid_t pid, size_t free) {
     if (used.count(limit) == 0) {
       --left;
     }
+  }
+  while (used.count(limit) != 0) { // numbers in use above: no room added
+    ++limit;
   }
   return static_cast<rlim_t>(limit);
 }
@@ -115,6 +117,50 @@ TEST_F(DescriptorLimit, AWorkerOutOfDescriptorsPausesAndTheOtherServes) {
 
   EXPECT_EQ(attachment->stop(), 0);
   EXPECT_EQ(countOf(attachment->process().stderrText(), "Failed to accept on the slot 0 socket"),
+            1U)
+      << "one line for the whole fault, not one per pause:\n"
+      << attachment->process().stderrText();
+}
+
+/*
+ * Line mode: the master accepts every connection. Its soft RLIMIT_NOFILE is lowered to leave
+ * it no descriptor, so each accept fails with EMFILE and it pauses 100 ms at a time: clients
+ * get no answer (their connections wait in the listener's backlog). Once the limit is put
+ * back, every one of them is answered. One log line for the whole fault.
+ */
+TEST_F(DescriptorLimit, TheLineMasterOutOfDescriptorsLosesNothing) {
+  auto attachment =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "2", "--mode", "line"});
+  ASSERT_NE(attachment, nullptr);
+  const pid_t master = attachment->process().pid();
+  rlimit saved{};
+  ASSERT_EQ(::prlimit(master, RLIMIT_NOFILE, nullptr, &saved), 0) << "prlimit (read)";
+  const rlim_t limit = limitLeaving(master, 0);
+  ASSERT_GT(limit, 0U) << "/proc/" << master << "/fd";
+  rlimit lowered{limit, saved.rlim_max};
+  ASSERT_EQ(::prlimit(master, RLIMIT_NOFILE, &lowered, nullptr), 0) << "prlimit (lower)";
+
+  constexpr int kClients = 6;
+  std::vector<TcpClient> queued = sendQueued(attachment->port(), kClients);
+  ASSERT_EQ(queued.size(), static_cast<size_t>(kClients));
+  ASSERT_TRUE(eventually([&] {
+    return attachment->process().stderrText().find(
+               "Failed to accept on the line's listener: Too many open files") != std::string::npos;
+  })) << attachment->process().stderrText();
+  for (int i = 0; i < kClients; ++i) {
+    EXPECT_FALSE(queued[i].readReply(std::chrono::milliseconds(100)))
+        << "client " << i << " answered by a master that cannot accept";
+  }
+
+  ASSERT_EQ(::prlimit(master, RLIMIT_NOFILE, &saved, nullptr), 0) << "prlimit (restore)";
+  for (int i = 0; i < kClients; ++i) {
+    auto reply = queued[i].readReply(std::chrono::seconds(5));
+    ASSERT_TRUE(reply) << "client " << i << ": waited in the backlog, answered now";
+    EXPECT_EQ(reply->status, 200);
+  }
+
+  EXPECT_EQ(attachment->stop(), 0);
+  EXPECT_EQ(countOf(attachment->process().stderrText(), "Failed to accept on the line's listener"),
             1U)
       << "one line for the whole fault, not one per pause:\n"
       << attachment->process().stderrText();
