@@ -67,8 +67,8 @@ void quietLibbpfWarnings(bool quiet) {
   libbpfWarningsQuiet = quiet;
 }
 
-Result<std::unique_ptr<DispatchProgram>> DispatchProgram::load() {
-  std::unique_ptr<DispatchProgram> program(new DispatchProgram());
+Result<std::unique_ptr<DispatchProgram>> DispatchProgram::load(SystemCalls &calls) {
+  std::unique_ptr<DispatchProgram> program(new DispatchProgram(calls));
   program->skeleton_ = dispatch_bpf__open();
   if (program->skeleton_ == nullptr) {
     return osError("open the dispatch BPF object");
@@ -109,7 +109,7 @@ Result<void> DispatchProgram::attachTo(int listenerFd) {
 
 Result<void> DispatchProgram::setSocket(uint32_t slot, int listenerFd) {
   uint64_t value = static_cast<uint64_t>(listenerFd);
-  if (bpf_map_update_elem(bpf_map__fd(skeleton_->maps.sockets), &slot, &value, BPF_ANY) != 0) {
+  if (calls_.updateMapElement(bpf_map__fd(skeleton_->maps.sockets), &slot, &value, BPF_ANY) != 0) {
     return osError("put the listener of slot " + std::to_string(slot) + " into the sockarray");
   }
   return {};

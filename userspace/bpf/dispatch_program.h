@@ -3,6 +3,7 @@
 #include "bpf/scoreboard.h"
 #include "core/mapped_region.h"
 #include "core/result.h"
+#include "core/system_calls.h"
 
 #include <cstdint>
 #include <memory>
@@ -17,15 +18,16 @@ namespace sockdispatch {
 class DispatchProgram {
 public:
   // Opens and loads the skeleton. Fails (EPERM without CAP_BPF, EINVAL on an old kernel or
-  // a verifier refusal) with the reason in the Error.
-  static Result<std::unique_ptr<DispatchProgram>> load();
+  // a verifier refusal) with the reason in the Error. `calls`: its map updates.
+  static Result<std::unique_ptr<DispatchProgram>> load(SystemCalls &calls = systemCalls());
   ~DispatchProgram();
   DispatchProgram(const DispatchProgram &) = delete;
   DispatchProgram &operator=(const DispatchProgram &) = delete;
 
   // Attaches the program to the reuseport group of `listenerFd` (SO_ATTACH_REUSEPORT_EBPF).
   Result<void> attachTo(int listenerFd);
-  // Puts a listening socket into the sockarray at `slot`.
+  // Puts a listening socket into the sockarray at `slot`. Also after start-up (a reload's or
+  // the pool's new slot): a failure (ENOMEM) leaves the sockarray as it was.
   Result<void> setSocket(uint32_t slot, int listenerFd);
   // Pins every map and the program into `dir`, which must exist and be empty.
   Result<void> pinInto(const std::string &dir);
@@ -36,7 +38,8 @@ public:
   [[nodiscard]] uint32_t programId() const;
 
 private:
-  DispatchProgram() = default;
+  explicit DispatchProgram(SystemCalls &calls) : calls_(calls) {}
+  SystemCalls &calls_;
   dispatch_bpf *skeleton_ = nullptr;
   MappedRegion slots_;
   MappedRegion config_;

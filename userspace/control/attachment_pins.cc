@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -25,6 +26,28 @@ std::string bpfLoadHint(int code) {
            "Linux 5.14 or newer is needed)";
   default: return "";
   }
+}
+
+// A bpffs mounted read-only refuses every pin (EROFS): say what to do about it.
+Error explainPinFailure(Error error) {
+  if (error.code == EROFS) {
+    error.detail = std::string(std::strerror(EROFS)) + " (the bpffs that holds " + pinStoreDir() +
+                   " must be mounted read-write to pin an attachment)";
+  }
+  return error;
+}
+
+// The pins are published last, once the program steers the port: a read-only bpffs is found
+// out before the load instead, so that --mode auto serves in line mode rather than fail then.
+Result<void> checkPinStoreWritable() {
+  struct statvfs fs {};
+  if (::statvfs(pinStoreDir().c_str(), &fs) != 0) {
+    return explainPinFailure(osError("inspect " + pinStoreDir()));
+  }
+  if ((fs.f_flag & ST_RDONLY) != 0) {
+    return explainPinFailure(osError(EROFS, "pin an attachment into " + pinStoreDir()));
+  }
+  return {};
 }
 
 // A line attachment's state is its scoreboard file, which the next line attachment replaces
@@ -49,7 +72,10 @@ Result<void> findLineOrphans(uint16_t port, Orphans &orphans) {
 
 Result<std::unique_ptr<DispatchProgram>> loadDispatchProgram() {
   if (auto mounted = ensureBpffs(); !mounted) {
-    return mounted.error();
+    return explainPinFailure(mounted.error());
+  }
+  if (auto writable = checkPinStoreWritable(); !writable) {
+    return writable.error();
   }
   auto program = DispatchProgram::load();
   if (!program) {
@@ -95,7 +121,9 @@ Result<void> claimPort(uint16_t port, Orphans *orphans) {
   return removePinDir(dir);
 }
 
-Result<std::string> publishPins(DispatchProgram &program, uint16_t port) {
+namespace {
+
+Result<std::string> pinAndRename(DispatchProgram &program, uint16_t port) {
   std::string dir = pinStoreDir() + "/" + std::to_string(port);
   // bpffs refuses names with a dot; attachments are the all-digit entries.
   std::string staging = pinStoreDir() + "/staging-" + std::to_string(::getpid());
@@ -123,6 +151,16 @@ Result<std::string> publishPins(DispatchProgram &program, uint16_t port) {
     (void)removePinDir(dir);
   }
   return linked;
+}
+
+} // namespace
+
+Result<std::string> publishPins(DispatchProgram &program, uint16_t port) {
+  auto published = pinAndRename(program, port);
+  if (!published) {
+    return explainPinFailure(published.error());
+  }
+  return published;
 }
 
 PinGuard::~PinGuard() {

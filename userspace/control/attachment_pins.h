@@ -14,7 +14,7 @@ namespace sockdispatch {
 // (our workers) and `adopt` (a running service's listeners).
 
 // Mounts bpffs if needed and loads the steering program. The error names the cause and what
-// it means (privileges, kernel version).
+// it means (privileges, kernel version, a read-only bpffs: EROFS, before anything is loaded).
 Result<std::unique_ptr<DispatchProgram>> loadDispatchProgram();
 
 // Refuses a port some live sockdispatch holds (EADDRINUSE: a usage error for the caller) and

@@ -1,5 +1,6 @@
 #include "dispatch/listener_intake.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -11,65 +12,103 @@ namespace sockdispatch {
 namespace {
 
 constexpr timeval kAcceptPause{0, 100'000};
+// Accepts per readiness before the loop serves the open connections again (the listener
+// stays readable: the next turn takes the rest).
+constexpr int kAcceptsPerTurn = 64;
+
+// Faults that pass once descriptors or memory are freed: worth a pause, not a spin.
+bool outOfResources(int code) {
+  return code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM;
+}
 
 } // namespace
 
-ListenerIntake::ListenerIntake(UniqueFd listener, uint32_t slot, uint64_t maxConnections)
-    : fd_(std::move(listener)), slot_(slot), maxConnections_(maxConnections) {}
+ListenerIntake::ListenerIntake(UniqueFd listener, uint32_t slot, uint64_t maxConnections,
+                               SystemCalls &calls)
+    : fd_(std::move(listener)), slot_(slot), maxConnections_(maxConnections), calls_(calls) {}
 
 bool ListenerIntake::start(event_base *base, IntakeSink &sink) {
   sink_ = &sink;
-  listener_.reset(evconnlistener_new(
-      base,
-      [](evconnlistener *, evutil_socket_t fd, sockaddr *, int, void *ctx) {
-        static_cast<ListenerIntake *>(ctx)->sink_->takeConnection(fd);
-      },
-      this, LEV_OPT_CLOSE_ON_EXEC, 0, fd_.get()));
-  if (!listener_) {
+  int flags = ::fcntl(fd_.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    spdlog::error("Failed to make the slot {} socket non-blocking: {}", slot_,
+                  std::strerror(errno));
+    return false;
+  }
+  acceptEvent_.reset(event_new(
+      base, fd_.get(), EV_READ | EV_PERSIST,
+      [](evutil_socket_t, short, void *ctx) { static_cast<ListenerIntake *>(ctx)->onAcceptable(); },
+      this));
+  resumeTimer_.reset(evtimer_new(
+      base, [](evutil_socket_t, short, void *ctx) { static_cast<ListenerIntake *>(ctx)->resume(); },
+      this));
+  if (!acceptEvent_ || !resumeTimer_) {
     spdlog::error("Failed to listen on the slot {} socket", slot_);
     return false;
   }
-  evconnlistener_set_error_cb(listener_.get(), [](evconnlistener *, void *ctx) {
-    auto *self = static_cast<ListenerIntake *>(ctx);
-    int code = errno;
-    if (code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM) {
-      spdlog::warn("Failed to accept: {}; pausing accepts for 100 ms", std::strerror(code));
-      self->pause();
-    } else {
-      spdlog::debug("accept failed: {}", std::strerror(code));
-    }
-  });
-  resumeTimer_.reset(evtimer_new(
-      base,
-      [](evutil_socket_t, short, void *ctx) {
-        auto *self = static_cast<ListenerIntake *>(ctx);
-        self->paused_ = false;
-        self->sink_->setPaused(false);
-      },
-      this));
+  updateWatch();
   return true;
 }
 
-void ListenerIntake::setFull(bool full) {
-  if (!listener_) {
+void ListenerIntake::onAcceptable() {
+  for (int accepted = 0; accepted < kAcceptsPerTurn && watching_;) {
+    int fd = calls_.accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      ++accepted;
+      sink_->takeConnection(fd); // may make the worker full: then the loop ends here
+      continue;
+    }
+    int code = errno;
+    if (code == EINTR || code == ECONNABORTED) {
+      continue;
+    }
+    if (outOfResources(code)) {
+      pause(code);
+    } else if (code != EAGAIN && code != EWOULDBLOCK) {
+      spdlog::debug("accept failed: {}", std::strerror(code));
+    }
     return;
-  }
-  if (full) {
-    evconnlistener_disable(listener_.get());
-  } else {
-    evconnlistener_enable(listener_.get());
   }
 }
 
-// Out of descriptors: the worker counts itself full (and so disables accepting) until the
-// timer resumes it.
-void ListenerIntake::pause() {
+void ListenerIntake::setFull(bool full) {
+  full_ = full;
+  updateWatch();
+}
+
+void ListenerIntake::updateWatch() {
+  bool watch = acceptEvent_ && fd_ && !full_ && !paused_;
+  if (watch == watching_) {
+    return;
+  }
+  watching_ = watch;
+  if (watch) {
+    event_add(acceptEvent_.get(), nullptr);
+  } else {
+    event_del(acceptEvent_.get());
+  }
+}
+
+// The worker counts itself full (its slot is marked so: the program sends new connections
+// to others) until the timer resumes it.
+void ListenerIntake::pause(int code) {
+  if (auto heldBack = faultLog_.admit(calls_.now())) {
+    spdlog::warn("Failed to accept on the slot {} socket: {}; pausing accepts for {} ms{}", slot_,
+                 std::strerror(code), kAcceptPause.tv_usec / 1000, heldBackSuffix(*heldBack));
+  }
   if (paused_) {
     return;
   }
   paused_ = true;
+  updateWatch();
   sink_->setPaused(true);
   evtimer_add(resumeTimer_.get(), &kAcceptPause);
+}
+
+void ListenerIntake::resume() {
+  paused_ = false;
+  updateWatch();
+  sink_->setPaused(false);
 }
 
 // Takes every connection the kernel already completed for this listener, then closes it. A
@@ -79,11 +118,12 @@ void ListenerIntake::drain() {
   if (!fd_) {
     return;
   }
-  if (listener_) {
-    evconnlistener_disable(listener_.get());
+  if (watching_) {
+    event_del(acceptEvent_.get());
+    watching_ = false;
   }
   for (;;) {
-    int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = calls_.accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) {
         continue;
@@ -92,7 +132,8 @@ void ListenerIntake::drain() {
     }
     sink_->takeConnection(fd);
   }
-  listener_.reset();
+  resumeTimer_.reset();
+  acceptEvent_.reset();
   fd_.reset();
 }
 

@@ -34,10 +34,11 @@ bool outOfDescriptors(int code) {
 
 } // namespace
 
-LineDispatcher::LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Hooks hooks)
+LineDispatcher::LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Hooks hooks,
+                               SystemCalls &calls)
     : base_(base), listener_(std::move(listener)),
       maxBatch_(std::clamp<size_t>(maxBatch, 1, kMaxFdsPerMessage)), hooks_(std::move(hooks)),
-      inputs_(SD_MAX_WORKERS) {}
+      calls_(calls), inputs_(SD_MAX_WORKERS) {}
 
 Result<void> LineDispatcher::start() {
   acceptEvent_.reset(event_new(
@@ -186,7 +187,7 @@ void LineDispatcher::onAcceptable() {
 
 void LineDispatcher::acceptBatch(std::vector<UniqueFd> &batch) {
   while (batch.size() < maxBatch_) {
-    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    UniqueFd fd(calls_.accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (fd) {
       batch.push_back(std::move(fd));
       continue;
@@ -197,8 +198,10 @@ void LineDispatcher::acceptBatch(std::vector<UniqueFd> &batch) {
     }
     if (outOfDescriptors(code)) {
       // Not a spin: the connections wait in the backlog until descriptors are free again.
-      spdlog::warn("Failed to accept on the line's listener: {}; pausing accepts for {} ms",
-                   std::strerror(code), kDescriptorRetry.count());
+      if (auto heldBack = acceptFaults_.admit(calls_.now())) {
+        spdlog::warn("Failed to accept on the line's listener: {}; pausing accepts for {} ms{}",
+                     std::strerror(code), kDescriptorRetry.count(), heldBackSuffix(*heldBack));
+      }
       pauseAccepting(kDescriptorRetry);
     } else if (code != EAGAIN && code != EWOULDBLOCK) {
       spdlog::error("Failed to accept on the line's listener: {}", std::strerror(code));

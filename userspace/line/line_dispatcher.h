@@ -1,7 +1,9 @@
 #pragma once
 
 #include "core/event_ptr.h"
+#include "core/log_limiter.h"
 #include "core/result.h"
+#include "core/system_calls.h"
 #include "core/unique_fd.h"
 #include "line/fd_channel.h"
 
@@ -39,7 +41,9 @@ public:
   };
 
   // `maxBatch`: the most connections handed over in one message (1..kMaxFdsPerMessage).
-  LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Hooks hooks);
+  // `calls`: accept4 and the clock of its fault log (docs/design/faults.md).
+  LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Hooks hooks,
+                 SystemCalls &calls = systemCalls());
   ~LineDispatcher() = default;
   LineDispatcher(const LineDispatcher &) = delete;
   LineDispatcher &operator=(const LineDispatcher &) = delete;
@@ -102,6 +106,8 @@ private:
   UniqueFd listener_;
   size_t maxBatch_;
   Hooks hooks_;
+  SystemCalls &calls_;
+  LogLimiter acceptFaults_;   // out of descriptors: logged once per interval
   std::vector<Input> inputs_; // by slot
   EventPtr acceptEvent_;
   EventPtr retryTimer_;

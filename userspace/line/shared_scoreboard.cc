@@ -93,7 +93,7 @@ ScoreboardLayout scoreboardLayout() {
 }
 
 Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, const sd_config &initial,
-                                                  bool takeOver) {
+                                                  bool takeOver, SystemCalls &calls) {
   auto group = monitoringGroup();
   if (!group) {
     return group.error();
@@ -127,8 +127,10 @@ Result<SharedScoreboard> SharedScoreboard::create(uint16_t port, const sd_config
   if (auto shared = shareWithGroup(tempPath, group.value(), 0640, 0600); !shared) {
     return shared.error();
   }
-  if (::ftruncate(fd.get(), static_cast<off_t>(layout.bytes)) != 0) {
-    return osError("size " + tempPath);
+  // Its blocks reserved now (ftruncate would only set a size): on a full file system the
+  // attach fails here, rather than a worker dying of SIGBUS on its first write to the mapping.
+  if (calls.allocate(fd.get(), 0, static_cast<off_t>(layout.bytes)) != 0) {
+    return osError("reserve " + std::to_string(layout.bytes) + " bytes for scoreboard " + path);
   }
   auto region = mapShared(fd.get(), layout.bytes, true, tempPath);
   if (!region) {

@@ -3,6 +3,7 @@
 #include "bpf/scoreboard.h"
 #include "core/mapped_region.h"
 #include "core/result.h"
+#include "core/system_calls.h"
 #include "core/unique_fd.h"
 
 #include <sys/types.h>
@@ -43,9 +44,10 @@ public:
   // forks: a file nobody holds locked (its master and workers are gone) is replaced, one in
   // use is refused with EEXIST, unless `takeOver` (the file of a dead master whose workers
   // still hold it: docs/design/takeover.md). The owner removes the file (and the directory,
-  // when empty) on destruction.
+  // when empty) on destruction. The file's blocks are reserved (`calls.allocate`): a full
+  // file system is an error here, never a SIGBUS on a later write to the mapping.
   static Result<SharedScoreboard> create(uint16_t port, const sd_config &initial,
-                                         bool takeOver = false);
+                                         bool takeOver = false, SystemCalls &calls = systemCalls());
   // Anyone else: maps the existing file, writable or read-only. Refuses a file whose ABI
   // version differs or that is shorter than the layout.
   static Result<SharedScoreboard> open(uint16_t port, bool writable);

@@ -3,6 +3,7 @@
 #include "bpf/scoreboard.h"
 #include "config/options.h"
 #include "core/event_ptr.h"
+#include "core/log_limiter.h"
 #include "core/result.h"
 #include "core/signal_set.h"
 #include "core/unique_fd.h"
@@ -152,6 +153,8 @@ private:
   EventPtr poolTimer_;  // the dynamic pool's once-a-second look at the scoreboard
   EventPtr drainTimer_; // ends a graceful stop's drain grace
   PoolSizing pool_;
+  LogLimiter poolFaults_;    // a slot the pool cannot open, retried every second: logged less
+  bool poolFailing_ = false; // the last slot the pool tried to open could not be
   std::vector<WorkerProcess> workers_; // by slot, SD_MAX_WORKERS of them
   std::function<void()> readyCallback_;
   std::function<void()> reloadingCallback_;

@@ -31,7 +31,11 @@ void Master::checkPool() {
   const auto size = static_cast<int>(live.size());
   PoolSizing::Decision decision = pool_.decide(open, size, options);
   if (decision.add > 0) {
-    spdlog::info("pool: {} open connections on {} workers; adding {}", open, size, decision.add);
+    // While a slot cannot be opened, this is asked again every second: the fault's own line,
+    // once per interval, says so.
+    if (!poolFailing_) {
+      spdlog::info("pool: {} open connections on {} workers; adding {}", open, size, decision.add);
+    }
     int add = decision.add;
     for (auto &worker : workers_) {
       if (add == 0) {
@@ -41,9 +45,14 @@ void Master::checkPool() {
         continue;
       }
       if (auto taken = takeSlot(worker.slot, generation_, options_); !taken) {
-        spdlog::error("pool: {}", taken.error().message());
+        poolFailing_ = true;
+        if (auto heldBack = poolFaults_.admit(std::chrono::steady_clock::now())) {
+          spdlog::error("pool: {}; the running workers serve{}", taken.error().message(),
+                        heldBackSuffix(*heldBack));
+        }
         return;
       }
+      poolFailing_ = false;
       if (!spawn(worker.slot, false)) {
         retire(worker.slot);
         return;

@@ -1,8 +1,10 @@
 // The line-mode scoreboard file (userspace/line/shared_scoreboard.cc): created complete and renamed
 // into place, mapped MAP_SHARED by the master and by real forked processes, refused when its
-// ABI differs or it is truncated, removed by its owner only.
+// ABI differs or it is truncated, removed by its owner only; on a full file system, refused at
+// creation (its blocks are reserved) and nothing left behind.
 #include "core/monitoring_group.h"
 #include "line/shared_scoreboard.h"
+#include "support/fake_system_calls.h"
 
 #include <dirent.h>
 #include <gmock/gmock.h>
@@ -131,6 +133,36 @@ TEST_F(SharedScoreboardTest, CreatesTheCompleteFileUnderItsName) {
     EXPECT_EQ(s.weight, 1U);
     EXPECT_EQ(s.open + s.accepted + s.skipped + s.selected, 0U);
   }
+}
+
+TEST_F(SharedScoreboardTest, ItsBlocksAreReservedAtCreation) {
+  test::FakeSystemCalls calls;
+  sd_config config{};
+  config.nr_slots = 2;
+  auto board = SharedScoreboard::create(kPort, config, false, calls);
+  ASSERT_TRUE(board.ok()) << board.error().message();
+  EXPECT_EQ(calls.allocations, 1) << "posix_fallocate, not only a size";
+  struct stat status {};
+  ASSERT_EQ(::stat(board->path().c_str(), &status), 0);
+  EXPECT_EQ(static_cast<size_t>(status.st_size), scoreboardLayout().bytes);
+}
+
+TEST_F(SharedScoreboardTest, AFullFileSystemFailsTheCreationAndLeavesNothing) {
+  test::FakeSystemCalls calls;
+  calls.allocateFaults = {ENOSPC};
+  sd_config config{};
+  config.nr_slots = 2;
+  auto board = SharedScoreboard::create(kPort, config, false, calls);
+  ASSERT_FALSE(board.ok()) << "no SIGBUS later: an error now";
+  EXPECT_EQ(board.error().code, ENOSPC);
+  EXPECT_EQ(board.error().message(), "Failed to reserve " +
+                                         std::to_string(scoreboardLayout().bytes) +
+                                         " bytes for scoreboard " + runDirFor(kPort) +
+                                         "/scoreboard: No space left on device");
+  EXPECT_TRUE(entries(runDirFor(kPort)).empty()) << "the temporary file is removed";
+
+  auto retried = SharedScoreboard::create(kPort, config, false, calls);
+  EXPECT_TRUE(retried.ok()) << "with room again, the same port is created";
 }
 
 TEST_F(SharedScoreboardTest, AForkedWorkerAndTheMasterShareTheCounters) {

@@ -3,8 +3,10 @@
 // master learns of them from a real SIGCHLD raised to this process, as it would from a child).
 // A forked "child" announces RUNNING at once. Each scenario runs the master's real loop to
 // its end: respawn after a crash, no respawn for the fatal-configuration exit, a reload that
-// opens the new generation's slots before the old ones retire, a graceful stop.
+// opens the new generation's slots before the old ones retire (or is abandoned when one cannot
+// open), the pool retrying a slot that cannot open, a graceful stop.
 #include "process/master.h"
+#include "support/log_capture.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -42,8 +44,13 @@ public:
   }
   Result<void> openSlot(uint32_t slot, const AttachOptions & /*options*/) override {
     note("open " + std::to_string(slot));
+    if (auto fault = openFaults.find(slot); fault != openFaults.end()) {
+      return fault->second;
+    }
     return {};
   }
+  // Slots whose opening fails, e.g. a sockarray update refused.
+  std::map<uint32_t, Error> openFaults;
   Result<void> beforeFork(uint32_t /*slot*/) override { return {}; }
   void forkFailed(uint32_t slot) override { note("forkFailed " + std::to_string(slot)); }
   void forked(uint32_t slot) override { note("forked " + std::to_string(slot)); }
@@ -232,6 +239,65 @@ TEST_F(MasterTest, AReloadOpensTheNewSlotsBeforeTheOldOnesRetire) {
                        "stopping",   "exited 2", "exited 3",   "exited 4", "stopped"}));
   EXPECT_EQ(board().state(0), SD_SLOT_EMPTY);
   EXPECT_EQ(board().snapshot(2).generation, 2U);
+}
+
+TEST_F(MasterTest, AReloadWhoseSlotCannotOpenIsAbandonedAndTheRunningGenerationServes) {
+  AttachOptions three = options_;
+  three.workers = 3;
+  bool reloaded = true;
+  int code = run(
+      [&reloaded](Master &master, FakeDispatch &dispatch, FakeProcesses & /*processes*/) {
+        dispatch.openFaults[3] = osError(ENOMEM, "put the listener of slot 3 into the sockarray");
+        master.onReady([] { raise(SIGHUP); });
+        master.onReloaded([&reloaded](bool committed) {
+          reloaded = committed;
+          raise(SIGTERM);
+        });
+      },
+      [three]() -> Result<AttachOptions> { return three; });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_FALSE(reloaded);
+  EXPECT_EQ(processes_->forks, 2) << "no worker of the abandoned generation was forked";
+  EXPECT_EQ(log_, (Log{"forked 0", "forked 1", "start", "open 2", "open 3", "retiring 2",
+                       "released 2", "stopping", "exited 0", "exited 1", "stopped"}))
+      << "slot 2, opened before the failure, is given back; slots 0 and 1 serve to the stop";
+  EXPECT_EQ(board().snapshot(0).generation, 1U);
+  EXPECT_EQ(board().state(2), SD_SLOT_EMPTY);
+}
+
+/*
+ * The dynamic pool wants a third worker, but its slot cannot be opened (the sockarray refuses
+ * the listener): the two workers serve on, the pool asks again at each look (once a second),
+ * and the fault is one error line, not one per look; nor is "adding" repeated meanwhile.
+ */
+TEST_F(MasterTest, APoolSlotThatCannotOpenIsRetriedAndLoggedOnce) {
+  test::LogCapture log;
+  options_.minWorkers = 2;
+  options_.maxWorkers = 3;
+  options_.poolBusyConnections = 1;
+  constexpr int kLooks = 3;
+  int opens = 0;
+  int code =
+      run([this, &opens](Master &master, FakeDispatch &dispatch, FakeProcesses & /*processes*/) {
+        dispatch.openFaults[2] = osError(ENOMEM, "put the listener of slot 2 into the sockarray");
+        master.onReady([this] {
+          slots_[0].open = 10; // busy: more than one open connection per worker
+          slots_[1].open = 10;
+        });
+        dispatch.after = [&opens](const std::string &event) {
+          if (event == "open 2" && ++opens == kLooks) {
+            raise(SIGTERM);
+          }
+        };
+      });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_EQ(opens, kLooks) << "asked again at each look";
+  EXPECT_EQ(processes_->forks, 2) << "no worker forked into the slot that could not open";
+  const auto errors = log.linesWith("pool: Failed to put the listener of slot 2");
+  ASSERT_EQ(errors.size(), 1U) << kLooks << " faults, one line";
+  EXPECT_EQ(errors[0], "error pool: Failed to put the listener of slot 2 into the sockarray: "
+                       "Cannot allocate memory; the running workers serve");
+  EXPECT_EQ(log.linesWith("adding").size(), 1U) << "said once, when the pool first tried";
 }
 
 TEST_F(MasterTest, AGracefulStopRetiresEveryWorker) {
