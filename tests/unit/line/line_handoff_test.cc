@@ -259,7 +259,10 @@ TEST_P(RefusedInput, TheMasterPassesARefusingHeadOver) {
 
   LineDispatcher::WorkerEnds ends = dispatcher.takeInChild(1, std::nullopt);
   uint64_t passed = 0;
-  for (auto received = receive(ends.input.get()); received; received = receive(ends.input.get())) {
+  for (int message = 0; message < 2; ++message) {
+    auto received = receive(ends.input.get());
+    ASSERT_TRUE(received) << "message " << message << ": " << received.error().message();
+    ASSERT_FALSE(received->peerClosed) << "message " << message;
     EXPECT_EQ(received->message.sequence, passed) << "the connections keep their numbers";
     passed += received->fds.size();
   }
