@@ -26,7 +26,8 @@ constexpr auto kAnswerBound = 700ms;
 uint64_t queuedIn(uint16_t port, int slot) {
   auto status = runSockdispatch({"status", std::to_string(port), "--json"});
   EXPECT_EQ(status.code, 0) << status.err;
-  for (const auto &worker : nlohmann::json::parse(status.out)["workers"]) {
+  const nlohmann::json parsed = nlohmann::json::parse(status.out);
+  for (const auto &worker : parsed["workers"]) {
     if (worker["slot"] == slot) {
       return worker["queued"].get<uint64_t>();
     }
@@ -35,11 +36,13 @@ uint64_t queuedIn(uint16_t port, int slot) {
   return 0;
 }
 
-pid_t pidOf(uint16_t port, int slot) {
+// The pid of the slot's worker once it runs (0 before).
+pid_t runningPid(uint16_t port, int slot) {
   auto status = runSockdispatch({"status", std::to_string(port), "--json"});
   EXPECT_EQ(status.code, 0) << status.err;
-  for (const auto &worker : nlohmann::json::parse(status.out)["workers"]) {
-    if (worker["slot"] == slot) {
+  const nlohmann::json parsed = nlohmann::json::parse(status.out);
+  for (const auto &worker : parsed["workers"]) {
+    if (worker["slot"] == slot && worker["state"] == "running") {
       return worker["pid"].get<pid_t>();
     }
   }
@@ -63,8 +66,10 @@ TEST_P(FrozenWorker, IsPassedOverAndServesWhatWaitedAfterwards) {
       Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "3", "--mode", "line"});
   ASSERT_NE(attachment, nullptr);
   const uint16_t port = attachment->port();
-  const pid_t victimPid = pidOf(port, victim);
-  ASSERT_GT(victimPid, 0);
+  ASSERT_TRUE(eventually([&] {
+    return runningPid(port, 0) > 0 && runningPid(port, 1) > 0 && runningPid(port, 2) > 0;
+  })) << "the three workers did not all run";
+  const pid_t victimPid = runningPid(port, victim);
   ASSERT_TRUE(freeze(victimPid)) << "SIGSTOP of worker " << victim;
 
   std::vector<TcpClient> heldBack;

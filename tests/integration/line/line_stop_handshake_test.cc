@@ -129,7 +129,7 @@ private:
 
 // Handshakes in SYN-RECV on local port `port`, as `ss` lists them.
 int synRecvOn(uint16_t port) {
-  auto listed = runCommand({"ss", "-Htn", "state", "syn-recv", "sport", "=", ":" + std::to_string(port)},
+  auto listed = runCommand({"/usr/bin/ss", "-Htn", "state", "syn-recv", "sport", "=", ":" + std::to_string(port)},
                            5s);
   EXPECT_EQ(listed.code, 0) << listed.err;
   std::istringstream lines(listed.out);
