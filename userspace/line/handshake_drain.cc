@@ -68,8 +68,8 @@ size_t drainHandshakes(int listener, std::chrono::milliseconds bound,
   for (;;) {
     // Counted first: one that completes after the count is taken below; none begins any more.
     // An IPv6 listener may take IPv4 handshakes too: both families are counted for it.
-    auto inProgress = handshakesInProgress(
-        local->port(), local->family() == AF_INET ? AF_INET : AF_UNSPEC);
+    auto inProgress =
+        handshakesInProgress(local->port(), local->family() == AF_INET ? AF_INET : AF_UNSPEC);
     takeCompleted();
     if (!inProgress) {
       spdlog::warn("{}; handshakes in progress at the stop may be reset",

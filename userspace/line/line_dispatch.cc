@@ -154,8 +154,8 @@ void LineDispatch::relink() {
       fds.push_back(dispatcher_->inputWriteEnd(*wanted));
     }
     // The successor's slot rides in `sequence`: the worker counts what it passes in its queued.
-    auto sent = sendFds(channel, LineMessage::make(LineMessageType::kSuccessor, wanted.value_or(0)),
-                        fds);
+    auto sent =
+        sendFds(channel, LineMessage::make(LineMessageType::kSuccessor, wanted.value_or(0)), fds);
     if (!sent && (sent.error().code == EPIPE || sent.error().code == ECONNRESET)) {
       continue; // it is exiting: the reaper re-links the line around it
     }

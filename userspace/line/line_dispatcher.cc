@@ -45,8 +45,7 @@ LineDispatcher::LineDispatcher(event_base *base, UniqueFd listener, size_t maxBa
                                Scoreboard scoreboard, Hooks hooks, ChannelSyscalls &sys)
     : base_(base), listener_(std::move(listener)),
       maxBatch_(std::clamp<size_t>(maxBatch, 1, kMaxFdsPerMessage)), scoreboard_(scoreboard),
-      hooks_(std::move(hooks)), sys_(&sys),
-      inputs_(SD_MAX_WORKERS) {}
+      hooks_(std::move(hooks)), sys_(&sys), inputs_(SD_MAX_WORKERS) {}
 
 Result<void> LineDispatcher::start() {
   acceptEvent_.reset(event_new(

@@ -117,7 +117,7 @@ private:
   Scoreboard scoreboard_;
   Hooks hooks_;
   ChannelSyscalls *sys_;
-  LogLimiter passedOver_; // a full input passed over: logged once per interval
+  LogLimiter passedOver_;     // a full input passed over: logged once per interval
   std::vector<Input> inputs_; // by slot
   EventPtr acceptEvent_;
   EventPtr retryTimer_;

@@ -39,8 +39,8 @@ uint64_t lineConnectionLimit(uint64_t configured) {
 LineIntake::LineIntake(UniqueFd input, UniqueFd successor, uint32_t successorSlot, uint32_t slot,
                        Scoreboard scoreboard, uint64_t maxConnections, ChannelSyscalls &sys)
     : input_(std::move(input)), successor_(std::move(successor)), successorSlot_(successorSlot),
-      slot_(slot),
-      scoreboard_(scoreboard), maxConnections_(lineConnectionLimit(maxConnections)), sys_(&sys) {}
+      slot_(slot), scoreboard_(scoreboard), maxConnections_(lineConnectionLimit(maxConnections)),
+      sys_(&sys) {}
 
 bool LineIntake::start(event_base *base, IntakeSink &sink) {
   sink_ = &sink;

@@ -18,8 +18,8 @@ namespace sockdispatch {
 class LineIntake final : public Intake {
 public:
   // `input`: the read end of its own input; `successor`: the write end of the next worker's
-  // (none when it is last), and its slot. `maxConnections` is lowered to what the descriptor limit allows.
-  // `sys`: the channel's syscalls (the kernel's; a test's to make them fail).
+  // (none when it is last), and its slot. `maxConnections` is lowered to what the descriptor limit
+  // allows. `sys`: the channel's syscalls (the kernel's; a test's to make them fail).
   LineIntake(UniqueFd input, UniqueFd successor, uint32_t successorSlot, uint32_t slot,
              Scoreboard scoreboard, uint64_t maxConnections,
              ChannelSyscalls &sys = systemChannelSyscalls());

@@ -58,7 +58,8 @@ class FrozenWorker : public BpfTest, public testing::WithParamInterface<int> {};
  * a request. A few are handed to the frozen worker before its input is full (at most 8, all
  * among the first 16): they get no answer while it is frozen, and `status --json` shows exactly
  * that many `queued` for it. Every other one is answered at once, by another worker: the frozen
- * one is passed over. After SIGCONT every held-back connection is answered, none lost, and `queued` is 0.
+ * one is passed over. After SIGCONT every held-back connection is answered, none lost, and `queued`
+ * is 0.
  */
 TEST_P(FrozenWorker, IsPassedOverAndServesWhatWaitedAfterwards) {
   const int victim = GetParam();

@@ -129,8 +129,8 @@ private:
 
 // Handshakes in SYN-RECV on local port `port`, as `ss` lists them.
 int synRecvOn(uint16_t port) {
-  auto listed = runCommand({"/usr/bin/ss", "-Htn", "state", "syn-recv", "sport", "=", ":" + std::to_string(port)},
-                           5s);
+  auto listed = runCommand(
+      {"/usr/bin/ss", "-Htn", "state", "syn-recv", "sport", "=", ":" + std::to_string(port)}, 5s);
   EXPECT_EQ(listed.code, 0) << listed.err;
   std::istringstream lines(listed.out);
   int count = 0;
@@ -167,9 +167,9 @@ TEST_P(LineStop, LosesNoHandshakeInProgress) {
 
   ASSERT_EQ(::kill(attachment->process().pid(), GetParam()), 0);
   const std::string waiting = "waiting for " + std::to_string(kClients) + " handshakes";
-  EXPECT_TRUE(eventually(
-      [&] { return attachment->process().stderrText().find(waiting) != std::string::npos; }))
-      << "the master did not wait for the handshakes:\n"
+  EXPECT_TRUE(eventually([&] {
+    return attachment->process().stderrText().find(waiting) != std::string::npos;
+  })) << "the master did not wait for the handshakes:\n"
       << attachment->process().stderrText();
   for (auto &client : clients) {
     ASSERT_TRUE(client.release()) << "SO_DETACH_FILTER: " << std::strerror(errno);

@@ -123,8 +123,8 @@ TEST(HandshakeDrain, TakesEveryHandshakeInProgress) {
   });
   std::vector<UniqueFd> accepted;
   auto began = std::chrono::steady_clock::now();
-  size_t left = drainHandshakes(listener.fd.get(), 5000ms,
-                                [&] { acceptAll(listener.fd.get(), accepted); });
+  size_t left =
+      drainHandshakes(listener.fd.get(), 5000ms, [&] { acceptAll(listener.fd.get(), accepted); });
   auto took = std::chrono::steady_clock::now() - began;
   clientSide.join();
 
@@ -149,8 +149,8 @@ TEST(HandshakeDrain, GivesUpAtItsBound) {
 
   std::vector<UniqueFd> accepted;
   auto began = std::chrono::steady_clock::now();
-  size_t left = drainHandshakes(listener.fd.get(), 300ms,
-                                [&] { acceptAll(listener.fd.get(), accepted); });
+  size_t left =
+      drainHandshakes(listener.fd.get(), 300ms, [&] { acceptAll(listener.fd.get(), accepted); });
   auto took = std::chrono::steady_clock::now() - began;
 
   EXPECT_EQ(left, 2U);

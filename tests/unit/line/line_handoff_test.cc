@@ -193,9 +193,9 @@ TEST_P(RefusedInput, AWorkerKeepsWhatItsSuccessorsInputRefuses) {
   ASSERT_TRUE(intake.start(base.get(), sink));
 
   for (uint64_t message = 0; message < 5; ++message) {
-    auto sent = handToInput(view, 0, input.write.get(),
-                            LineMessage::make(LineMessageType::kConnections, 2 * message),
-                            memfds(2));
+    auto sent =
+        handToInput(view, 0, input.write.get(),
+                    LineMessage::make(LineMessageType::kConnections, 2 * message), memfds(2));
     ASSERT_TRUE(sent) << sent.error().message();
   }
   EXPECT_EQ(board.queued(0), 10U) << "sent to worker 0, not yet read";
