@@ -101,6 +101,7 @@ void acceptAll(int listener, std::vector<UniqueFd> &into) {
 TEST(HandshakeDrain, TakesEveryHandshakeInProgress) {
   Listener listener = listenOnLoopback();
   std::vector<UniqueFd> clients;
+  clients.reserve(3);
   for (int i = 0; i < 3; ++i) {
     clients.push_back(heldConnect(listener.port));
   }
