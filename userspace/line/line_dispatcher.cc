@@ -27,7 +27,7 @@ constexpr int kAcceptRounds = 4;
 // An input's send buffer, the smallest the kernel allows (it doubles this to 4,608 bytes): 6
 // messages unread fill it, where the default 212,992 bytes held 278. A worker that stops reading
 // its input (frozen, stuck) is then passed over after a handful of batches instead of hundreds
-// of connections (docs/design/line.md, "A worker that stops reading").
+// of connections (docs/design/line.md, "Queued connections and a worker that stops reading").
 constexpr int kInputSendBuffer = 1;
 
 constexpr std::string_view kUnavailable = "HTTP/1.1 503 Service Unavailable\r\n"
