@@ -202,6 +202,23 @@ say "reload under load: $load_ok requests answered 200, $load_failed failed (sys
 journalctl -u "$unit" -o cat --no-pager | grep -iE 'reload|generation' | tail -n 4 |
   detail || true
 
+step "the unit's sandbox (docs/design/sandbox.md)"
+exposure=$(systemd-analyze security "$unit" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: //p')
+say "systemd-analyze security $unit: $exposure"
+filters_of() { sed -n 's/^Seccomp_filters:[[:space:]]*//p' "/proc/$1/status"; }
+master_filters=$(filters_of "$main_after")
+[[ "$(sed -n 's/^Seccomp:[[:space:]]*//p' "/proc/$main_after/status")" == 2 ]] ||
+  fail "the master runs without the unit's SystemCallFilter"
+for worker in $(pgrep -P "$main_after"); do
+  worker_filters=$(filters_of "$worker")
+  ((worker_filters == master_filters + 1)) ||
+    fail "worker $worker has $worker_filters seccomp filters, the master $master_filters: its own is missing"
+done
+if journalctl -u "$unit" -o cat --no-pager | grep -E 'without a system-call filter|Bad system call' | detail; then
+  fail "a worker ran without its filter or was killed by it"
+fi
+say "master: the unit's filters ($master_filters); each worker: one more, its own"
+
 step "stop"
 timeout 60 systemctl stop "$unit" || fail "systemctl stop $unit failed"
 result=$(systemctl show -p Result --value "$unit")
@@ -242,4 +259,4 @@ timeout 300 dpkg --purge sockdispatch libsockdispatch-dev >/tmp/purge.log 2>&1 |
 [[ ! -e /usr/sbin/sockdispatch && ! -e /usr/include/sockdispatch ]] ||
   fail "files of the packages remain after purge"
 say "both packages purged"
-say "summary: kernel $(uname -r), mode $mode, $passed passed, $failed failed; $unit $active; reload under load $load_ok answered, $load_failed failed"
+say "summary: kernel $(uname -r), mode $mode, $passed passed, $failed failed; $unit $active; reload under load $load_ok answered, $load_failed failed; exposure $exposure"

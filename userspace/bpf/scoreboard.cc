@@ -39,6 +39,18 @@ void Scoreboard::countSelected(uint32_t slot) {
   std::atomic_ref<__u64>(slots_[slot].selected).fetch_add(1, std::memory_order_relaxed);
 }
 
+void Scoreboard::addQueued(uint32_t slot, uint64_t count) {
+  std::atomic_ref<__u64>(slots_[slot].queued).fetch_add(count, std::memory_order_relaxed);
+}
+
+void Scoreboard::takeQueued(uint32_t slot, uint64_t count) {
+  std::atomic_ref<__u64> queued(slots_[slot].queued);
+  __u64 waiting = queued.load(std::memory_order_relaxed);
+  while (!queued.compare_exchange_weak(waiting, waiting > count ? waiting - count : 0,
+                                       std::memory_order_relaxed)) {
+  }
+}
+
 void Scoreboard::prepareSlot(uint32_t slot, uint64_t generation) {
   sd_slot &s = slots_[slot];
   if (loadRelaxed(s.weight) == 0) {

@@ -53,6 +53,11 @@ public:
   // countSkip returns `skipped` before its increment (skip_load's my_skipped).
   uint64_t countSkip(uint32_t slot);
   void countSelected(uint32_t slot);
+  // Line mode: connections handed to the slot's input and not yet received there. The sender
+  // adds before its sendmsg (and takes back what failed), the receiver takes off what it
+  // read; never below 0.
+  void addQueued(uint32_t slot, uint64_t count);
+  void takeQueued(uint32_t slot, uint64_t count);
 
   // Master side.
   // Before fork: STARTING (the worker itself announces RUNNING). Counters are kept.

@@ -200,13 +200,14 @@ std::string formatTable(const AttachmentStatus &status) {
                        static_cast<double>(status.programRunTimeNs) /
                            static_cast<double>(status.programRunCount));
   }
-  // A `queued` column only where some slot's open would hide it (kernel-measured slots).
-  bool kernel = hasKernelMeasuredSlots(status);
+  // A `queued` column where some slot's open would hide it (kernel-measured slots), and in
+  // line mode: what waits in a worker's input (a frozen worker's grows).
+  bool showQueued = hasKernelMeasuredSlots(status) || status.config.mode == SD_MODE_LINE;
   auto row = [&](const auto &slot, const auto &pid, const auto &state, const auto &weight,
                  const auto &open, const auto &queued, const auto &accepted, const auto &requests,
                  const auto &skipped, const auto &selected) {
     out += fmt::format("{:>4}  {:>8}  {:<9} {:>6}  {:>8}  ", slot, pid, state, weight, open);
-    if (kernel) {
+    if (showQueued) {
       out += fmt::format("{:>8}  ", queued);
     }
     out += fmt::format("{:>10}  {:>10}  {:>10}  {:>10}\n", accepted, requests, skipped, selected);

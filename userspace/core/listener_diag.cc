@@ -178,4 +178,12 @@ Result<std::set<uint64_t>> liveConnectionInodes(uint16_t port, int family) {
   return inodes;
 }
 
+Result<size_t> handshakesInProgress(uint16_t port, int family) {
+  auto sockets = dumpTcp(port, family, 1U << TCP_SYN_RECV, "handshakes");
+  if (!sockets) {
+    return sockets.error();
+  }
+  return sockets->size();
+}
+
 } // namespace sockdispatch

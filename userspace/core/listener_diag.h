@@ -34,4 +34,9 @@ Result<std::vector<ListenerInfo>> dumpTcpListeners(uint16_t port, int family = A
 // milliseconds on a busy host, so not for a hot path.
 Result<std::set<uint64_t>> liveConnectionInodes(uint16_t port, int family = AF_UNSPEC);
 
+// How many handshakes on local port `port` are in progress: request sockets in SYN-RECV, whose
+// final ACK has not reached the listener yet. Walks the established hash like
+// liveConnectionInodes.
+Result<size_t> handshakesInProgress(uint16_t port, int family = AF_UNSPEC);
+
 } // namespace sockdispatch

@@ -15,10 +15,11 @@ namespace sockdispatch {
 // What a worker process is handed at fork: its end of the control channel, and what its
 // dispatch mode gives it to take connections from.
 struct WorkerSockets {
-  UniqueFd listener;      // reuseport: its slot's socket in the group
-  UniqueFd control;       // its end of the control channel to the master
-  UniqueFd lineInput;     // line: where connections arrive (read end)
-  UniqueFd lineSuccessor; // line: where it passes them (write end); none when last
+  UniqueFd listener;              // reuseport: its slot's socket in the group
+  UniqueFd control;               // its end of the control channel to the master
+  UniqueFd lineInput;             // line: where connections arrive (read end)
+  UniqueFd lineSuccessor;         // line: where it passes them (write end); none when last
+  uint32_t lineSuccessorSlot = 0; // line: the successor's slot (its `queued` counts them)
   // line: a copy of the master's listener, never accepted on while the master lives; it keeps
   // the listener open if the master dies, for a new master to take over
   // (docs/design/takeover.md), and the orphaned worker accepts on it meanwhile

@@ -11,8 +11,8 @@ std::unique_ptr<Intake> makeIntake(WorkerSockets &sockets, uint32_t slot, Scoreb
     return std::make_unique<ListenerIntake>(std::move(sockets.listener), slot, maxConnections);
   }
   return std::make_unique<LineIntake>(std::move(sockets.lineInput),
-                                      std::move(sockets.lineSuccessor), slot, scoreboard,
-                                      maxConnections);
+                                      std::move(sockets.lineSuccessor), sockets.lineSuccessorSlot,
+                                      slot, scoreboard, maxConnections);
 }
 
 } // namespace sockdispatch

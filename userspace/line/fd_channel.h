@@ -29,7 +29,8 @@ enum class LineMessageType : uint32_t {
   // the number the master gave the first of them (the ticket of round_robin and friends).
   kConnections = 1,
   // Master to worker: the write end of the channel to its new successor (1 fd), or none
-  // (0 fds): the worker is now the last of the line and keeps everything.
+  // (0 fds): the worker is now the last of the line and keeps everything. `sequence`: the
+  // successor's slot (what the worker passes on is counted queued there).
   kSuccessor = 2,
   // Master to worker: stop taking connections, pass arrivals on, finish, exit ("pipe of
   // death"). No fds.

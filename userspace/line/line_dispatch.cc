@@ -12,6 +12,9 @@ namespace sockdispatch {
 namespace {
 
 constexpr timeval kRelinkRetry{0, 10'000};
+// How long a stop waits for handshakes in progress to complete: past the server's first
+// SYN-ACK retransmission (1 s), which a client whose final ACK was lost answers again.
+constexpr std::chrono::milliseconds kHandshakeBound(2000);
 
 } // namespace
 
@@ -27,11 +30,12 @@ void LineDispatch::connect(event_base *base, const WorkerRoster &roster) {
   base_ = base;
   roster_ = &roster;
   LineDispatcher::Hooks hooks;
-  hooks.head = [this] { return head(); };
+  hooks.head = [this] { return firstFrom(0); };
+  hooks.successor = [this](uint32_t slot) { return firstFrom(slot + 1); };
   hooks.lineFull = [this] { return full(); };
   dispatcher_ = std::make_unique<LineDispatcher>(base, std::move(listener_),
                                                  static_cast<size_t>(roster.options().lineBatch),
-                                                 std::move(hooks));
+                                                 scoreboard_, std::move(hooks));
 }
 
 Result<void> LineDispatch::start() {
@@ -64,6 +68,7 @@ WorkerSockets LineDispatch::takeInChild(uint32_t slot) {
   WorkerSockets sockets;
   sockets.lineInput = std::move(ends.input);
   sockets.lineSuccessor = std::move(ends.successor);
+  sockets.lineSuccessorSlot = toldSuccessor_[slot].value_or(0);
   sockets.lineListener = std::move(ends.listener);
   return sockets;
 }
@@ -81,7 +86,7 @@ void LineDispatch::retiring(uint32_t /*slot*/) {
 
 void LineDispatch::stopping() {
   // What the kernel already queued goes down the line; nothing more is accepted.
-  dispatcher_->stopAccepting();
+  dispatcher_->stopAccepting(kHandshakeBound);
   relink(); // every worker keeps what reaches it now
 }
 
@@ -101,15 +106,14 @@ std::optional<uint32_t> LineDispatch::successorOf(uint32_t slot) const {
   return std::nullopt;
 }
 
-std::optional<uint32_t> LineDispatch::head() const {
+std::optional<uint32_t> LineDispatch::firstFrom(uint32_t from) const {
+  bool anyTakes = false;
   for (uint32_t slot = 0; slot < roster_->slotCount(); ++slot) {
-    if (roster_->takesConnections(slot)) {
-      return slot;
-    }
+    anyTakes = anyTakes || roster_->takesConnections(slot);
   }
-  // Stopping: any worker still running keeps what reaches it (and answers it with close).
-  for (uint32_t slot = 0; slot < roster_->slotCount(); ++slot) {
-    if (roster_->running(slot)) {
+  for (uint32_t slot = from; slot < roster_->slotCount(); ++slot) {
+    // Stopping: any worker still running keeps what reaches it (and answers it with close).
+    if (anyTakes ? roster_->takesConnections(slot) : roster_->running(slot)) {
       return slot;
     }
   }
@@ -149,7 +153,9 @@ void LineDispatch::relink() {
     if (wanted) {
       fds.push_back(dispatcher_->inputWriteEnd(*wanted));
     }
-    auto sent = sendFds(channel, LineMessage::make(LineMessageType::kSuccessor), fds);
+    // The successor's slot rides in `sequence`: the worker counts what it passes in its queued.
+    auto sent =
+        sendFds(channel, LineMessage::make(LineMessageType::kSuccessor, wanted.value_or(0)), fds);
     if (!sent && (sent.error().code == EPIPE || sent.error().code == ECONNRESET)) {
       continue; // it is exiting: the reaper re-links the line around it
     }

@@ -42,7 +42,9 @@ public:
 
 private:
   [[nodiscard]] std::optional<uint32_t> successorOf(uint32_t slot) const;
-  [[nodiscard]] std::optional<uint32_t> head() const;
+  // The first slot from `from` on that takes connections (from 0: the head); while stopping,
+  // the first whose worker still runs.
+  [[nodiscard]] std::optional<uint32_t> firstFrom(uint32_t from) const;
   [[nodiscard]] bool full() const;
   void relink();
 

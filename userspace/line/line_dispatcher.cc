@@ -1,6 +1,8 @@
 #include "line/line_dispatcher.h"
 
 #include "core/timeval.h"
+#include "line/handshake_drain.h"
+#include "line/line_handoff.h"
 #include "sockdispatch/abi.h"
 
 #include <spdlog/spdlog.h>
@@ -22,6 +24,11 @@ constexpr auto kFullLineRetry = std::chrono::milliseconds(10);
 constexpr auto kDescriptorRetry = std::chrono::milliseconds(100);
 // Batches accepted per readiness before the loop serves the line again.
 constexpr int kAcceptRounds = 4;
+// An input's send buffer, the smallest the kernel allows (it doubles this to 4,608 bytes): 6
+// messages unread fill it, where the default 212,992 bytes held 278. A worker that stops reading
+// its input (frozen, stuck) is then passed over after a handful of batches instead of hundreds
+// of connections (docs/design/line.md, "Queued connections and a worker that stops reading").
+constexpr int kInputSendBuffer = 1;
 
 constexpr std::string_view kUnavailable = "HTTP/1.1 503 Service Unavailable\r\n"
                                           "Content-Length: 0\r\n"
@@ -34,11 +41,12 @@ bool outOfDescriptors(int code) {
 
 } // namespace
 
-LineDispatcher::LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Hooks hooks,
+LineDispatcher::LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch,
+                               Scoreboard scoreboard, Hooks hooks, ChannelSyscalls &sys,
                                SystemCalls &calls)
     : base_(base), listener_(std::move(listener)),
-      maxBatch_(std::clamp<size_t>(maxBatch, 1, kMaxFdsPerMessage)), hooks_(std::move(hooks)),
-      calls_(calls), inputs_(SD_MAX_WORKERS) {}
+      maxBatch_(std::clamp<size_t>(maxBatch, 1, kMaxFdsPerMessage)), scoreboard_(scoreboard),
+      hooks_(std::move(hooks)), sys_(&sys), calls_(calls), inputs_(SD_MAX_WORKERS) {}
 
 Result<void> LineDispatcher::start() {
   acceptEvent_.reset(event_new(
@@ -64,6 +72,11 @@ Result<void> LineDispatcher::ensureChannel(uint32_t slot) {
   auto pair = makeChannelPair();
   if (!pair) {
     return pair.error();
+  }
+  // The master's and the predecessor's copies of the write end are one socket: one bound.
+  if (::setsockopt(pair->first.get(), SOL_SOCKET, SO_SNDBUF, &kInputSendBuffer,
+                   sizeof(kInputSendBuffer)) != 0) {
+    return osError("bound a line input's send buffer");
   }
   input.write = std::move(pair->first);
   input.read = std::move(pair->second);
@@ -108,7 +121,7 @@ void LineDispatcher::recoverFrom(uint32_t slot) {
 void LineDispatcher::onRecoverable(uint32_t slot) {
   size_t recovered = 0;
   for (;;) {
-    auto received = receive(inputs_[slot].read.get());
+    auto received = receive(inputs_[slot].read.get(), *sys_);
     if (!received) {
       if (!wouldBlock(received.error())) {
         spdlog::error("slot {}'s line input: {}", slot, received.error().message());
@@ -122,6 +135,7 @@ void LineDispatcher::onRecoverable(uint32_t slot) {
     if (received->message.messageType() != LineMessageType::kConnections) {
       continue;
     }
+    receivedFromInput(scoreboard_, slot, received->fds.size());
     recovered += received->fds.size();
     pending_.push_back(Batch{std::move(received->fds)});
   }
@@ -211,28 +225,37 @@ void LineDispatcher::acceptBatch(std::vector<UniqueFd> &batch) {
 }
 
 void LineDispatcher::flush() {
-  while (!pending_.empty()) {
-    std::optional<uint32_t> head = hooks_.head();
-    if (!head || inputWriteEnd(*head) < 0) {
-      return;
-    }
-    Batch &batch = pending_.front();
-    std::vector<int> fds;
-    fds.reserve(batch.fds.size());
-    for (const UniqueFd &fd : batch.fds) {
-      fds.push_back(fd.get());
-    }
-    auto sent = sendFds(inputWriteEnd(*head),
-                        LineMessage::make(LineMessageType::kConnections, sequence_), fds);
-    if (!sent) {
-      if (!wouldBlock(sent.error()) && sent.error().code != ETOOMANYREFS) {
-        spdlog::error("worker {}'s line input: {}", *head, sent.error().message());
-      }
-      return; // kept here; offered again by the retry timer
-    }
-    sequence_ += batch.fds.size();
+  while (!pending_.empty() && sendToLine(pending_.front())) {
+    sequence_ += pending_.front().fds.size();
     pending_.pop_front(); // the worker holds its own copies now
   }
+}
+
+// To the head, or past it: a worker whose input is full (frozen, stuck) is passed over for the
+// next one, which decides as if the connections had come through it (a choice behind it is
+// kept, so the one passed over is not chosen). False when no input of the line took it.
+bool LineDispatcher::sendToLine(Batch &batch) {
+  std::optional<uint32_t> target = hooks_.head();
+  for (uint32_t tried = 0; target && tried < SD_MAX_WORKERS; ++tried) {
+    if (inputWriteEnd(*target) < 0) {
+      return false;
+    }
+    auto sent =
+        handToInput(scoreboard_, *target, inputWriteEnd(*target),
+                    LineMessage::make(LineMessageType::kConnections, sequence_), batch.fds, *sys_);
+    if (sent) {
+      return true;
+    }
+    if (!inputFull(sent.error())) {
+      spdlog::error("worker {}'s line input: {}", *target, sent.error().message());
+    } else if (auto heldBack = passedOver_.admit(std::chrono::steady_clock::now())) {
+      spdlog::warn("worker {}'s line input takes nothing ({}): passing connections to the next "
+                   "worker{}",
+                   *target, sent.error().message(), heldBackSuffix(*heldBack));
+    }
+    target = hooks_.successor(*target);
+  }
+  return false; // kept here; offered again by the retry timer
 }
 
 void LineDispatcher::pauseAccepting(std::chrono::milliseconds retry) {
@@ -269,19 +292,9 @@ void LineDispatcher::resume() {
   enableAccepting();
 }
 
-void LineDispatcher::stopAccepting() {
+void LineDispatcher::stopAccepting(std::chrono::milliseconds handshakeBound) {
   if (stopped_) {
     return;
-  }
-  if (listener_) {
-    for (;;) {
-      std::vector<UniqueFd> batch;
-      acceptBatch(batch);
-      if (batch.empty()) {
-        break;
-      }
-      pending_.push_back(Batch{std::move(batch)});
-    }
   }
   if (accepting_) {
     event_del(acceptEvent_.get());
@@ -289,6 +302,24 @@ void LineDispatcher::stopAccepting() {
   }
   stopped_ = true;
   acceptEvent_.reset();
+  if (listener_) {
+    // What the kernel completes until no handshake is in progress goes down the line.
+    size_t reset = drainHandshakes(listener_.get(), handshakeBound, [this] {
+      for (;;) {
+        std::vector<UniqueFd> batch;
+        acceptBatch(batch);
+        if (batch.empty()) {
+          break;
+        }
+        pending_.push_back(Batch{std::move(batch)});
+      }
+      flush();
+    });
+    if (reset > 0) {
+      spdlog::warn("{} handshake{} still in progress {} ms into the stop: reset", reset,
+                   reset == 1 ? "" : "s", handshakeBound.count());
+    }
+  }
   // The workers hold copies of the listener (for a takeover): closing ours would leave it
   // listening, completing handshakes nobody accepts. Shut down, it stops listening for all
   // of them at once, as closing the last copy would.

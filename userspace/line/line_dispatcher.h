@@ -1,5 +1,6 @@
 #pragma once
 
+#include "bpf/scoreboard.h"
 #include "core/event_ptr.h"
 #include "core/log_limiter.h"
 #include "core/result.h"
@@ -28,21 +29,29 @@ namespace sockdispatch {
 // (or left) stays in the kernel until the dispatcher reads it back and sends it to the head
 // again. So nothing in flight on the line is lost when a worker dies.
 //
-// Back-pressure: while a batch cannot be sent (the head's channel is full, or there is no
-// head yet) or the line is full (`lineFull`, e.g. every worker at --max-conns), nothing more
-// is accepted: new connections wait in the kernel's listen backlog.
+// Every batch handed to a worker's input is counted in that slot's `queued` until the worker
+// reads it (line_handoff.h). A head whose input is full (its worker frozen or stuck) is
+// passed over: the batch goes to the next worker of the line that takes it.
+//
+// Back-pressure: while a batch cannot be sent (every input of the line is full, or there is
+// no head yet) or the line is full (`lineFull`, e.g. every worker at --max-conns), nothing
+// more is accepted: new connections wait in the kernel's listen backlog.
 class LineDispatcher {
 public:
   struct Hooks {
     // The slot that takes new connections (the first of the line), if any.
     std::function<std::optional<uint32_t>()> head;
+    // The slot after `slot` on the line, if any.
+    std::function<std::optional<uint32_t>(uint32_t slot)> successor;
     // Whether no worker can take another connection now.
     std::function<bool()> lineFull;
   };
 
   // `maxBatch`: the most connections handed over in one message (1..kMaxFdsPerMessage).
-  // `calls`: accept4 and the clock of its fault log (docs/design/faults.md).
-  LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Hooks hooks,
+  // `sys`: the channel's syscalls (the kernel's; a test's to make them fail). `calls`: accept4
+  // and the clock of its fault log (docs/design/faults.md).
+  LineDispatcher(event_base *base, UniqueFd listener, size_t maxBatch, Scoreboard scoreboard,
+                 Hooks hooks, ChannelSyscalls &sys = systemChannelSyscalls(),
                  SystemCalls &calls = systemCalls());
   ~LineDispatcher() = default;
   LineDispatcher(const LineDispatcher &) = delete;
@@ -75,9 +84,11 @@ public:
   // waits, then accept again.
   void resume();
 
-  // Accepts what the kernel already queued, hands it to the line and shuts the listener
-  // down (the workers' copies with it): nothing more is accepted. For stops of any kind.
-  void stopAccepting();
+  // Refuses new handshakes, accepts what the kernel completes until no handshake of the port
+  // is in progress (at most `handshakeBound`), hands it to the line and shuts the listener
+  // down (the workers' copies with it): nothing more is accepted. For stops of any kind
+  // (docs/design/line.md, "Stopping without resetting handshakes").
+  void stopAccepting(std::chrono::milliseconds handshakeBound);
 
   // Connections recovered or queued that no worker can take any more (every worker is gone):
   // answered with 503 and closed. Returns how many. For the very end of a stop.
@@ -98,6 +109,7 @@ private:
   void onAcceptable();
   void acceptBatch(std::vector<UniqueFd> &batch);
   void flush();
+  bool sendToLine(Batch &batch);
   void onRecoverable(uint32_t slot);
   void pauseAccepting(std::chrono::milliseconds retry);
   void enableAccepting();
@@ -105,8 +117,11 @@ private:
   event_base *base_;
   UniqueFd listener_;
   size_t maxBatch_;
+  Scoreboard scoreboard_;
   Hooks hooks_;
+  ChannelSyscalls *sys_;
   SystemCalls &calls_;
+  LogLimiter passedOver_;     // a full input passed over: logged once per interval
   LogLimiter acceptFaults_;   // out of descriptors: logged once per interval
   std::vector<Input> inputs_; // by slot
   EventPtr acceptEvent_;

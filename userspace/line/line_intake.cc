@@ -1,6 +1,7 @@
 #include "line/line_intake.h"
 
 #include "line/line_balancer.h"
+#include "line/line_handoff.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -35,10 +36,11 @@ uint64_t lineConnectionLimit(uint64_t configured) {
 
 } // namespace
 
-LineIntake::LineIntake(UniqueFd input, UniqueFd successor, uint32_t slot, Scoreboard scoreboard,
-                       uint64_t maxConnections)
-    : input_(std::move(input)), successor_(std::move(successor)), slot_(slot),
-      scoreboard_(scoreboard), maxConnections_(lineConnectionLimit(maxConnections)) {}
+LineIntake::LineIntake(UniqueFd input, UniqueFd successor, uint32_t successorSlot, uint32_t slot,
+                       Scoreboard scoreboard, uint64_t maxConnections, ChannelSyscalls &sys)
+    : input_(std::move(input)), successor_(std::move(successor)), successorSlot_(successorSlot),
+      slot_(slot), scoreboard_(scoreboard), maxConnections_(lineConnectionLimit(maxConnections)),
+      sys_(&sys) {}
 
 bool LineIntake::start(event_base *base, IntakeSink &sink) {
   sink_ = &sink;
@@ -60,7 +62,7 @@ void LineIntake::drain() {
 
 void LineIntake::onInput() {
   for (int turn = 0; turn < kMessagesPerTurn; ++turn) {
-    auto received = receive(input_.get());
+    auto received = receive(input_.get(), *sys_);
     if (!received) {
       if (wouldBlock(received.error())) {
         return;
@@ -82,6 +84,9 @@ void LineIntake::onInput() {
 }
 
 void LineIntake::take(Received &received) {
+  // In hand now, no longer queued: the decisions below see this worker's load without them,
+  // as the kernel program sees a worker's without the connection it is placing.
+  receivedFromInput(scoreboard_, slot_, received.fds.size());
   const LineMessage &message = received.message;
   std::vector<UniqueFd> run;
   uint64_t runStart = 0;
@@ -101,7 +106,7 @@ void LineIntake::take(Received &received) {
     step.hops = message.hops;
     if (decideOnLine(scoreboard_, step) == LineVerdict::kKeep) {
       passRun();
-      sink_->takeConnection(received.fds[i].release());
+      keep(std::move(received.fds[i]));
       continue;
     }
     if (run.empty()) {
@@ -112,27 +117,32 @@ void LineIntake::take(Received &received) {
   passRun();
 }
 
-// Never waits: when the successor's channel is full (or broken) the worker keeps the
-// connections itself. A slightly uneven choice beats holding a client back, and nothing is
-// ever queued in a process that could die with it.
+// Never waits: when the successor's input is full (its worker frozen or stuck, or the kernel
+// short of buffers) or broken, the worker keeps the connections itself, even past
+// --max-conns (its descriptor reserve holds one whole message). A slightly uneven choice
+// beats holding a client back, and nothing is ever parked in a process that could die with
+// it. The full input is logged at most once per interval: under load it recurs per message.
 void LineIntake::passOn(LineMessage message, std::vector<UniqueFd> fds) {
   if (successor_) {
-    std::vector<int> raw;
-    raw.reserve(fds.size());
-    for (const UniqueFd &fd : fds) {
-      raw.push_back(fd.get());
-    }
-    auto sent = sendFds(successor_.get(), message, raw);
+    auto sent = handToInput(scoreboard_, successorSlot_, successor_.get(), message, fds, *sys_);
     if (sent) {
       return; // the successor holds its own copies; ours close here
     }
-    if (!wouldBlock(sent.error()) && sent.error().code != ETOOMANYREFS) {
-      spdlog::warn("{}; keeping {} connections", sent.error().message(), fds.size());
+    if (auto heldBack = unpassed_.admit(std::chrono::steady_clock::now())) {
+      spdlog::warn("{}; keeping the connections{}", sent.error().message(),
+                   heldBackSuffix(*heldBack));
     }
   }
   for (UniqueFd &fd : fds) {
-    sink_->takeConnection(fd.release());
+    keep(std::move(fd));
   }
+}
+
+// connectionOpened takes one off `queued`, as an accept from the listen queue does on the eBPF
+// path; the connection was taken off when it was read, so it is counted back for that moment.
+void LineIntake::keep(UniqueFd fd) {
+  scoreboard_.addQueued(slot_, 1);
+  sink_->takeConnection(fd.release());
 }
 
 void LineIntake::changeSuccessor(Received &received) {
@@ -142,7 +152,8 @@ void LineIntake::changeSuccessor(Received &received) {
     return;
   }
   successor_ = std::move(received.fds.front());
-  spdlog::debug("line: new successor");
+  successorSlot_ = static_cast<uint32_t>(received.message.sequence);
+  spdlog::debug("line: new successor {}", successorSlot_);
 }
 
 } // namespace sockdispatch

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "core/event_ptr.h"
+#include "core/log_limiter.h"
 #include "core/unique_fd.h"
 #include "dispatch/intake.h"
 
@@ -12,13 +13,16 @@ namespace sockdispatch {
 // channel, in batches; for each one the worker decides with the attachment's policy
 // (decideOnLine, the function the kernel program runs) whether it keeps the connection or
 // passes it to its successor. Connections it passes on travel in one message per run of
-// consecutive tickets, so every worker down the line sees each connection's number.
+// consecutive tickets, so every worker down the line sees each connection's number. What it
+// passes on is counted queued for its successor until the successor reads it (line_handoff.h).
 class LineIntake final : public Intake {
 public:
   // `input`: the read end of its own input; `successor`: the write end of the next worker's
-  // (none when it is last). `maxConnections` is lowered to what the descriptor limit allows.
-  LineIntake(UniqueFd input, UniqueFd successor, uint32_t slot, Scoreboard scoreboard,
-             uint64_t maxConnections);
+  // (none when it is last), and its slot. `maxConnections` is lowered to what the descriptor limit
+  // allows. `sys`: the channel's syscalls (the kernel's; a test's to make them fail).
+  LineIntake(UniqueFd input, UniqueFd successor, uint32_t successorSlot, uint32_t slot,
+             Scoreboard scoreboard, uint64_t maxConnections,
+             ChannelSyscalls &sys = systemChannelSyscalls());
 
   bool start(event_base *base, IntakeSink &sink) override;
   [[nodiscard]] uint64_t connectionLimit() const override { return maxConnections_; }
@@ -30,14 +34,18 @@ private:
   void onInput();
   void take(Received &received);
   void passOn(LineMessage message, std::vector<UniqueFd> fds);
+  void keep(UniqueFd fd);
 
   UniqueFd input_;
   UniqueFd successor_;
+  uint32_t successorSlot_;
   uint32_t slot_;
   Scoreboard scoreboard_;
   uint64_t maxConnections_;
+  ChannelSyscalls *sys_;
   IntakeSink *sink_ = nullptr;
   EventPtr inputEvent_;
+  LogLimiter unpassed_; // a successor's input that takes nothing: logged once per interval
 };
 
 } // namespace sockdispatch

@@ -235,6 +235,22 @@ TEST(StatusReport, NativeWorkersPrintAsBefore) {
   EXPECT_TRUE(hasKernelMeasuredSlots(kernelSample(1)));
 }
 
+// Line mode: what waits in a worker's input is its `queued`, shown in a column of its own (a
+// frozen worker's grows there while its `open` does not move).
+TEST(StatusReport, LineModeShowsWhatWaitsInEachInput) {
+  AttachmentStatus status = sample();
+  status.config.mode = SD_MODE_LINE;
+  status.workers[0].queued = 6;
+  std::string table = formatTable(status);
+  EXPECT_NE(table.find("slot       pid  state     weight      open    queued    accepted"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("   0      5000  running        1         3         6          10"),
+            std::string::npos)
+      << table;
+  EXPECT_EQ(nlohmann::json::parse(formatJson(status))["workers"][0]["queued"], 6);
+}
+
 TEST(Names, PoliciesRoundTrip) {
   for (uint32_t p = 0; p < SD_NR_POLICIES; ++p) {
     auto parsed = policyFromName(policyName(p));

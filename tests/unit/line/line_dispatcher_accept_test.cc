@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -47,8 +48,12 @@ protected:
       return 0;
     };
     hooks.lineFull = [] { return false; };
-    dispatcher_ = std::make_unique<LineDispatcher>(base_.get(), std::move(listener),
-                                                   kMaxFdsPerMessage, hooks, calls_);
+    config_.nr_slots = 1;
+    slots_[0].state = SD_SLOT_RUNNING;
+    slots_[0].weight = 1;
+    dispatcher_ = std::make_unique<LineDispatcher>(
+        base_.get(), std::move(listener), kMaxFdsPerMessage, Scoreboard(slots_.data(), &config_),
+        hooks, systemChannelSyscalls(), calls_);
     ASSERT_TRUE(dispatcher_->ensureChannel(0)) << "the head's input";
     ASSERT_TRUE(dispatcher_->start()) << "start";
   }
@@ -70,6 +75,8 @@ protected:
 
   test::LogCapture log_;
   test::FakeSystemCalls calls_;
+  std::array<sd_slot, SD_MAX_WORKERS> slots_{}; // the head's queued count
+  sd_config config_{};
   EventBasePtr base_{event_base_new()};
   std::unique_ptr<LineDispatcher> dispatcher_;
   sockaddr_in address_{};
