@@ -22,8 +22,9 @@ Result<void> refuseNewHandshakes(int listener);
 // Refuses new handshakes on `listener`, then calls `takeCompleted` (accept everything queued
 // and hand it on) until no handshake of the listener's port is in progress, waking as soon as
 // one completes, at most `bound`. Returns how many were still in progress at the bound (0:
-// none will be reset). When the filter or the count cannot be had it says why and returns
-// at once, as a stop did before.
+// none will be reset). When the filter cannot be attached (a kernel that wants CAP_NET_ADMIN
+// for it) it says so and waits all the same, new handshakes beginning meanwhile; when the
+// count cannot be had it says why and returns at once, as a stop did before.
 size_t drainHandshakes(int listener, std::chrono::milliseconds bound,
                        const std::function<void()> &takeCompleted);
 
