@@ -129,8 +129,11 @@ void LineIntake::passOn(LineMessage message, std::vector<UniqueFd> fds) {
       return; // the successor holds its own copies; ours close here
     }
     if (auto heldBack = unpassed_.admit(std::chrono::steady_clock::now())) {
-      spdlog::warn("{}; keeping the connections{}", sent.error().message(),
-                   heldBackSuffix(*heldBack));
+      // A full input is back-pressure (the successor reads slower than this worker passes);
+      // anything else is a fault.
+      spdlog::log(inputFull(sent.error()) ? spdlog::level::info : spdlog::level::warn,
+                  "{}; keeping the connections{}", sent.error().message(),
+                  heldBackSuffix(*heldBack));
     }
   }
   for (UniqueFd &fd : fds) {
