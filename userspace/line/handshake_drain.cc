@@ -82,8 +82,9 @@ size_t drainHandshakes(int listener, std::chrono::milliseconds bound,
     if (*inProgress == 0) {
       return 0;
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    // Rounded up: a wait cut at a whole millisecond would end the drain before its bound.
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       return *inProgress;
     }
