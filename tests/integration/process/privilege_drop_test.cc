@@ -6,6 +6,7 @@
 #include "support/http_client.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
+#include "support/worker_state.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -19,24 +20,6 @@ namespace sockdispatch::test {
 namespace {
 
 using PrivilegeDrop = BpfTest;
-
-// The fields of /proc/PID/status, by name ("Uid" -> "65534\t65534\t65534\t65534").
-std::map<std::string, std::string> procStatus(pid_t pid) {
-  std::map<std::string, std::string> fields;
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    auto colon = line.find(':');
-    if (colon == std::string::npos) {
-      continue;
-    }
-    auto value = line.substr(colon + 1);
-    value.erase(0, value.find_first_not_of(" \t"));
-    value.erase(value.find_last_not_of(" \t") + 1);
-    fields[line.substr(0, colon)] = value;
-  }
-  return fields;
-}
 
 std::string fourTimes(unsigned id) {
   std::string one = std::to_string(id);

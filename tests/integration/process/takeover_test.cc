@@ -5,6 +5,7 @@
 #include "support/load.h"
 #include "support/open_loop_load.h"
 #include "support/process.h"
+#include "support/worker_state.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -20,26 +21,6 @@ using Takeover = BpfTest;
 
 class TakeoverInMode : public BpfTest, public testing::WithParamInterface<const char *> {};
 
-std::set<uint32_t> runningPids(PinnedAttachment &pinned) {
-  std::set<uint32_t> pids;
-  for (const auto &slot : pinned.scoreboard().snapshotAll()) {
-    if ((slot.state == SD_SLOT_RUNNING || slot.state == SD_SLOT_FULL) && slot.pid != 0) {
-      pids.insert(slot.pid);
-    }
-  }
-  return pids;
-}
-
-// The running workers of the attachment on `port` (none, and a failure, when it has no state).
-std::set<uint32_t> runningPidsOf(uint16_t port) {
-  auto pinned = PinnedAttachment::open(port, false);
-  if (!pinned) {
-    ADD_FAILURE() << pinned.error().message();
-    return {};
-  }
-  return runningPids(*pinned);
-}
-
 // SIGKILL, and the wait for it to be gone: the master dies without cleaning up.
 void killMaster(Attachment &attachment) {
   attachment.process().signal(SIGKILL);
@@ -50,15 +31,6 @@ void killMaster(Attachment &attachment) {
 uint32_t answeringPid(const HttpReply &reply) {
   auto at = reply.body.find("(pid ");
   return at == std::string::npos ? 0 : static_cast<uint32_t>(std::stoul(reply.body.substr(at + 5)));
-}
-
-bool allGone(const std::set<uint32_t> &pids) {
-  for (uint32_t pid : pids) {
-    if (processAlive(pid)) {
-      return false;
-    }
-  }
-  return true;
 }
 
 /*

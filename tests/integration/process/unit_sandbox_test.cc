@@ -11,6 +11,7 @@
 #include "support/load.h"
 #include "support/open_loop_load.h"
 #include "support/process.h"
+#include "support/worker_state.h"
 
 #include <gtest/gtest.h>
 #include <linux/capability.h>
@@ -63,58 +64,19 @@ protected:
   }
 };
 
-// The fields of /proc/PID/status, by name.
-std::map<std::string, std::string> procStatus(uint32_t pid) {
-  std::map<std::string, std::string> fields;
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    auto colon = line.find(':');
-    if (colon != std::string::npos) {
-      auto value = line.substr(colon + 1);
-      value.erase(0, value.find_first_not_of(" \t"));
-      fields[line.substr(0, colon)] = value;
-    }
-  }
-  return fields;
-}
-
-std::set<uint32_t> runningPids(uint16_t port) {
-  std::set<uint32_t> pids;
-  auto pinned = PinnedAttachment::open(port, false);
-  if (!pinned) {
-    ADD_FAILURE() << pinned.error().message();
-    return pids;
-  }
-  for (const auto &slot : pinned->scoreboard().snapshotAll()) {
-    if ((slot.state == SD_SLOT_RUNNING || slot.state == SD_SLOT_FULL) && slot.pid != 0) {
-      pids.insert(slot.pid);
-    }
-  }
-  return pids;
-}
-
-bool allGone(const std::set<uint32_t> &pids) {
-  for (uint32_t pid : pids) {
-    if (processAlive(pid)) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // What the sandbox makes of a master (root, the unit's bounding set) and of a built-in worker
 // (its own filter on top of the unit's; with a user, no capability).
 void expectConfined(uint32_t master, const std::set<uint32_t> &workers, bool dropped) {
   constexpr uint64_t kBounding = (1ULL << CAP_BPF) | (1ULL << CAP_PERFMON) |
                                  (1ULL << CAP_NET_BIND_SERVICE) | (1ULL << CAP_SETUID) |
                                  (1ULL << CAP_SETGID) | (1ULL << CAP_SETPCAP) | (1ULL << CAP_KILL);
-  auto status = procStatus(master);
+  auto status = procStatus(static_cast<pid_t>(master));
   EXPECT_EQ(std::stoull(status["CapBnd"], nullptr, 16), kBounding) << status["CapBnd"];
   EXPECT_EQ(status["NoNewPrivs"], "1");
   EXPECT_EQ(status["Seccomp"], "2");
   EXPECT_EQ(status["Seccomp_filters"], "2") << "the unit's two filters";
   for (uint32_t pid : workers) {
-    auto worker = procStatus(pid);
+    auto worker = procStatus(static_cast<pid_t>(pid));
     if (dropped) {
       EXPECT_EQ(worker["CapBnd"], "0000000000000000") << "worker " << pid;
     }
@@ -213,7 +175,7 @@ TEST_P(UnitSandbox, ServesReloadsIsTakenOverAndStopsWithoutLoss) {
   const uint16_t port = first->port();
   auto pinned = PinnedAttachment::open(port, false);
   ASSERT_TRUE(pinned) << pinned.error().message();
-  expectConfined(static_cast<uint32_t>(first->process().pid()), runningPids(port), dropped);
+  expectConfined(static_cast<uint32_t>(first->process().pid()), runningPidsOf(port), dropped);
 
   OpenLoopLoad arrivals(port, 100, std::chrono::seconds(60));
   Load keepAlive(port, 2, 0, 1000000, std::chrono::seconds(60));
@@ -223,9 +185,9 @@ TEST_P(UnitSandbox, ServesReloadsIsTakenOverAndStopsWithoutLoss) {
   first->process().signal(SIGHUP);
   ASSERT_TRUE(eventually([&] { return pinned->config().generation == generation + 1; }, 10s))
       << first->process().stderrText();
-  ASSERT_TRUE(eventually([&] { return runningPids(port).size() == 2; }, 10s));
+  ASSERT_TRUE(eventually([&] { return runningPidsOf(port).size() == 2; }, 10s));
   ASSERT_TRUE(arrivals.waitFor(50));
-  const std::set<uint32_t> orphans = runningPids(port);
+  const std::set<uint32_t> orphans = runningPidsOf(port);
 
   first->process().signal(SIGKILL);
   ASSERT_TRUE(first->process().wait(5s).has_value()) << "the master outlived SIGKILL";
@@ -239,7 +201,7 @@ TEST_P(UnitSandbox, ServesReloadsIsTakenOverAndStopsWithoutLoss) {
       << second->process().stderrText();
   ASSERT_TRUE(arrivals.waitFor(50));
   ASSERT_TRUE(keepAlive.waitFor(100));
-  expectConfined(static_cast<uint32_t>(second->process().pid()), runningPids(port), dropped);
+  expectConfined(static_cast<uint32_t>(second->process().pid()), runningPidsOf(port), dropped);
   expectNothingForOthers(pinDirFor(port));
   if (std::string(param.mode) == "line") {
     expectNothingForOthers(runDirFor(port));
