@@ -6,6 +6,7 @@
 #include "dispatch/listener_intake.h"
 #include "support/fake_system_calls.h"
 #include "support/log_capture.h"
+#include "support/loopback_listener.h"
 
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -51,18 +52,10 @@ class ListenerIntakeTest : public testing::Test {
 protected:
   void SetUp() override {
     ASSERT_NE(base_, nullptr) << "event_base_new";
-    UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    ASSERT_TRUE(listener) << "socket";
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr *>(&address), sizeof(address)), 0)
-        << "bind";
-    ASSERT_EQ(::listen(listener.get(), 16), 0) << "listen";
-    socklen_t length = sizeof(address_);
-    ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr *>(&address_), &length), 0)
-        << "getsockname";
-    intake_ = std::make_unique<ListenerIntake>(std::move(listener), kSlot, 0, calls_);
+    test::LoopbackListener listener = test::listenOnLoopback();
+    ASSERT_TRUE(listener.fd);
+    address_ = listener.address;
+    intake_ = std::make_unique<ListenerIntake>(std::move(listener.fd), kSlot, 0, calls_);
     sink_.base = base_.get();
     sink_.intake = intake_.get();
     ASSERT_TRUE(intake_->start(base_.get(), sink_)) << "start";
@@ -70,11 +63,8 @@ protected:
 
   // A client connection, completed by the kernel into the listener's queue.
   void connectClient() {
-    UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    ASSERT_TRUE(client) << "socket";
-    ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&address_), sizeof(address_)), 0)
-        << "connect";
-    clients_.push_back(std::move(client));
+    clients_.push_back(test::connectTo(address_));
+    ASSERT_TRUE(clients_.back());
   }
 
   // Runs the loop until the sink takes a connection, at most 5 s.

@@ -6,6 +6,7 @@
 #include "core/listener_diag.h"
 #include "core/unique_fd.h"
 #include "line/handshake_drain.h"
+#include "support/loopback_listener.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -26,26 +27,6 @@ namespace sockdispatch {
 namespace {
 
 using namespace std::chrono_literals;
-
-struct Listener {
-  UniqueFd fd;
-  uint16_t port = 0;
-};
-
-Listener listenOnLoopback() {
-  Listener listener{UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0))};
-  EXPECT_TRUE(listener.fd.valid()) << "socket: " << std::strerror(errno);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  EXPECT_EQ(::bind(listener.fd.get(), reinterpret_cast<sockaddr *>(&address), length), 0)
-      << "bind: " << std::strerror(errno);
-  EXPECT_EQ(::listen(listener.fd.get(), 64), 0) << "listen: " << std::strerror(errno);
-  EXPECT_EQ(::getsockname(listener.fd.get(), reinterpret_cast<sockaddr *>(&address), &length), 0);
-  listener.port = ntohs(address.sin_port);
-  return listener;
-}
 
 // A connect in progress whose segments from the listener are all dropped while `held`.
 UniqueFd heldConnect(uint16_t port) {
@@ -99,14 +80,14 @@ void acceptAll(int listener, std::vector<UniqueFd> &into) {
  * handshake during the drain is refused (its SYN dropped): not counted, never completed.
  */
 TEST(HandshakeDrain, TakesEveryHandshakeInProgress) {
-  Listener listener = listenOnLoopback();
+  test::LoopbackListener listener = test::listenOnLoopback(SOCK_NONBLOCK, 64);
   std::vector<UniqueFd> clients;
   clients.reserve(3);
   for (int i = 0; i < 3; ++i) {
-    clients.push_back(heldConnect(listener.port));
+    clients.push_back(heldConnect(listener.port()));
   }
-  ASSERT_TRUE(waitFor([&] { return inProgress(listener.port) == 3; }))
-      << "in SYN-RECV: " << inProgress(listener.port);
+  ASSERT_TRUE(waitFor([&] { return inProgress(listener.port()) == 3; }))
+      << "in SYN-RECV: " << inProgress(listener.port());
 
   UniqueFd late;
   std::thread clientSide([&] {
@@ -118,7 +99,7 @@ TEST(HandshakeDrain, TakesEveryHandshakeInProgress) {
     late = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     sockaddr_in server{};
     server.sin_family = AF_INET;
-    server.sin_port = htons(listener.port);
+    server.sin_port = htons(listener.port());
     server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     (void)::connect(late.get(), reinterpret_cast<sockaddr *>(&server), sizeof(server));
   });
@@ -132,7 +113,7 @@ TEST(HandshakeDrain, TakesEveryHandshakeInProgress) {
   EXPECT_EQ(left, 0U) << "handshakes left to reset";
   EXPECT_EQ(accepted.size(), 3U) << "every handshake in progress was taken";
   EXPECT_LT(took, 4s) << "the drain ends once none is in progress, not at its bound";
-  EXPECT_EQ(inProgress(listener.port), 0U) << "the late SYN never made a handshake";
+  EXPECT_EQ(inProgress(listener.port()), 0U) << "the late SYN never made a handshake";
   pollfd connected{late.get(), POLLOUT, 0};
   EXPECT_EQ(::poll(&connected, 1, 300), 0) << "the late client was let in";
 }
@@ -142,11 +123,11 @@ TEST(HandshakeDrain, TakesEveryHandshakeInProgress) {
  * gives up at its bound and says how many are left to be reset.
  */
 TEST(HandshakeDrain, GivesUpAtItsBound) {
-  Listener listener = listenOnLoopback();
+  test::LoopbackListener listener = test::listenOnLoopback(SOCK_NONBLOCK, 64);
   std::vector<UniqueFd> clients;
-  clients.push_back(heldConnect(listener.port));
-  clients.push_back(heldConnect(listener.port));
-  ASSERT_TRUE(waitFor([&] { return inProgress(listener.port) == 2; }));
+  clients.push_back(heldConnect(listener.port()));
+  clients.push_back(heldConnect(listener.port()));
+  ASSERT_TRUE(waitFor([&] { return inProgress(listener.port()) == 2; }));
 
   std::vector<UniqueFd> accepted;
   auto began = std::chrono::steady_clock::now();

@@ -5,6 +5,7 @@
 #include "line/line_dispatcher.h"
 #include "support/fake_system_calls.h"
 #include "support/log_capture.h"
+#include "support/loopback_listener.h"
 
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -30,17 +31,9 @@ class LineDispatcherAcceptTest : public testing::Test {
 protected:
   void SetUp() override {
     ASSERT_NE(base_, nullptr) << "event_base_new";
-    UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    ASSERT_TRUE(listener) << "socket";
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr *>(&address), sizeof(address)), 0)
-        << "bind";
-    ASSERT_EQ(::listen(listener.get(), 16), 0) << "listen";
-    socklen_t length = sizeof(address_);
-    ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr *>(&address_), &length), 0)
-        << "getsockname";
+    test::LoopbackListener listener = test::listenOnLoopback(SOCK_NONBLOCK);
+    ASSERT_TRUE(listener.fd);
+    address_ = listener.address;
     LineDispatcher::Hooks hooks;
     // Asked for only when a batch is about to be sent: the loop ends after this turn.
     hooks.head = [this]() -> std::optional<uint32_t> {
@@ -52,18 +45,15 @@ protected:
     slots_[0].state = SD_SLOT_RUNNING;
     slots_[0].weight = 1;
     dispatcher_ = std::make_unique<LineDispatcher>(
-        base_.get(), std::move(listener), kMaxFdsPerMessage, Scoreboard(slots_.data(), &config_),
+        base_.get(), std::move(listener.fd), kMaxFdsPerMessage, Scoreboard(slots_.data(), &config_),
         hooks, systemChannelSyscalls(), calls_);
     ASSERT_TRUE(dispatcher_->ensureChannel(0)) << "the head's input";
     ASSERT_TRUE(dispatcher_->start()) << "start";
   }
 
   void connectClient() {
-    UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    ASSERT_TRUE(client) << "socket";
-    ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&address_), sizeof(address_)), 0)
-        << "connect";
-    clients_.push_back(std::move(client));
+    clients_.push_back(test::connectTo(address_));
+    ASSERT_TRUE(clients_.back());
   }
 
   // Runs the loop until a batch is handed to the head, at most 5 s.
