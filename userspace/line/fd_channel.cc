@@ -42,6 +42,8 @@ const char *typeName(uint32_t raw) {
   case LineMessageType::kReload: return "reload";
   case LineMessageType::kReady: return "ready";
   case LineMessageType::kReturned: return "returned";
+  case LineMessageType::kHoldExit: return "hold exit";
+  case LineMessageType::kMayExit: return "may exit";
   }
   return "unknown";
 }
@@ -120,14 +122,16 @@ size_t maxFdsFor(LineMessageType type) {
   case LineMessageType::kSuccessor: return 1;
   case LineMessageType::kStopGracefully:
   case LineMessageType::kReload:
-  case LineMessageType::kReady: return 0;
+  case LineMessageType::kReady:
+  case LineMessageType::kHoldExit:
+  case LineMessageType::kMayExit: return 0;
   }
   return 0;
 }
 
 bool knownMessageType(uint32_t raw) {
   return raw >= static_cast<uint32_t>(LineMessageType::kConnections) &&
-         raw <= static_cast<uint32_t>(LineMessageType::kReturned);
+         raw <= static_cast<uint32_t>(LineMessageType::kMayExit);
 }
 
 ChannelSyscalls &systemChannelSyscalls() {

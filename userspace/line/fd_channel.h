@@ -43,6 +43,12 @@ enum class LineMessageType : uint32_t {
   // no successor, or its successor's channel broke). The master re-inserts them at the head
   // of the line. 1..kMaxFdsPerMessage fds.
   kReturned = 6,
+  // Master to worker, while the attachment stops: once stopping with no connection left, do
+  // not exit yet; a predecessor may still be passing to this worker's input. No fds.
+  kHoldExit = 7,
+  // Master to worker: nothing more can reach this worker's input (every worker before it is
+  // gone, the master holds nothing back): take what is queued there, then exit when done.
+  kMayExit = 8,
 };
 
 // The most descriptors a message of `type` may carry; 0 for types that carry none and for

@@ -20,7 +20,7 @@ constexpr std::chrono::milliseconds kHandshakeBound(2000);
 
 LineDispatch::LineDispatch(ListenerGroup listeners, Scoreboard scoreboard)
     : address_(listeners.address), listener_(std::move(listeners.sockets.at(0))),
-      scoreboard_(scoreboard), toldSuccessor_(SD_MAX_WORKERS) {}
+      scoreboard_(scoreboard), toldSuccessor_(SD_MAX_WORKERS), exitHeld_(SD_MAX_WORKERS, false) {}
 
 uint32_t LineDispatch::firstGenerationSize(const AttachOptions &options) const {
   return static_cast<uint32_t>(initialWorkers(options));
@@ -33,6 +33,11 @@ void LineDispatch::connect(event_base *base, const WorkerRoster &roster) {
   hooks.head = [this] { return firstFrom(0); };
   hooks.successor = [this](uint32_t slot) { return firstFrom(slot + 1); };
   hooks.lineFull = [this] { return full(); };
+  hooks.emptied = [this] {
+    if (stopping_) {
+      releaseExits(); // what it held back reached the line
+    }
+  };
   dispatcher_ = std::make_unique<LineDispatcher>(base, std::move(listener_),
                                                  static_cast<size_t>(roster.options().lineBatch),
                                                  scoreboard_, std::move(hooks));
@@ -76,8 +81,12 @@ WorkerSockets LineDispatch::takeInChild(uint32_t slot) {
 void LineDispatch::exited(uint32_t slot) {
   // Its predecessor passes around it; what was already queued for it is sent again.
   toldSuccessor_[slot].reset();
+  exitHeld_[slot] = false;
   relink();
   dispatcher_->recoverFrom(slot);
+  if (stopping_) {
+    releaseExits(); // after what it left was handed to the line
+  }
 }
 
 void LineDispatch::retiring(uint32_t /*slot*/) {
@@ -85,9 +94,46 @@ void LineDispatch::retiring(uint32_t /*slot*/) {
 }
 
 void LineDispatch::stopping() {
+  stopping_ = true;
   // What the kernel already queued goes down the line; nothing more is accepted.
   dispatcher_->stopAccepting(kHandshakeBound);
   relink(); // every worker keeps what reaches it now
+  holdExits();
+  releaseExits();
+}
+
+void LineDispatch::holdExits() {
+  for (uint32_t slot = 0; slot < roster_->slotCount(); ++slot) {
+    if (roster_->running(slot) && roster_->controlChannel(slot) >= 0) {
+      tell(slot, LineMessageType::kHoldExit);
+      exitHeld_[slot] = true;
+    }
+  }
+}
+
+void LineDispatch::releaseExits() {
+  if (dispatcher_->holdsBack()) {
+    return; // it goes to the first running worker, which waits for it
+  }
+  // Only the first running worker: each one after it has a predecessor that may still pass.
+  for (uint32_t slot = 0; slot < roster_->slotCount(); ++slot) {
+    if (!roster_->running(slot)) {
+      continue;
+    }
+    if (exitHeld_[slot]) {
+      tell(slot, LineMessageType::kMayExit);
+      exitHeld_[slot] = false;
+    }
+    return;
+  }
+}
+
+void LineDispatch::tell(uint32_t slot, LineMessageType type) {
+  auto sent = sendFds(roster_->controlChannel(slot), LineMessage::make(type), {});
+  if (!sent && sent.error().code != EPIPE && sent.error().code != ECONNRESET) {
+    // Its stop deadline still bounds a hold it never hears lifted.
+    spdlog::warn("worker {}: {}", slot, sent.error().message());
+  }
 }
 
 void LineDispatch::stopped() {

@@ -47,6 +47,13 @@ private:
   [[nodiscard]] std::optional<uint32_t> firstFrom(uint32_t from) const;
   [[nodiscard]] bool full() const;
   void relink();
+  // While stopping: every running worker is held from exiting (kHoldExit) until nothing more
+  // can reach its input, which is when every worker before it on the line is gone and the
+  // dispatcher holds no connection back; then it is released (kMayExit). A worker that
+  // exited at once could miss what its predecessor passed a moment later.
+  void holdExits();
+  void releaseExits();
+  void tell(uint32_t slot, LineMessageType type);
 
   SocketAddress address_;
   UniqueFd listener_; // until connect() hands it to the dispatcher
@@ -56,6 +63,8 @@ private:
   std::unique_ptr<LineDispatcher> dispatcher_;
   EventPtr relinkTimer_; // retries a re-linking the control channels could not take at once
   std::vector<std::optional<uint32_t>> toldSuccessor_; // by slot: where it passes, as last told
+  std::vector<bool> exitHeld_;                         // by slot: told kHoldExit, not kMayExit
+  bool stopping_ = false;
 };
 
 } // namespace sockdispatch

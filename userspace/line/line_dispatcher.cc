@@ -225,9 +225,13 @@ void LineDispatcher::acceptBatch(std::vector<UniqueFd> &batch) {
 }
 
 void LineDispatcher::flush() {
+  const bool held = !pending_.empty();
   while (!pending_.empty() && sendToLine(pending_.front())) {
     sequence_ += pending_.front().fds.size();
     pending_.pop_front(); // the worker holds its own copies now
+  }
+  if (held && pending_.empty() && hooks_.emptied) {
+    hooks_.emptied();
   }
 }
 

@@ -45,6 +45,8 @@ public:
     std::function<std::optional<uint32_t>(uint32_t slot)> successor;
     // Whether no worker can take another connection now.
     std::function<bool()> lineFull;
+    // Every connection held back (pending) has reached the line; optional.
+    std::function<void()> emptied;
   };
 
   // `maxBatch`: the most connections handed over in one message (1..kMaxFdsPerMessage).
@@ -95,6 +97,8 @@ public:
   size_t answerLeftovers();
 
   [[nodiscard]] uint64_t dispatched() const { return sequence_; }
+  // Whether connections wait here for an input that takes them.
+  [[nodiscard]] bool holdsBack() const { return !pending_.empty(); }
 
 private:
   struct Batch {

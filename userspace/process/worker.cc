@@ -207,12 +207,21 @@ void Worker::onControl() {
       beginStop();
       break;
     case LineMessageType::kSuccessor: intake_->changeSuccessor(*received); break;
+    case LineMessageType::kHoldExit: exitHeld_ = true; break;
+    case LineMessageType::kMayExit:
+      exitHeld_ = false;
+      // Whatever reached the input before the master said so is queued there now: taken
+      // before the worker may leave.
+      intake_->drain();
+      exitWhenDone();
+      break;
     default: spdlog::warn("ignored a control message of type {}", received->message.type); break;
     }
   }
 }
 
 void Worker::onMasterGone() {
+  exitHeld_ = false; // nobody is left to lift it
   const auto bound = options_.orphanTimeout;
   if (!servesAsOrphan_ || bound.count() == 0 || stopping_) {
     spdlog::warn("the master is gone; stopping");
@@ -258,7 +267,11 @@ void Worker::onConnectionClosed(HttpConnection *connection) {
 
 void Worker::reapClosed() {
   closed_.clear();
-  if (stopping_ && connections_.empty()) {
+  exitWhenDone();
+}
+
+void Worker::exitWhenDone() {
+  if (stopping_ && !exitHeld_ && connections_.empty()) {
     event_base_loopbreak(base_.get());
   }
 }
@@ -281,7 +294,7 @@ void Worker::beginStop() {
   for (auto &entry : connections_) {
     open.push_back(entry.first);
   }
-  if (connections_.empty()) {
+  if (connections_.empty() && !exitHeld_) {
     event_base_loopbreak(base_.get());
     return;
   }
@@ -292,7 +305,12 @@ void Worker::beginStop() {
       base_.get(),
       [](evutil_socket_t, short, void *ctx) {
         auto *self = static_cast<Worker *>(ctx);
-        spdlog::warn("shutdown timeout: closing {} connections", self->connections_.size());
+        if (self->connections_.empty()) {
+          spdlog::warn("shutdown timeout: leaving without the master's word that nothing more "
+                       "reaches this worker");
+        } else {
+          spdlog::warn("shutdown timeout: closing {} connections", self->connections_.size());
+        }
         event_base_loopbreak(self->base_.get());
       },
       this));

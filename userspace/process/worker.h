@@ -47,6 +47,8 @@ private:
   void onMasterGone();
   void onConnectionClosed(HttpConnection *connection);
   void beginStop();
+  // Leaves the loop once stopping, with no connection left and no exit held.
+  void exitWhenDone();
   void reapClosed();
 
   const AttachOptions &options_;
@@ -73,6 +75,9 @@ private:
   std::vector<std::unique_ptr<HttpConnection>> closed_;
   uint64_t maxConnections_ = 0; // 0: no limit
   bool stopping_ = false;
+  // The master holds this worker's exit during a line stop (kHoldExit) until nothing more
+  // can reach its input (kMayExit): docs/design/line.md, "Stopping the attachment".
+  bool exitHeld_ = false;
   bool full_ = false;
   bool paused_ = false; // out of descriptors
 };
