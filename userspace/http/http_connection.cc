@@ -49,21 +49,50 @@ HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
       [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onTimer(); },
       this));
   startReading();
-  readDeadline_ = Clock::now() + limits_.idleTimeout;
+  idleFrom_ = Clock::now();
+  readDeadline_ = idleFrom_ + limits_.idleTimeout;
   armTimer();
 }
 
+HttpConnection::HttpConnection(event_base *base, Idle idle, const Handler &handler,
+                               const WorkerIdentity &who, const HttpLimits &limits, Hooks hooks)
+    : HttpConnection(base, idle.fd.release(), handler, who, limits, std::move(hooks)) {
+  requestsAnswered_ = idle.requestsAnswered;
+  readDeadline_ = idle.deadline;
+  armTimer();
+  event_active(readEvent_.get(), EV_READ, 0); // what woke it is read on this loop turn
+}
+
 HttpConnection::~HttpConnection() = default;
+
+bool HttpConnection::idleSince(Clock::time_point idleSince) const {
+  return !closed_ && !closeAfterWrite_ && !draining_ && !peerClosed_ && !waitingForDrain_ &&
+         reading_ && phase_ == Phase::idle && !answerPending() && writer_.idle() &&
+         evbuffer_get_length(input_.get()) == 0 && idleFrom_ <= idleSince;
+}
+
+HttpConnection::Idle HttpConnection::setAside() {
+  Idle idle{std::move(fd_), readDeadline_, requestsAnswered_};
+  closed_ = true;
+  stopReading();
+  writer_.stop();
+  event_del(timer_.get());
+  return idle;
+}
 
 void HttpConnection::phaseEntered(Phase phase) {
   if (phase == phase_) {
     return;
   }
   phase_ = phase;
+  const Clock::time_point now = Clock::now();
+  if (phase == Phase::idle) {
+    idleFrom_ = now;
+  }
   std::chrono::milliseconds timeout = phase == Phase::idle   ? idleWait()
                                       : phase == Phase::head ? limits_.headerTimeout
                                                              : limits_.bodyTimeout;
-  readDeadline_ = Clock::now() + timeout;
+  readDeadline_ = now + timeout;
   armTimer();
 }
 
@@ -268,7 +297,8 @@ bool HttpConnection::completeDeferred(uint64_t sequence, Response response) {
     return true;
   }
   // Waiting for the next request from now; take up what the client pipelined meanwhile.
-  readDeadline_ = Clock::now() + idleWait();
+  idleFrom_ = Clock::now();
+  readDeadline_ = idleFrom_ + idleWait();
   armTimer();
   startReading();
   processInput();
@@ -289,7 +319,8 @@ void HttpConnection::writeBlocked() {
 void HttpConnection::writeDrained(bool wasBlocked) {
   if (wasBlocked) {
     if (phase_ == Phase::idle) {
-      readDeadline_ = Clock::now() + limits_.idleTimeout; // idle from now on
+      idleFrom_ = Clock::now(); // idle from now on
+      readDeadline_ = idleFrom_ + limits_.idleTimeout;
     }
     armTimer();
   }

@@ -80,7 +80,10 @@ TEST_F(DescriptorLimit, AWorkerOutOfDescriptorsPausesAndTheOtherServes) {
   ASSERT_TRUE(servedByWorker0) << "worker 0 answered none of 20 requests";
 
   // Room for two connections in worker 0, no more, counted once its descriptors are settled
-  // (a connection of the start-up check it has not closed yet would be one more room later).
+  // (a connection of the start-up check or of the requests above it has not closed yet would
+  // be one more room later): first every connection it took is closed.
+  ASSERT_TRUE(eventually([&] { return pinned->scoreboard().snapshot(0).open == 0; }))
+      << "worker 0 still holds connections: " << pinned->scoreboard().snapshot(0).open;
   rlim_t limit = limitLeaving(pid, 2);
   for (int i = 0; i < 20; ++i) {
     ::usleep(100 * 1000);

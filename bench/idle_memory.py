@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Memory per idle keep-alive connection: sockdispatch (eBPF dispatch) beside nginx.
+
+Both serve the same 13-byte file with the same worker count. For each count of connections,
+each server is started fresh; that many clients connect, each sends one request and reads
+its answer, and then all stay open and idle. The memory they cost is measured after they
+settled: the RSS of every worker (and the master) against the same reading before they
+connected, plus the kernel's TCP socket memory (`/proc/net/sockstat`, `TCP: ... mem` pages,
+which counts the clients' ends as well, alike for both servers). Servers are interleaved
+(sockdispatch, nginx, sockdispatch, ...) for `--rounds` rounds.
+
+The clients come from several loopback source addresses (127.0.0.2, .3, ...), each with its
+own range of ephemeral ports, so 100,000 connections fit, and from several client processes,
+each holding at most 15,000 (a process may hold no more descriptors than its hard limit, which
+root without CAP_SYS_RESOURCE cannot raise). For the same reason each server runs at least
+enough workers to hold its share in 15,000 descriptors a worker (8 for 100,000): the same
+count for both servers.
+
+Usage (as root, after `packaging/install-deps.sh --bench` and a build in ./build):
+  bench/idle_memory.py [--counts 10000 100000] [--rounds 2] [--workers 2]
+Writes bench/results/idle-memory.json and prints a Markdown table.
+"""
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import resource
+import select
+import socket
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from core_bench import (ROOT, Server, free_port, make_docroot, relative_args,  # noqa: E402
+                        require_tools, tree_pids)
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+PER_SOURCE = 20000  # connections per source address: well inside the ephemeral range
+PER_PROCESS = 15000  # descriptors a client process or a worker holds at most
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def tcp_socket_memory():
+    """The kernel's TCP socket memory in bytes (sockstat's `mem`, in pages)."""
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                return int(fields[fields.index("mem") + 1]) * PAGE
+    return 0
+
+
+def hold_idle(port, first, last, ready, done, timeout=120):
+    """In a client process: connections first..last-1, each answered once, held open until
+    `done` is set. Sends the number of answered connections (or an error) on `ready`."""
+    try:
+        sockets = open_idle(port, first, last, timeout)
+        ready.send(len(sockets))
+    except (OSError, RuntimeError) as error:
+        ready.send(str(error))
+        return
+    done.wait()
+    for s in sockets:
+        s.close()
+
+
+def open_idle(port, first, last, timeout):
+    sockets, pending = [], {}
+    poller = select.epoll()
+    deadline = time.time() + timeout
+    for i in range(first, last):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
+        s.bind((f"127.0.0.{2 + i // PER_SOURCE}", 0))
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        sockets.append(s)
+        pending[s.fileno()] = [s, b""]
+        poller.register(s.fileno(), select.EPOLLOUT)
+        # Keep the accept queues short: wait for answers every so often.
+        while len(pending) > 2000 and time.time() < deadline:
+            _pump(poller, pending)
+    while pending and time.time() < deadline:
+        _pump(poller, pending)
+    poller.close()
+    if pending:
+        raise RuntimeError(f"{len(pending)} of {last - first} connections got no answer")
+    return sockets
+
+
+def _pump(poller, pending):
+    for fd, events in poller.poll(0.1):
+        entry = pending.get(fd)
+        if entry is None:
+            continue
+        s = entry[0]
+        if events & (select.EPOLLERR | select.EPOLLHUP):
+            raise RuntimeError("a connection failed")
+        if events & select.EPOLLOUT:
+            s.send(REQUEST)
+            poller.modify(fd, select.EPOLLIN)
+            continue
+        data = s.recv(4096)
+        if not data:
+            raise RuntimeError("the server closed an idle connection early")
+        entry[1] += data
+        head, sep, rest = entry[1].partition(b"\r\n\r\n")
+        if sep and head.startswith(b"HTTP/1.1 200") and len(rest) >= 13:
+            poller.unregister(fd)
+            del pending[fd]
+
+
+def settle():
+    time.sleep(2)
+
+
+def start_sockdispatch(binary, docroot, workers):
+    port = free_port()
+    argv = [binary, "attach", str(port), "--bind", "127.0.0.1", "--workers", str(workers),
+            "--root", docroot, "--mode", "ebpf", "--idle-timeout", "600"]
+    return Server("sockdispatch", argv, port, "1")
+
+
+def start_nginx(workdir, docroot, workers):
+    port = free_port()
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes {workers};
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections {PER_PROCESS + 2000}; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 600s;
+    sendfile on;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        root {docroot};
+        location / {{ }}
+    }}
+}}
+""")
+    return Server("nginx", ["nginx", "-c", conf, "-p", workdir], port, "1")
+
+
+def measure(server, count):
+    pids = tree_pids(server.proc.pid)
+    settle()
+    rss_before, kernel_before = rss_bytes(pids), tcp_socket_memory()
+    done = multiprocessing.Event()
+    clients = []
+    for first in range(0, count, PER_PROCESS):
+        mine, theirs = multiprocessing.Pipe()
+        process = multiprocessing.Process(
+            target=hold_idle, args=(server.port, first, min(first + PER_PROCESS, count), theirs,
+                                    done))
+        process.start()
+        clients.append((process, mine))
+    try:
+        for _, mine in clients:
+            answered = mine.recv()
+            if isinstance(answered, str):
+                raise RuntimeError(f"{server.name}: {answered}")
+        settle()
+        rss_after, kernel_after = rss_bytes(pids), tcp_socket_memory()
+    finally:
+        done.set()
+        for process, _ in clients:
+            process.join()
+    return {
+        "connections": count,
+        "workers": len(pids) - 1,
+        "rss_per_connection": (rss_after - rss_before) / count,
+        "kernel_per_connection": (kernel_after - kernel_before) / count,
+        "total_per_connection": (rss_after - rss_before + kernel_after - kernel_before) / count,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", default=os.path.join(ROOT, "build", "sockdispatch"))
+    parser.add_argument("--counts", type=int, nargs="+", default=[10000, 100000])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results",
+                                                         "idle-memory.json"))
+    args = parser.parse_args()
+    require_tools("idle_memory.py", args.binary)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < PER_PROCESS + 2000:
+        sys.exit(f"idle_memory.py: the descriptor limit ({hard}) is below {PER_PROCESS + 2000}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
+    if max(args.counts) > PER_SOURCE * 250:
+        sys.exit("idle_memory.py: too many connections for the source addresses")
+
+    workdir, docroot = make_docroot("idle-memory-")
+    results = {"sockdispatch": {}, "nginx": {}}
+    for count in args.counts:
+        for name in results:
+            results[name][count] = []
+        # Each worker holds at most PER_PROCESS (hash spreads unevenly: a fifth to spare).
+        workers = max(args.workers, 2 ** math.ceil(math.log2(count * 1.2 / PER_PROCESS)))
+        for _ in range(args.rounds):
+            for name in ("sockdispatch", "nginx"):
+                server = (start_sockdispatch(args.binary, docroot, workers)
+                          if name == "sockdispatch" else start_nginx(workdir, docroot, workers))
+                try:
+                    results[name][count].append(measure(server, count))
+                finally:
+                    server.stop()
+                settle()
+
+    summary = []
+    print("| connections | workers | server | RSS B/conn | kernel B/conn | total B/conn | vs nginx |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for count in args.counts:
+        medians = {}
+        for name in ("sockdispatch", "nginx"):
+            runs = results[name][count]
+            medians[name] = {key: statistics.median(run[key] for run in runs)
+                             for key in ("rss_per_connection", "kernel_per_connection",
+                                         "total_per_connection")}
+        for name in ("sockdispatch", "nginx"):
+            m = medians[name]
+            ratio = m["total_per_connection"] / medians["nginx"]["total_per_connection"]
+            workers = results[name][count][0]["workers"]
+            summary.append({"connections": count, "workers": workers, "server": name, **m,
+                            "vs_nginx": ratio})
+            print(f"| {count:,} | {workers} | {name} | {m['rss_per_connection']:.0f} | "
+                  f"{m['kernel_per_connection']:.0f} | {m['total_per_connection']:.0f} | "
+                  f"{ratio:.2f}× |")
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump({"args": relative_args(args), "runs": results, "summary": summary}, f,
+                  indent=2)
+
+
+if __name__ == "__main__":
+    main()
