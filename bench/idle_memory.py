@@ -18,7 +18,8 @@ count for both servers.
 
 Usage (as root, after `packaging/install-deps.sh --bench` and a build in ./build):
   bench/idle_memory.py [--counts 10000 100000] [--rounds 2] [--workers 2]
-Writes bench/results/idle-memory.json and prints a Markdown table.
+Writes bench/results/idle-memory.json and docs/idle-memory.png (matplotlib), and prints a
+Markdown table. --replot redraws both from the results file without measuring.
 """
 import argparse
 import json
@@ -203,7 +204,14 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results",
                                                          "idle-memory.json"))
+    parser.add_argument("--plot", default=os.path.join(ROOT, "docs", "idle-memory.png"))
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw the table and the plot from --output, measuring nothing")
     args = parser.parse_args()
+    if args.replot:
+        with open(args.output) as f:
+            report(json.load(f)["summary"], args.plot)
+        return
     require_tools("idle_memory.py", args.binary)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < PER_PROCESS + 2000:
@@ -229,10 +237,17 @@ def main():
                     server.stop()
                 settle()
 
+    summary = summarize(args.counts, results)
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump({"args": relative_args(args), "runs": results, "summary": summary}, f,
+                  indent=2)
+    report(summary, args.plot)
+
+
+def summarize(counts, results):
     summary = []
-    print("| connections | workers | server | RSS B/conn | kernel B/conn | total B/conn | vs nginx |")
-    print("|---:|---:|---|---:|---:|---:|---:|")
-    for count in args.counts:
+    for count in counts:
         medians = {}
         for name in ("sockdispatch", "nginx"):
             runs = results[name][count]
@@ -242,16 +257,47 @@ def main():
         for name in ("sockdispatch", "nginx"):
             m = medians[name]
             ratio = m["total_per_connection"] / medians["nginx"]["total_per_connection"]
-            workers = results[name][count][0]["workers"]
-            summary.append({"connections": count, "workers": workers, "server": name, **m,
-                            "vs_nginx": ratio})
-            print(f"| {count:,} | {workers} | {name} | {m['rss_per_connection']:.0f} | "
-                  f"{m['kernel_per_connection']:.0f} | {m['total_per_connection']:.0f} | "
-                  f"{ratio:.2f}× |")
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump({"args": relative_args(args), "runs": results, "summary": summary}, f,
-                  indent=2)
+            summary.append({"connections": count, "workers": results[name][count][0]["workers"],
+                            "server": name, **m, "vs_nginx": ratio})
+    return summary
+
+
+def report(summary, plot_path):
+    print("| connections | workers | server | RSS B/conn | kernel B/conn | total B/conn | vs nginx |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for row in summary:
+        print(f"| {row['connections']:,} | {row['workers']} | {row['server']} | "
+              f"{row['rss_per_connection']:.0f} | {row['kernel_per_connection']:.0f} | "
+              f"{row['total_per_connection']:.0f} | {row['vs_nginx']:.2f}× |")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib missing: no plot)")
+        return
+    counts = sorted({row["connections"] for row in summary})
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    width = 0.35
+    for i, name in enumerate(("sockdispatch", "nginx")):
+        values = [next(r["total_per_connection"] for r in summary
+                       if r["server"] == name and r["connections"] == c) for c in counts]
+        bars = ax.bar([x + (i - 0.5) * width for x in range(len(counts))], values, width,
+                      label=name)
+        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    goals = [0.8 * next(r["total_per_connection"] for r in summary
+                        if r["server"] == "nginx" and r["connections"] == c) for c in counts]
+    ax.plot(range(len(counts)), goals, "kv", linestyle="none", label="goal: 0.8× nginx")
+    ax.set_xticks(range(len(counts)))
+    ax.set_xticklabels([f"{c:,} idle\n({next(r['workers'] for r in summary if r['connections'] == c)} workers)"
+                        for c in counts])
+    ax.set_ylabel("bytes per idle connection\n(workers' RSS + kernel TCP memory)")
+    ax.set_ylim(0, max(r["total_per_connection"] for r in summary) * 1.3)
+    ax.legend(fontsize=8, loc="upper left", ncol=3)
+    ax.set_title("Idle keep-alive connections: memory (medians)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(plot_path, dpi=110)
+    print(f"plot: {os.path.relpath(plot_path, ROOT)}")
 
 
 if __name__ == "__main__":
