@@ -49,50 +49,21 @@ HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
       [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onTimer(); },
       this));
   startReading();
-  idleFrom_ = Clock::now();
-  readDeadline_ = idleFrom_ + limits_.idleTimeout;
+  readDeadline_ = Clock::now() + limits_.idleTimeout;
   armTimer();
-}
-
-HttpConnection::HttpConnection(event_base *base, Idle idle, const Handler &handler,
-                               const WorkerIdentity &who, const HttpLimits &limits, Hooks hooks)
-    : HttpConnection(base, idle.fd.release(), handler, who, limits, std::move(hooks)) {
-  requestsAnswered_ = idle.requestsAnswered;
-  readDeadline_ = idle.deadline;
-  armTimer();
-  event_active(readEvent_.get(), EV_READ, 0); // what woke it is read on this loop turn
 }
 
 HttpConnection::~HttpConnection() = default;
-
-bool HttpConnection::idleSince(Clock::time_point idleSince) const {
-  return !closed_ && !closeAfterWrite_ && !draining_ && !peerClosed_ && !waitingForDrain_ &&
-         reading_ && phase_ == Phase::idle && !answerPending() && writer_.idle() &&
-         evbuffer_get_length(input_.get()) == 0 && idleFrom_ <= idleSince;
-}
-
-HttpConnection::Idle HttpConnection::setAside() {
-  Idle idle{std::move(fd_), readDeadline_, requestsAnswered_};
-  closed_ = true;
-  stopReading();
-  writer_.stop();
-  event_del(timer_.get());
-  return idle;
-}
 
 void HttpConnection::phaseEntered(Phase phase) {
   if (phase == phase_) {
     return;
   }
   phase_ = phase;
-  const Clock::time_point now = Clock::now();
-  if (phase == Phase::idle) {
-    idleFrom_ = now;
-  }
   std::chrono::milliseconds timeout = phase == Phase::idle   ? idleWait()
                                       : phase == Phase::head ? limits_.headerTimeout
                                                              : limits_.bodyTimeout;
-  readDeadline_ = now + timeout;
+  readDeadline_ = Clock::now() + timeout;
   armTimer();
 }
 
@@ -297,8 +268,7 @@ bool HttpConnection::completeDeferred(uint64_t sequence, Response response) {
     return true;
   }
   // Waiting for the next request from now; take up what the client pipelined meanwhile.
-  idleFrom_ = Clock::now();
-  readDeadline_ = idleFrom_ + idleWait();
+  readDeadline_ = Clock::now() + idleWait();
   armTimer();
   startReading();
   processInput();
@@ -319,8 +289,7 @@ void HttpConnection::writeBlocked() {
 void HttpConnection::writeDrained(bool wasBlocked) {
   if (wasBlocked) {
     if (phase_ == Phase::idle) {
-      idleFrom_ = Clock::now(); // idle from now on
-      readDeadline_ = idleFrom_ + limits_.idleTimeout;
+      readDeadline_ = Clock::now() + limits_.idleTimeout; // idle from now on
     }
     armTimer();
   }

@@ -40,25 +40,13 @@ class HttpConnection : private DeferredSink,
                        private HttpRequestReader::Events,
                        private HttpResponseWriter::Events {
 public:
-  using Clock = std::chrono::steady_clock;
-
   struct Hooks {
     // The connection is done: the owner must free it, but not from inside this call.
     std::function<void(HttpConnection *)> closed;
     std::function<void()> requestAnswered; // scoreboard counter
   };
 
-  // A connection set aside while idle (ParkedConnections): its socket and what it had done.
-  struct Idle {
-    UniqueFd fd;
-    Clock::time_point deadline; // its keep-alive timeout
-    uint32_t requestsAnswered = 0;
-  };
-
   HttpConnection(event_base *base, int fd, const Handler &handler, const WorkerIdentity &who,
-                 const HttpLimits &limits, Hooks hooks);
-  // Takes up an idle connection again (its socket has something to read).
-  HttpConnection(event_base *base, Idle idle, const Handler &handler, const WorkerIdentity &who,
                  const HttpLimits &limits, Hooks hooks);
   ~HttpConnection() override;
   HttpConnection(const HttpConnection &) = delete;
@@ -69,14 +57,8 @@ public:
   // client may still be sending) is answered with Connection: close, then it closes.
   void closeWhenIdle();
 
-  // Whether it has waited for a request since `idleSince` or before, with nothing read,
-  // nothing to write and nothing pending: all it holds is the socket and its deadline.
-  [[nodiscard]] bool idleSince(Clock::time_point idleSince) const;
-  // Gives up the socket of an idle connection (idleSince() held): the object may be freed,
-  // and no hook is called.
-  Idle setAside();
-
 private:
+  using Clock = std::chrono::steady_clock;
   using Phase = RequestPhase;
 
   // HttpRequestReader::Events
@@ -121,7 +103,6 @@ private:
   uint32_t requestsAnswered_ = 0;
   Phase phase_ = Phase::idle;
   Clock::time_point readDeadline_; // of the current phase
-  Clock::time_point idleFrom_;     // waiting for a request since (taken up again: from then)
   bool closeAfterWrite_ = false;
   bool waitingForDrain_ = false;
   bool reading_ = false;

@@ -43,10 +43,6 @@ HttpResponseWriter::HttpResponseWriter(event_base *base, int fd, const WorkerIde
       this));
 }
 
-bool HttpResponseWriter::idle() const {
-  return !armed_ && stream_ == nullptr && evbuffer_get_length(output_.get()) == 0;
-}
-
 bool HttpResponseWriter::backlogged() const {
   return evbuffer_get_length(output_.get()) > limits_.maxPendingOutput;
 }

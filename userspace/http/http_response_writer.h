@@ -67,8 +67,6 @@ public:
   // Whether the socket pushed back, and until when it may take no progress.
   [[nodiscard]] bool blocked() const { return armed_; }
   [[nodiscard]] Clock::time_point deadline() const { return deadline_; }
-  // Everything answered is written and nothing is being streamed.
-  [[nodiscard]] bool idle() const;
 
 private:
   void pullStream();

@@ -1,7 +1,6 @@
 #include "process/worker.h"
 
 #include "core/monotonic_clock.h"
-#include "core/timeval.h"
 #include "dispatch/listener_intake.h"
 #include "http/builtin_page.h"
 #include "http/static_files.h"
@@ -9,7 +8,6 @@
 #include "line/fd_channel.h"
 
 #include <event2/event.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
@@ -28,11 +26,6 @@ namespace {
 // I/O that became ready in the same loop turn; everything else shares the default.
 constexpr int kEventPriorities = 2;
 constexpr int kControlPriority = 0;
-// A keep-alive connection idle this long is set aside until its next request; one busier
-// than that keeps its buffers (docs/design/idle-connections.md). Swept at this interval too.
-constexpr std::chrono::milliseconds kParkAfter(10);
-// Parking this many at once returns the freed memory to the system (malloc_trim).
-constexpr size_t kTrimAfterParking = 256;
 
 // Marks the worker's slot busy for the length of every handler call (busy_since), so the
 // load-aware policies see a worker stuck in slow work, which accepts and counts nothing
@@ -132,16 +125,6 @@ int Worker::run() {
   reaper_.reset(event_new(
       base_.get(), -1, 0,
       [](evutil_socket_t, short, void *ctx) { static_cast<Worker *>(ctx)->reapClosed(); }, this));
-  ParkedConnections::Hooks parkedHooks;
-  parkedHooks.wake = [this](HttpConnection::Idle idle) { resume(std::move(idle)); };
-  parkedHooks.expired = [this] {
-    scoreboard_.connectionClosed(slot_);
-    updateFull();
-  };
-  parked_ = std::make_unique<ParkedConnections>(base_.get(), std::move(parkedHooks));
-  parkSweep_.reset(evtimer_new(
-      base_.get(),
-      [](evutil_socket_t, short, void *ctx) { static_cast<Worker *>(ctx)->parkIdle(); }, this));
 
   if (options_.confineWorker) {
     if (auto confined = options_.confineWorker(); !confined) {
@@ -151,90 +134,32 @@ int Worker::run() {
   scoreboard_.setState(slot_, SD_SLOT_RUNNING);
   spdlog::debug("serving slot {}", slot_);
   event_base_dispatch(base_.get());
-  spdlog::debug("stopped; {} connections left", openConnections());
+  spdlog::debug("stopped; {} connections left", connections_.size());
   return kExitOk;
-}
-
-HttpConnection::Hooks Worker::connectionHooks() {
-  HttpConnection::Hooks hooks;
-  hooks.closed = [this](HttpConnection *connection) { onConnectionClosed(connection); };
-  hooks.requestAnswered = [this] { scoreboard_.requestAnswered(slot_); };
-  return hooks;
 }
 
 void Worker::takeConnection(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   scoreboard_.connectionOpened(slot_);
+  HttpConnection::Hooks hooks;
+  hooks.closed = [this](HttpConnection *connection) { onConnectionClosed(connection); };
+  hooks.requestAnswered = [this] { scoreboard_.requestAnswered(slot_); };
   auto connection = std::make_unique<HttpConnection>(base_.get(), fd, *handler_, identity_,
-                                                     options_.limits, connectionHooks());
+                                                     options_.limits, std::move(hooks));
   HttpConnection *key = connection.get();
   connections_.emplace(key, std::move(connection));
   if (stopping_) {
     key->closeWhenIdle(); // what the client sends first is answered, then it closes
   }
-  sweepSoon();
   updateFull();
-}
-
-// Runs only while some connection is not parked: an idle worker is not woken for it.
-void Worker::sweepSoon() {
-  if (parkSweep_ && evtimer_pending(parkSweep_.get(), nullptr) == 0) {
-    timeval after = toTimeval(kParkAfter);
-    evtimer_add(parkSweep_.get(), &after);
-  }
-}
-
-void Worker::parkIdle() {
-  if (stopping_) {
-    return;
-  }
-  const auto idleBefore = HttpConnection::Clock::now() - kParkAfter;
-  std::vector<HttpConnection::Idle> idle;
-  for (auto entry = connections_.begin(); entry != connections_.end();) {
-    if (entry->first->idleSince(idleBefore)) {
-      idle.push_back(entry->first->setAside());
-      entry = connections_.erase(entry); // not inside any of its callbacks: freed now
-    } else {
-      ++entry;
-    }
-  }
-  if (!connections_.empty()) {
-    sweepSoon();
-  }
-  if (idle.empty()) {
-    return;
-  }
-  const size_t count = idle.size();
-  parked_->park(std::move(idle));
-  if (count >= kTrimAfterParking) {
-    // What they held goes back to the system, not only to the allocator's free lists: a burst
-    // of connections that then idle would otherwise keep the burst's memory resident.
-    ::malloc_trim(0);
-  }
-}
-
-// A parked connection's socket is readable: its next request (or its close) is read now.
-void Worker::resume(HttpConnection::Idle idle) {
-  auto connection = std::make_unique<HttpConnection>(base_.get(), std::move(idle), *handler_,
-                                                     identity_, options_.limits, connectionHooks());
-  HttpConnection *key = connection.get();
-  connections_.emplace(key, std::move(connection));
-  if (stopping_) {
-    key->closeWhenIdle();
-  }
-  sweepSoon();
-}
-
-size_t Worker::openConnections() const {
-  return connections_.size() + parked_->size();
 }
 
 void Worker::updateFull() {
   if (stopping_) {
     return;
   }
-  bool full = paused_ || (maxConnections_ != 0 && openConnections() >= maxConnections_);
+  bool full = paused_ || (maxConnections_ != 0 && connections_.size() >= maxConnections_);
   if (full == full_) {
     return;
   }
@@ -364,8 +289,6 @@ void Worker::beginStop() {
     orphanIntake_->drain();
   }
   orphanListener_.reset();
-  parkSweep_.reset();
-  parked_->wakeAll(); // each is asked below to close when idle, as any other
   std::vector<HttpConnection *> open;
   open.reserve(connections_.size());
   for (auto &entry : connections_) {

@@ -8,7 +8,6 @@
 #include "dispatch/dispatch.h"
 #include "dispatch/intake.h"
 #include "http/http_connection.h"
-#include "http/parked_connections.h"
 #include "library/handler.h"
 #include "line/fd_channel.h"
 
@@ -47,13 +46,6 @@ private:
   // over (docs/design/takeover.md); a line worker accepts on the line's listener meanwhile.
   void onMasterGone();
   void onConnectionClosed(HttpConnection *connection);
-  // Connections idle for kParkAfter or more are set aside (ParkedConnections) until their
-  // next request: docs/design/idle-connections.md.
-  void parkIdle();
-  void sweepSoon();
-  void resume(HttpConnection::Idle idle);
-  [[nodiscard]] HttpConnection::Hooks connectionHooks();
-  [[nodiscard]] size_t openConnections() const;
   void beginStop();
   // Leaves the loop once stopping, with no connection left and no exit held.
   void exitWhenDone();
@@ -79,8 +71,6 @@ private:
   EventPtr stopDeadline_;
   EventPtr orphanDeadline_;
   EventPtr reaper_; // frees closed connections outside their own callbacks
-  EventPtr parkSweep_;
-  std::unique_ptr<ParkedConnections> parked_; // its events live on base_
   std::unordered_map<HttpConnection *, std::unique_ptr<HttpConnection>> connections_;
   std::vector<std::unique_ptr<HttpConnection>> closed_;
   uint64_t maxConnections_ = 0; // 0: no limit
