@@ -118,7 +118,8 @@ SOCKDISPATCH_VARIANTS = {
 ALL_SERVERS = list(SOCKDISPATCH_VARIANTS) + ["nginx"]
 
 
-def start_nginx(workdir, docroot, workers, cpus):
+def start_nginx(workdir, docroot, workers, cpus, worker_connections=4096, http_extra=""):
+    """nginx serving `docroot` with reuseport; `http_extra`: more directives for its http{}."""
     port = free_port()
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
@@ -127,12 +128,13 @@ worker_processes {workers};
 daemon off;
 pid {workdir}/nginx.pid;
 error_log {workdir}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
     sendfile on;
     tcp_nopush off;
+    {http_extra}
     server {{
         listen 127.0.0.1:{port} reuseport;
         root {docroot};

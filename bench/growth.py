@@ -24,36 +24,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from core_bench import (ROOT, Server, cpu_seconds, free_port, make_docroot,  # noqa: E402
-                        relative_args, require_tools, run_wrk, start_sockdispatch)
+from core_bench import (ROOT, cpu_seconds, make_docroot, relative_args,  # noqa: E402
+                        require_tools, run_wrk, start_nginx, start_sockdispatch)
 
 SERVERS = ("sockdispatch", "nginx")
 WORKLOADS = ("keepalive", "close")
-
-
-def start_nginx(workdir, docroot, workers, connections, cpus):
-    port = free_port()
-    conf = os.path.join(workdir, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes {workers};
-daemon off;
-pid {workdir}/nginx.pid;
-error_log {workdir}/nginx-error.log warn;
-events {{ worker_connections {connections + 1024}; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    sendfile on;
-    tcp_nopush off;
-    server {{
-        listen 127.0.0.1:{port} reuseport;
-        root {docroot};
-        location / {{ }}
-    }}
-}}
-""")
-    return Server("nginx", ["nginx", "-c", conf, "-p", workdir], port, cpus)
 
 
 def measure_point(args, workdir, docroot, workers, connections):
@@ -64,7 +39,8 @@ def measure_point(args, workdir, docroot, workers, connections):
         for name in order:
             server = (start_sockdispatch(args.binary, docroot, workers, args.server_cpus)
                       if name == "sockdispatch"
-                      else start_nginx(workdir, docroot, workers, connections, args.server_cpus))
+                      else start_nginx(workdir, docroot, workers, args.server_cpus,
+                                       worker_connections=connections + 1024))
             try:
                 for workload in WORKLOADS:
                     before = cpu_seconds(server.pids)

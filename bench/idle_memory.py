@@ -34,8 +34,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from core_bench import (ROOT, Server, free_port, make_docroot, relative_args,  # noqa: E402
-                        require_tools, tree_pids)
+from core_bench import (ROOT, make_docroot, relative_args, require_tools,  # noqa: E402
+                        start_nginx, start_sockdispatch, tree_pids)
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 PER_SOURCE = 20000  # connections per source address: well inside the ephemeral range
@@ -130,36 +130,14 @@ def settle():
     time.sleep(2)
 
 
-def start_sockdispatch(binary, docroot, workers):
-    port = free_port()
-    argv = [binary, "attach", str(port), "--bind", "127.0.0.1", "--workers", str(workers),
-            "--root", docroot, "--mode", "ebpf", "--idle-timeout", "600"]
-    return Server("sockdispatch", argv, port, "1")
+def start_idle_sockdispatch(binary, docroot, workers):
+    return start_sockdispatch(binary, docroot, workers, "1",
+                              extra=("--mode", "ebpf", "--idle-timeout", "600"))
 
 
-def start_nginx(workdir, docroot, workers):
-    port = free_port()
-    conf = os.path.join(workdir, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes {workers};
-daemon off;
-pid {workdir}/nginx.pid;
-error_log {workdir}/nginx-error.log warn;
-events {{ worker_connections {PER_PROCESS + 2000}; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 600s;
-    sendfile on;
-    server {{
-        listen 127.0.0.1:{port} reuseport;
-        root {docroot};
-        location / {{ }}
-    }}
-}}
-""")
-    return Server("nginx", ["nginx", "-c", conf, "-p", workdir], port, "1")
+def start_idle_nginx(workdir, docroot, workers):
+    return start_nginx(workdir, docroot, workers, "1", worker_connections=PER_PROCESS + 2000,
+                       http_extra="keepalive_timeout 600s;")
 
 
 def measure(server, count):
@@ -229,8 +207,8 @@ def main():
         workers = max(args.workers, 2 ** math.ceil(math.log2(count * 1.2 / PER_PROCESS)))
         for _ in range(args.rounds):
             for name in ("sockdispatch", "nginx"):
-                server = (start_sockdispatch(args.binary, docroot, workers)
-                          if name == "sockdispatch" else start_nginx(workdir, docroot, workers))
+                server = (start_idle_sockdispatch(args.binary, docroot, workers)
+                          if name == "sockdispatch" else start_idle_nginx(workdir, docroot, workers))
                 try:
                     results[name][count].append(measure(server, count))
                 finally:
