@@ -116,10 +116,21 @@ SOCKDISPATCH_VARIANTS = {
     "sockdispatch-line-nobatch": ["--mode", "line", "--line-batch", "1"],
 }
 ALL_SERVERS = list(SOCKDISPATCH_VARIANTS) + ["nginx"]
+# The fixed answer (no file): the library's one-handler server beside nginx's `return 200`.
+FIXED_SERVERS = ["library-fixed", "nginx-return"]
+FIXED_BODY = "Hello, World!"
 
 
-def start_nginx(workdir, docroot, workers, cpus, worker_connections=4096, http_extra=""):
-    """nginx serving `docroot` with reuseport; `http_extra`: more directives for its http{}."""
+def start_fixed_answer(binary, workers, cpus):
+    port = free_port()
+    return Server("library-fixed", [binary, str(port), str(workers)], port, cpus)
+
+
+def start_nginx(workdir, docroot, workers, cpus, worker_connections=4096, http_extra="",
+                location=""):
+    """nginx serving `docroot` with reuseport, sendfile and open_file_cache (its descriptors
+    and stat results kept 60 s, revalidated every 60 s); `http_extra`: more directives for its
+    http{}; `location`: directives for its `location /` (none: the file under the root)."""
     port = free_port()
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
@@ -134,11 +145,12 @@ http {{
     keepalive_requests 1000000;
     sendfile on;
     tcp_nopush off;
+    open_file_cache max=1000 inactive=60s;
     {http_extra}
     server {{
         listen 127.0.0.1:{port} reuseport;
         root {docroot};
-        location / {{ }}
+        location / {{ {location} }}
     }}
 }}
 """)
@@ -223,7 +235,9 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, "build", "sockdispatch"))
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "core.json"))
     parser.add_argument("--servers", default=",".join(ALL_SERVERS),
-                        help="comma-separated subset of: " + ", ".join(ALL_SERVERS))
+                        help="comma-separated subset of: " + ", ".join(ALL_SERVERS + FIXED_SERVERS))
+    parser.add_argument("--fixed-binary", default=os.path.join(ROOT, "build", "fixed_answer_server"),
+                        help="the library-fixed server (build with -DSOCKDISPATCH_BENCH=ON)")
     parser.add_argument("--baseline-binary", default=None,
                         help="another build of sockdispatch, run as sockdispatch-baseline")
     args = parser.parse_args()
@@ -231,15 +245,27 @@ def main():
     if args.baseline_binary and not os.path.exists(args.baseline_binary):
         sys.exit(f"core_bench: {args.baseline_binary} not found")
     wanted = [name for name in args.servers.split(",") if name]
-    unknown = [name for name in wanted if name not in ALL_SERVERS]
+    unknown = [name for name in wanted if name not in ALL_SERVERS + FIXED_SERVERS]
     if unknown:
-        sys.exit(f"core_bench: unknown server {unknown[0]} (known: {', '.join(ALL_SERVERS)})")
+        sys.exit(f"core_bench: unknown server {unknown[0]} "
+                 f"(known: {', '.join(ALL_SERVERS + FIXED_SERVERS)})")
+    if "library-fixed" in wanted and not os.path.exists(args.fixed_binary):
+        sys.exit(f"core_bench: {args.fixed_binary} not found (configure with "
+                 "-DSOCKDISPATCH_BENCH=ON and build fixed_answer_server)")
     workdir, docroot = make_docroot("sockdispatch-bench-")
 
     servers = {}
     for name in wanted:
         if name == "nginx":
             servers[name] = start_nginx(workdir, docroot, args.workers, args.server_cpus)
+        elif name == "nginx-return":
+            os.makedirs(os.path.join(workdir, "return"))
+            servers[name] = start_nginx(
+                os.path.join(workdir, "return"), docroot, args.workers, args.server_cpus,
+                location=f'default_type text/plain; return 200 "{FIXED_BODY}";')
+            servers[name].name = name
+        elif name == "library-fixed":
+            servers[name] = start_fixed_answer(args.fixed_binary, args.workers, args.server_cpus)
         else:
             servers[name] = start_sockdispatch(args.binary, docroot, args.workers,
                                                args.server_cpus, name, SOCKDISPATCH_VARIANTS[name])
@@ -301,6 +327,7 @@ def main():
         ratio("sockdispatch", "sockdispatch-baseline", mode)
         ratio("sockdispatch-line", "sockdispatch", mode)
         ratio("sockdispatch-line", "sockdispatch-line-nobatch", mode)
+        ratio("library-fixed", "nginx-return", mode)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   hooks.closed = [&closed](HttpConnection *) { closed = true; };
   auto connection = std::make_unique<HttpConnection>(base.get(), fds[0], *world.handler, world.who,
                                                      world.limits, std::move(hooks));
+  connection->start();
   size_t sent = 0;
   for (int round = 0; round < 10000 && !closed && sent < size; ++round) {
     size_t length = std::min(piece, size - sent);

@@ -121,6 +121,7 @@ void StatusServer::onAcceptable() {
     HttpConnection *key = connection.get();
     connections_.emplace(key, std::move(connection));
     fds_.emplace(key, fd);
+    key->start();
   }
 }
 

@@ -40,6 +40,9 @@ public:
   virtual void drain() = 0;
   // The master named this worker's successor on the line (kSuccessor).
   virtual void changeSuccessor(Received &received) = 0;
+  // Whether the connections delivered already have TCP_NODELAY, set once on the listener
+  // they come from (accepted sockets inherit it), so the worker need not set it on each.
+  [[nodiscard]] virtual bool deliversNoDelay() const = 0;
 };
 
 // The intake for what the dispatch mode handed the worker (its listener, or its line ends).

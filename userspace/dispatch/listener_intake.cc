@@ -1,5 +1,7 @@
 #include "dispatch/listener_intake.h"
 
+#include "core/socket_options.h"
+
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -35,6 +37,7 @@ bool ListenerIntake::start(event_base *base, IntakeSink &sink) {
                   std::strerror(errno));
     return false;
   }
+  noDelay_ = setNoDelay(fd_.get());
   acceptEvent_.reset(event_new(
       base, fd_.get(), EV_READ | EV_PERSIST,
       [](evutil_socket_t, short, void *ctx) { static_cast<ListenerIntake *>(ctx)->onAcceptable(); },

@@ -22,6 +22,7 @@ public:
   bool start(event_base *base, IntakeSink &sink) override;
   [[nodiscard]] uint64_t connectionLimit() const override { return maxConnections_; }
   void setFull(bool full) override;
+  [[nodiscard]] bool deliversNoDelay() const override { return noDelay_; }
   void drain() override;
   void changeSuccessor(Received &received) override;
 
@@ -43,6 +44,7 @@ private:
   EventPtr acceptEvent_;
   EventPtr resumeTimer_;
   LogLimiter faultLog_;
+  bool noDelay_ = false;
   bool watching_ = false;
   bool full_ = false;
   bool paused_ = false;

@@ -48,12 +48,21 @@ HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
       base,
       [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onTimer(); },
       this));
-  startReading();
   readDeadline_ = Clock::now() + limits_.idleTimeout;
   armTimer();
 }
 
 HttpConnection::~HttpConnection() = default;
+
+// Most clients' first request is in the socket by the time it is accepted: read it now,
+// before asking the loop for readiness. A connection answered and closed here (a client that
+// sent Connection: close) never touches epoll; a keep-alive one registers after its answer.
+void HttpConnection::start() {
+  onReadable();
+  if (!closed_ && !closeAfterWrite_ && !peerClosed_ && !answerPending() && !waitingForDrain_) {
+    startReading();
+  }
+}
 
 void HttpConnection::phaseEntered(Phase phase) {
   if (phase == phase_) {

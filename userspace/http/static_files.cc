@@ -1,6 +1,7 @@
 #include "http/static_files.h"
 
 #include "http/http_range.h"
+#include "http/http_message.h"
 #include "http/mime.h"
 
 #include <fcntl.h>
@@ -156,6 +157,16 @@ void StaticFileHandler::handle(const Request &request, Response &response) const
     return;
   }
   // A directory target ("/", "/docs/") goes straight for its index file: one open, not two.
+  // The cache's key keeps the slash: "docs/" names docs/index.html, "docs" a redirect.
+  std::string key = path->relative;
+  if (path->trailingSlash || path->relative.empty()) {
+    key += '/';
+  }
+  if (const FileCache::Entry *cached = cache_.lookup(root_.get(), key)) {
+    answer(request, cached->name, cached->info, {cached->etag, cached->lastModified}, &cached->body,
+           UniqueFd(), response);
+    return;
+  }
   std::string name = path->relative.empty() ? "." : path->relative;
   UniqueFd file;
   if (path->trailingSlash || path->relative.empty()) {
@@ -196,14 +207,28 @@ void StaticFileHandler::handle(const Request &request, Response &response) const
     response = simpleResponse(403, "Forbidden");
     return;
   }
-  serveFile(request, name, std::move(file), info, response);
+  Validators validators{entityTag(info), httpDate(info.st_mtime)};
+  auto size = static_cast<uint64_t>(info.st_size);
+  if (size <= kInlineFileBytes) {
+    // Read whole and kept: the next request for it costs a stat, not an open and a read.
+    FileCache::Entry entry{name, info, std::string(size, '\0'), validators.etag,
+                           validators.lastModified};
+    ssize_t got = ::pread(file.get(), entry.body.data(), size, 0);
+    if (got == static_cast<ssize_t>(size)) {
+      answer(request, name, info, validators, &entry.body, UniqueFd(), response);
+      cache_.insert(key, std::move(entry));
+      return;
+    }
+  }
+  answer(request, name, info, validators, nullptr, std::move(file), response);
 }
 
-void StaticFileHandler::serveFile(const Request &request, const std::string &name, UniqueFd file,
-                                  const struct stat &info, Response &response) {
+void StaticFileHandler::answer(const Request &request, std::string_view name,
+                               const struct stat &info, const Validators &validators,
+                               const std::string *whole, UniqueFd file, Response &response) {
   auto size = static_cast<uint64_t>(info.st_size);
-  std::string etag = entityTag(info);
-  std::string lastModified = httpDate(info.st_mtime);
+  const std::string &etag = validators.etag;
+  const std::string &lastModified = validators.lastModified;
   // RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it.
   std::string_view ifNoneMatch = request.header("If-None-Match");
   bool notModified = false;
@@ -242,10 +267,14 @@ void StaticFileHandler::serveFile(const Request &request, const std::string &nam
   response.setHeader("Last-Modified", lastModified);
   response.setHeader("ETag", etag);
   response.setHeader("Accept-Ranges", "bytes");
-  if (length <= kInlineFileBytes && request.method == "GET") {
+  if (whole != nullptr) {
     // Small bodies travel in the same write as the headers: one segment on the wire instead
-    // of a writev plus a sendfile.
-    response.body.resize(length);
+    // of a writev plus a sendfile. (A HEAD answer's length comes from the body not sent.)
+    response.body.assign(*whole, offset, length);
+    return;
+  }
+  if (length <= kInlineFileBytes && request.method == "GET") {
+    response.body.resize(length); // a small range of a large file: read, not sendfile
     ssize_t got = ::pread(file.get(), response.body.data(), length, static_cast<off_t>(offset));
     if (got == static_cast<ssize_t>(length)) {
       return;

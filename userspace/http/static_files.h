@@ -2,6 +2,7 @@
 
 #include "core/result.h"
 #include "core/unique_fd.h"
+#include "http/file_cache.h"
 #include "library/handler.h"
 
 #include <sys/stat.h>
@@ -26,13 +27,15 @@ struct ResolvedPath {
 std::optional<ResolvedPath> resolveTarget(std::string_view target);
 
 // GET and HEAD of files under a root directory. Files are opened with openat2(2) and
-// RESOLVE_BENEATH, so no path, symlink or race can leave the root; bodies go out with
-// sendfile(2). Conditional requests (If-None-Match, If-Modified-Since) get 304, a single
+// RESOLVE_BENEATH, so no path, symlink or race can leave the root; large bodies go out with
+// sendfile(2), small ones (up to 16 KiB) are read whole into a FileCache and answered from
+// it while a stat of their path shows them unchanged. Conditional requests (If-None-Match, If-Modified-Since) get 304, a single
 // Range gets 206 (416 when it starts past the end).
 class StaticFileHandler : public Handler {
 public:
   struct Options {
     bool serveDotfiles = false; // ".git", ".env", ...: 404 unless this is set
+    FileCache::Bounds cache;    // of the small files kept in memory
   };
   static Result<std::unique_ptr<StaticFileHandler>> open(const std::string &root) {
     return open(root, Options{});
@@ -41,11 +44,21 @@ public:
   void handle(const Request &request, Response &response) const override;
 
 private:
-  StaticFileHandler(UniqueFd root, Options options) : root_(std::move(root)), options_(options) {}
-  static void serveFile(const Request &request, const std::string &name, UniqueFd file,
-                        const struct stat &info, Response &response);
+  struct Validators {
+    std::string etag;
+    std::string lastModified;
+  };
+  StaticFileHandler(UniqueFd root, Options options)
+      : root_(std::move(root)), options_(options), cache_(options.cache) {}
+  // Answers with the file `info` describes: 304, 416, 206 or 200. Its bytes come from
+  // `whole` (all of a small file) when given, else from `file` (sendfile).
+  static void answer(const Request &request, std::string_view name, const struct stat &info,
+                     const Validators &validators, const std::string *whole, UniqueFd file,
+                     Response &response);
   UniqueFd root_;
   Options options_;
+  // Files up to 16 KiB, answered after a stat of their path (the loop's thread only).
+  mutable FileCache cache_;
 };
 
 } // namespace sockdispatch

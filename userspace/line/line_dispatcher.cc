@@ -1,5 +1,6 @@
 #include "line/line_dispatcher.h"
 
+#include "core/socket_options.h"
 #include "core/timeval.h"
 #include "line/handshake_drain.h"
 #include "line/line_handoff.h"
@@ -49,6 +50,10 @@ LineDispatcher::LineDispatcher(event_base *base, UniqueFd listener, size_t maxBa
       hooks_(std::move(hooks)), sys_(&sys), calls_(calls), inputs_(SD_MAX_WORKERS) {}
 
 Result<void> LineDispatcher::start() {
+  if (!setNoDelay(listener_.get())) {
+    // Workers count on it (LineIntake::deliversNoDelay): a fault here is a real one.
+    return osError("set TCP_NODELAY on the line's listener");
+  }
   acceptEvent_.reset(event_new(
       base_, listener_.get(), EV_READ | EV_PERSIST,
       [](evutil_socket_t, short, void *ctx) { static_cast<LineDispatcher *>(ctx)->onAcceptable(); },

@@ -29,6 +29,8 @@ public:
   void setFull(bool /*full*/) override {} // a full worker passes on: decideOnLine reads it
   void drain() override;
   void changeSuccessor(Received &received) override;
+  // The line's master sets TCP_NODELAY on its listener before it accepts (LineDispatcher).
+  [[nodiscard]] bool deliversNoDelay() const override { return true; }
 
 private:
   void onInput();

@@ -1,6 +1,7 @@
 #include "process/worker.h"
 
 #include "core/monotonic_clock.h"
+#include "core/socket_options.h"
 #include "dispatch/listener_intake.h"
 #include "http/builtin_page.h"
 #include "http/static_files.h"
@@ -8,8 +9,6 @@
 #include "line/fd_channel.h"
 
 #include <event2/event.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -109,6 +108,7 @@ int Worker::run() {
   if (!intake_->start(base_.get(), *this)) {
     return kExitFailure;
   }
+  noDelayInherited_ = intake_->deliversNoDelay();
   signals_ = std::make_unique<SignalSet>(base_.get(), std::initializer_list<int>{SIGTERM, SIGINT},
                                          [this](int) { beginStop(); });
   if (!signals_->valid()) {
@@ -139,8 +139,9 @@ int Worker::run() {
 }
 
 void Worker::takeConnection(int fd) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (!noDelayInherited_) {
+    setNoDelay(fd);
+  }
   scoreboard_.connectionOpened(slot_);
   HttpConnection::Hooks hooks;
   hooks.closed = [this](HttpConnection *connection) { onConnectionClosed(connection); };
@@ -152,6 +153,7 @@ void Worker::takeConnection(int fd) {
   if (stopping_) {
     key->closeWhenIdle(); // what the client sends first is answered, then it closes
   }
+  key->start(); // may answer and close it at once
   updateFull();
 }
 
@@ -240,6 +242,7 @@ void Worker::onMasterGone() {
       orphanIntake_.reset();
     } else {
       orphanIntake_->setFull(full_);
+      noDelayInherited_ = noDelayInherited_ && orphanIntake_->deliversNoDelay();
     }
   }
   orphanDeadline_.reset(evtimer_new(

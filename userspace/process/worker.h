@@ -79,6 +79,7 @@ private:
   // can reach its input (kMayExit): docs/design/line.md, "Stopping the attachment".
   bool exitHeld_ = false;
   bool full_ = false;
+  bool noDelayInherited_ = false; // every intake's listener has TCP_NODELAY
   bool paused_ = false; // out of descriptors
 };
 

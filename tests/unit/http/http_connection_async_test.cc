@@ -113,6 +113,7 @@ protected:
     hooks.closed = [this](HttpConnection *) { closed_ = true; };
     connection_ = std::make_unique<HttpConnection>(base_.get(), fds[0], handler_, who_, limits_,
                                                    std::move(hooks));
+    connection_->start();
   }
 
   void TearDown() override {

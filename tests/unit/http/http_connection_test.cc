@@ -54,6 +54,7 @@ protected:
     hooks.requestAnswered = [this] { ++answered_; };
     connection_ = std::make_unique<HttpConnection>(base_.get(), fds[0], handler_, who_, limits_,
                                                    std::move(hooks));
+    connection_->start();
   }
 
   void TearDown() override {

@@ -148,11 +148,15 @@ TEST_F(StaticFiles, LargeFilesAreSentZeroCopy) {
   EXPECT_EQ(fileText(response), big);
 }
 
-TEST_F(StaticFiles, HeadDoesNotReadTheFile) {
+TEST_F(StaticFiles, HeadTellsTheLengthGetWouldSend) {
   auto response = get("/hello.txt", "HEAD");
   EXPECT_EQ(response.status, 200);
-  EXPECT_TRUE(response.body.empty());
-  EXPECT_EQ(response.contentLength(), 13U);
+  EXPECT_EQ(response.contentLength(), 13U); // the writer sends no body for HEAD
+  std::string big(100 * 1024, 'q');
+  write(root_ / "big.bin", big);
+  auto large = get("/big.bin", "HEAD");
+  EXPECT_EQ(large.status, 200);
+  EXPECT_EQ(large.contentLength(), big.size());
 }
 
 TEST_F(StaticFiles, DirectoryServesItsIndex) {
@@ -220,7 +224,9 @@ TEST_F(StaticFiles, DotfilesAreHiddenByDefault) {
   EXPECT_EQ(get("/%2eenv").status, 404);
   EXPECT_EQ(get("/.git/config").status, 404);
   EXPECT_EQ(get("/docs/../.env").status, 404);
-  auto shown = StaticFileHandler::open(root_.string(), StaticFileHandler::Options{true});
+  StaticFileHandler::Options withDotfiles;
+  withDotfiles.serveDotfiles = true;
+  auto shown = StaticFileHandler::open(root_.string(), withDotfiles);
   ASSERT_TRUE(shown) << shown.error().message();
   Request request;
   request.method = "GET";
@@ -342,6 +348,70 @@ TEST_F(StaticFiles, UnreadableFileIsForbidden) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "2: could not drop privileges, 3: root unopenable, "
                                        "4: the locked file was not answered 403";
+}
+
+// The small-file cache, through the handler: a handler whose files count as settled at once,
+// so what it reads is kept; every change below must still be answered from the disk.
+class CachedStaticFiles : public StaticFiles {
+protected:
+  void SetUp() override {
+    StaticFiles::SetUp();
+    StaticFileHandler::Options options;
+    options.cache.settle = std::chrono::nanoseconds(0);
+    auto handler = StaticFileHandler::open(root_.string(), options);
+    ASSERT_TRUE(handler) << handler.error().message();
+    handler_ = std::move(handler.value());
+  }
+};
+
+TEST_F(CachedStaticFiles, AnEditedFileIsAnsweredWithItsNewBytes) {
+  EXPECT_EQ(get("/hello.txt").body, "Hello, World!");
+  EXPECT_EQ(get("/hello.txt").body, "Hello, World!"); // from the cache
+  write(root_ / "hello.txt", "Hello, Earth! And more.");
+  auto edited = get("/hello.txt");
+  EXPECT_EQ(edited.body, "Hello, Earth! And more.");
+  EXPECT_EQ(edited.contentLength(), 23U);
+}
+
+TEST_F(CachedStaticFiles, AFileReplacedByRenameIsAnsweredWithTheNewOne) {
+  EXPECT_EQ(get("/").body, "<h1>home</h1>");
+  write(dir_ / "new.html", "<h1>new</h1>!");                            // the same size
+  std::filesystem::rename(dir_ / "new.html", root_ / "index.html"); // another inode
+  EXPECT_EQ(get("/").body, "<h1>new</h1>!");
+}
+
+TEST_F(CachedStaticFiles, ARemovedFileIsNotFound) {
+  EXPECT_EQ(get("/docs/").status, 200);
+  std::filesystem::remove(root_ / "docs" / "index.html");
+  EXPECT_EQ(get("/docs/").status, 403); // a directory without an index
+}
+
+TEST_F(CachedStaticFiles, ASymlinkSwappedInToLeaveTheRootIsRefused) {
+  EXPECT_EQ(get("/hello.txt").status, 200);
+  std::filesystem::remove(root_ / "hello.txt");
+  std::filesystem::create_symlink(dir_ / "secret.txt", root_ / "hello.txt");
+  EXPECT_EQ(get("/hello.txt").status, 403);
+}
+
+TEST_F(CachedStaticFiles, ConditionalsAndRangesAreAnsweredFromTheCache) {
+  auto first = get("/hello.txt");
+  std::string etag = headerOf(first, "ETag");
+  Request request;
+  request.method = "GET";
+  request.target = "/hello.txt";
+  request.headers.emplace_back("If-None-Match", etag);
+  Response notModified;
+  handler_->handle(request, notModified);
+  EXPECT_EQ(notModified.status, 304);
+  Request ranged;
+  ranged.method = "GET";
+  ranged.target = "/hello.txt";
+  ranged.headers.emplace_back("Range", "bytes=7-11");
+  Response part;
+  handler_->handle(ranged, part);
+  EXPECT_EQ(part.status, 206);
+  EXPECT_EQ(part.body, "World");
+  EXPECT_EQ(headerOf(part, "Content-Range"), "bytes 7-11/13");
 }
 
 TEST(StaticFilesOpen, MissingRootFails) {
