@@ -16,10 +16,12 @@ browser. Usage: browser_check.py URL --screenshot FILE [--samples N] [--timeout 
 import argparse
 import asyncio
 import base64
+import ctypes
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -111,6 +113,31 @@ async def inspect(ws_url, args):
                          "screenshot": args.screenshot}
 
 
+def die_with_parent():
+    """In the browser, before exec: SIGKILL when this script's process ends."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def end_group(process):
+    """Ends the browser and every helper process it started (its process group)."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; its helpers may linger a moment: end what is left of the group.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
@@ -128,8 +155,10 @@ def main():
                "--disable-extensions", "--disable-background-networking",
                "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
                f"--user-data-dir={profile}", "--window-size=1280,900", "about:blank"]
+    # Its own process group, to be ended whole (the browser's helpers included), and killed
+    # with this script if the test kills the script first.
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, start_new_session=True, preexec_fn=die_with_parent)
     try:
         port = None
         started = time.monotonic()
@@ -153,12 +182,7 @@ def main():
         print(json.dumps(report))
         return 0 if reached else 1
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_group(process)
         shutil.rmtree(profile, ignore_errors=True)
 
 
