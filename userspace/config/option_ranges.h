@@ -44,5 +44,7 @@ struct SecondsRange {
   [[nodiscard]] constexpr bool contains(double value) const { return value >= min && value <= max; }
 };
 inline constexpr SecondsRange kTimeoutSecondsRange{0.001, 86400.0};
+// How long a cached small file is answered without a stat (0: a stat on every request).
+inline constexpr SecondsRange kFileCacheValidRange{0.0, 3600.0};
 
 } // namespace sockdispatch

@@ -74,9 +74,9 @@ OptionSpec seconds(std::string_view key, std::string_view names, Field field, In
 
 template <typename Field>
 OptionSpec timeout(std::string_view key, std::string_view names, Field field,
-                   std::string_view help) {
+                   std::string_view help, SecondsRange range = kTimeoutSecondsRange) {
   OptionSpec spec = row(key, names, OptionType::timeout, help);
-  spec.fractional = kTimeoutSecondsRange;
+  spec.fractional = range;
   spec.setSeconds = [field](AttachOptions &options, double value) {
     std::invoke(field, options) = std::chrono::milliseconds(std::llround(value * 1000.0));
   };
@@ -430,6 +430,11 @@ std::vector<OptionSpec> makeTable() {
       boolean("dotfiles", "--dotfiles", &AttachOptions::dotfiles,
               "With --root: serve files whose names start with a dot (.git, .env, ...); "
               "hidden (404) by default"),
+      timeout(
+          "file-cache-valid", "--file-cache-valid", &AttachOptions::fileCacheValid,
+          "With --root: seconds a small file kept in memory is answered without looking at "
+          "the file again (0: a stat of its path on every request, so a change is seen at once)",
+          kFileCacheValidRange),
       boolean("verbose", "--verbose,-v", &AttachOptions::verbose,
               "Debug logging (libbpf's log included)"),
       integer("status-port", "--status-port", &AttachOptions::statusPort, kPortRange,

@@ -74,6 +74,9 @@ struct AttachOptions {
   // Workers run as this user, with no capabilities (empty: as the master's user).
   std::string user;
   bool dotfiles = false; // serve files and directories whose names start with a dot
+  // How long a small file's copy in a worker's memory is answered without a stat of its path
+  // (0: checked on every request). Like nginx's open_file_cache_valid.
+  std::chrono::milliseconds fileCacheValid{0};
   // A program run as each worker (`attach PORT -- COMMAND ARGS...`): it gets its slot's
   // listener as fd 3 by the socket-activation protocol (docs/design/exec.md). Empty: our own
   // workers serve.

@@ -25,11 +25,15 @@ const FileCache::Entry *FileCache::lookup(int rootFd, const std::string &key) {
     return nullptr;
   }
   Order::iterator where = found->second;
-  struct stat now {};
-  if (::fstatat(rootFd, where->second.name.c_str(), &now, 0) != 0 ||
-      !sameFile(now, where->second.info)) {
-    erase(where);
-    return nullptr;
+  Entry &entry = where->second;
+  auto now = std::chrono::steady_clock::now();
+  if (bounds_.valid.count() == 0 || now - entry.checked >= bounds_.valid) {
+    struct stat current {};
+    if (::fstatat(rootFd, entry.name.c_str(), &current, 0) != 0 || !sameFile(current, entry.info)) {
+      erase(where);
+      return nullptr;
+    }
+    entry.checked = now;
   }
   order_.splice(order_.begin(), order_, where);
   return &where->second;
@@ -57,6 +61,7 @@ bool FileCache::insert(const std::string &key, Entry entry) {
          (bytes_ + added > bounds_.maxBytes || index_.size() >= bounds_.maxEntries)) {
     erase(std::prev(order_.end()));
   }
+  entry.checked = std::chrono::steady_clock::now();
   order_.emplace_front(key, std::move(entry));
   index_.emplace(order_.front().first, order_.begin());
   bytes_ += added;

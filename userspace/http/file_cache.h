@@ -27,6 +27,9 @@ namespace sockdispatch {
 // tick as the first can leave size and times as they were. Once the clock has moved past the
 // stamped times, any later change stamps later times, and the stat tells it.
 //
+// With `valid` set, an entry checked less than that long ago is answered without the stat (as
+// nginx's open_file_cache_valid): a change is then seen up to `valid` late.
+//
 // Bounded by bytes and entries; the least recently used entry leaves first. Used on one
 // loop thread.
 class FileCache {
@@ -37,12 +40,15 @@ public:
     std::string body;
     std::string etag;
     std::string lastModified;
+    std::chrono::steady_clock::time_point checked{}; // last found unchanged (set by the cache)
   };
 
   struct Bounds {
     size_t maxBytes = 4UL * 1024 * 1024;
     size_t maxEntries = 1024;
     std::chrono::nanoseconds settle = std::chrono::seconds(2);
+    // An entry checked less than this long ago is answered without a stat (0: always stat).
+    std::chrono::nanoseconds valid{0};
   };
 
   explicit FileCache(Bounds bounds) : bounds_(bounds) {}

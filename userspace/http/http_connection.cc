@@ -54,14 +54,28 @@ HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
 
 HttpConnection::~HttpConnection() = default;
 
-// Most clients' first request is in the socket by the time it is accepted: read it now,
-// before asking the loop for readiness. A connection answered and closed here (a client that
-// sent Connection: close) never touches epoll; a keep-alive one registers after its answer.
-void HttpConnection::start() {
-  onReadable();
+// When the client's first request is in the socket by the time it is accepted, it is read and
+// answered now, before asking the loop for readiness. A connection answered and closed here (a
+// client that sent Connection: close) never touches epoll; a keep-alive one registers after
+// its answer.
+bool HttpConnection::start(bool readFirst) {
+  bool found = false;
+  if (readFirst) {
+    size_t before = evbuffer_get_length(input_.get());
+    if (readSocket()) {
+      found = peerClosed_ || evbuffer_get_length(input_.get()) > before;
+      processInput();
+      if (peerClosed_ && !closed_) {
+        scheduleClose();
+      }
+    } else {
+      found = true; // a reset: the read found the connection's end
+    }
+  }
   if (!closed_ && !closeAfterWrite_ && !peerClosed_ && !answerPending() && !waitingForDrain_) {
     startReading();
   }
+  return found;
 }
 
 void HttpConnection::phaseEntered(Phase phase) {

@@ -52,10 +52,11 @@ public:
   HttpConnection(const HttpConnection &) = delete;
   HttpConnection &operator=(const HttpConnection &) = delete;
 
-  // Starts serving: reads what the client already sent and answers it, then waits for the
-  // socket to be readable. Call once, after the owner holds the connection (its `closed`
-  // hook may run from here).
-  void start();
+  // Starts serving: with `readFirst`, reads what the client already sent and answers it
+  // (FirstReadGate says when that pays), then waits for the socket to be readable. Call once,
+  // after the owner holds the connection (its `closed` hook may run from here). Whether the
+  // first read found bytes (false when not tried).
+  bool start(bool readFirst = true);
 
   // Answers nothing more: closes once what was already answered has been written. A
   // connection that has not been answered yet is not idle: its first request (which the

@@ -97,6 +97,7 @@ int Worker::run() {
   } else {
     StaticFileHandler::Options fileOptions;
     fileOptions.serveDotfiles = options_.dotfiles;
+    fileOptions.cache.valid = options_.fileCacheValid;
     auto files = StaticFileHandler::open(options_.root, fileOptions);
     if (!files) {
       spdlog::critical("{}", files.error().message());
@@ -153,7 +154,11 @@ void Worker::takeConnection(int fd) {
   if (stopping_) {
     key->closeWhenIdle(); // what the client sends first is answered, then it closes
   }
-  key->start(); // may answer and close it at once
+  bool tried = firstReads_.worthTrying();
+  bool found = key->start(tried); // may answer and close it at once
+  if (tried) {
+    firstReads_.record(found);
+  }
   updateFull();
 }
 

@@ -7,6 +7,7 @@
 #include "core/unique_fd.h"
 #include "dispatch/dispatch.h"
 #include "dispatch/intake.h"
+#include "http/first_read_gate.h"
 #include "http/http_connection.h"
 #include "library/handler.h"
 #include "line/fd_channel.h"
@@ -80,6 +81,7 @@ private:
   bool exitHeld_ = false;
   bool full_ = false;
   bool noDelayInherited_ = false; // every intake's listener has TCP_NODELAY
+  FirstReadGate firstReads_;
   bool paused_ = false; // out of descriptors
 };
 

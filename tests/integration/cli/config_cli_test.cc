@@ -91,7 +91,7 @@ INSTANTIATE_TEST_SUITE_P(
                   "max-header-fields, "
                   "max-body-bytes, "
                   "max-pending-output, max-keepalive-requests, header-timeout, body-timeout, "
-                  "idle-timeout, write-timeout, user, dotfiles, verbose, status-port, "
+                  "idle-timeout, write-timeout, user, dotfiles, file-cache-valid, verbose, status-port, "
                   "status-bind, agent-port, agent-bind, agent-capacity, drain-grace, command, "
                   "stop-signal, fd-only)"},
         BadConfig{"wrong_type", "port = 80\n\nworkers = \"two\"\n",

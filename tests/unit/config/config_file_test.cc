@@ -54,6 +54,10 @@ std::vector<GoodKey> goodKeys() {
        [](const AttachOptions &o) { return o.orphanTimeout == std::chrono::seconds(7); }},
       {"verbose", "true", [](const AttachOptions &o) { return o.verbose; }},
       {"dotfiles", "true", [](const AttachOptions &o) { return o.dotfiles; }},
+      {"file-cache-valid", "1.5",
+       [](const AttachOptions &o) {
+         return o.fileCacheValid == std::chrono::milliseconds(1500);
+       }},
       {"user", "\"nobody\"", [](const AttachOptions &o) { return o.user == "nobody"; }},
       {"min-workers", "2", [](const AttachOptions &o) { return o.minWorkers == 2; }},
       {"max-workers", "6", [](const AttachOptions &o) { return o.maxWorkers == 6; }},

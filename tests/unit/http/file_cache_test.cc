@@ -100,6 +100,23 @@ TEST_F(FileCacheTest, AFileJustWrittenIsNotKept) {
   EXPECT_TRUE(cache.insert("a.txt", old));
 }
 
+TEST_F(FileCacheTest, WithinTheValidTimeTheFileIsNotLookedAtAgain) {
+  write("a.txt", "alpha");
+  FileCache::Bounds trusting = unsettled();
+  trusting.valid = std::chrono::hours(1);
+  FileCache cache(trusting);
+  ASSERT_TRUE(cache.insert("a.txt", read("a.txt")));
+  std::filesystem::remove(dir_ / "a.txt");
+  const FileCache::Entry *hit = cache.lookup(root_, "a.txt");
+  ASSERT_NE(hit, nullptr) << "answered from memory for up to an hour, as configured";
+  EXPECT_EQ(hit->body, "alpha");
+  FileCache checking(unsettled());
+  write("b.txt", "beta");
+  ASSERT_TRUE(checking.insert("b.txt", read("b.txt")));
+  std::filesystem::remove(dir_ / "b.txt");
+  EXPECT_EQ(checking.lookup(root_, "b.txt"), nullptr);
+}
+
 TEST_F(FileCacheTest, TheLeastRecentlyUsedLeavesFirst) {
   write("a.txt", "alpha");
   write("b.txt", "beta");
