@@ -16,8 +16,9 @@ sockdispatch-line-nobatch (--mode line --line-batch 1: one message per connectio
 and, only when named: sockdispatch-cached (--file-cache-valid 60, as nginx's open_file_cache
 trusts its entries for 60 s), library-fixed (bench/fixed_answer_server.cc: the library with one
 handler answering "Hello, World!") and nginx-return (nginx's `return 200 "Hello, World!"`).
---baseline-binary PATH adds sockdispatch-baseline: another build (an earlier commit) in eBPF
-mode, interleaved with the rest, for a before/after comparison in one run.
+--baseline-binary PATH adds sockdispatch-baseline: another build (an earlier commit), in eBPF
+mode or as --baseline-variant says, interleaved with the rest, for a before/after comparison in
+one run.
 
 Usage (as root, after `packaging/install-deps.sh --bench` and a build in ./build):
   bench/core_bench.py [--rounds 3] [--duration 10] [--connections 50] [--workers 2]
@@ -247,6 +248,8 @@ def main():
                         help="the library-fixed server (build with -DSOCKDISPATCH_BENCH=ON)")
     parser.add_argument("--baseline-binary", default=None,
                         help="another build of sockdispatch, run as sockdispatch-baseline")
+    parser.add_argument("--baseline-variant", default="sockdispatch", choices=SOCKDISPATCH_VARIANTS,
+                        help="the flags the baseline runs with (default: eBPF mode)")
     args = parser.parse_args()
     require_tools("core_bench", args.binary)
     if args.baseline_binary and not os.path.exists(args.baseline_binary):
@@ -280,7 +283,7 @@ def main():
     if args.baseline_binary:
         servers["sockdispatch-baseline"] = start_sockdispatch(
             args.baseline_binary, docroot, args.workers, args.server_cpus,
-            "sockdispatch-baseline", SOCKDISPATCH_VARIANTS["sockdispatch"])
+            "sockdispatch-baseline", SOCKDISPATCH_VARIANTS[args.baseline_variant])
     runs = {(name, mode): [] for name in servers for mode in ("keepalive", "close")}
     try:
         for round_index in range(args.rounds):
@@ -334,6 +337,7 @@ def main():
         ratio("sockdispatch", "nginx", mode)
         ratio("sockdispatch-cached", "nginx", mode)
         ratio("sockdispatch", "sockdispatch-baseline", mode)
+        ratio("sockdispatch-line", "sockdispatch-baseline", mode)
         ratio("sockdispatch-line", "sockdispatch", mode)
         ratio("sockdispatch-line", "sockdispatch-line-nobatch", mode)
         ratio("library-fixed", "nginx-return", mode)

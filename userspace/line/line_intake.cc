@@ -10,8 +10,12 @@ namespace sockdispatch {
 
 namespace {
 
-// Messages read per readiness before the loop serves its connections again.
-constexpr int kMessagesPerTurn = 64;
+// One message per readiness: most readiness brings one (a connection or a small batch), and
+// reading on until the input says EAGAIN cost a recvmsg(2) per message for nothing. More
+// queued keeps the input readable, so the loop comes back for it after serving the rest.
+constexpr int kMessagesPerReadiness = 1;
+// A stop takes everything already queued (bounded, as a stuck sender cannot feed it forever).
+constexpr int kMessagesPerDrain = 4096;
 // A line worker keeps this many descriptors in reserve below its RLIMIT_NOFILE: one whole
 // message of connections, and room for the files it serves.
 constexpr uint64_t kDescriptorReserve = kMaxFdsPerMessage + 64;
@@ -46,7 +50,10 @@ bool LineIntake::start(event_base *base, IntakeSink &sink) {
   sink_ = &sink;
   inputEvent_.reset(event_new(
       base, input_.get(), EV_READ | EV_PERSIST,
-      [](evutil_socket_t, short, void *ctx) { static_cast<LineIntake *>(ctx)->onInput(); }, this));
+      [](evutil_socket_t, short, void *ctx) {
+        static_cast<LineIntake *>(ctx)->onInput(kMessagesPerReadiness);
+      },
+      this));
   if (!inputEvent_ || event_add(inputEvent_.get(), nullptr) != 0) {
     spdlog::error("Failed to watch the line input of slot {}", slot_);
     return false;
@@ -57,11 +64,11 @@ bool LineIntake::start(event_base *base, IntakeSink &sink) {
 // What the line already sent is kept or passed on before anything closes; what arrives later
 // (the master re-links the line so that every worker keeps what reaches it) is still taken.
 void LineIntake::drain() {
-  onInput();
+  onInput(kMessagesPerDrain);
 }
 
-void LineIntake::onInput() {
-  for (int turn = 0; turn < kMessagesPerTurn; ++turn) {
+void LineIntake::onInput(int messages) {
+  for (int turn = 0; turn < messages; ++turn) {
     auto received = receive(input_.get(), *sys_);
     if (!received) {
       if (wouldBlock(received.error())) {

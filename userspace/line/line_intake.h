@@ -33,7 +33,8 @@ public:
   [[nodiscard]] bool deliversNoDelay() const override { return true; }
 
 private:
-  void onInput();
+  // Takes up to `messages` messages from the input (fewer when it is empty).
+  void onInput(int messages);
   void take(Received &received);
   void passOn(LineMessage message, std::vector<UniqueFd> fds);
   void keep(UniqueFd fd);
