@@ -73,8 +73,8 @@ OptionSpec seconds(std::string_view key, std::string_view names, Field field, In
 }
 
 template <typename Field>
-OptionSpec timeout(std::string_view key, std::string_view names, Field field,
-                   std::string_view help, SecondsRange range = kTimeoutSecondsRange) {
+OptionSpec timeout(std::string_view key, std::string_view names, Field field, std::string_view help,
+                   SecondsRange range = kTimeoutSecondsRange) {
   OptionSpec spec = row(key, names, OptionType::timeout, help);
   spec.fractional = range;
   spec.setSeconds = [field](AttachOptions &options, double value) {

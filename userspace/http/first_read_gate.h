@@ -19,9 +19,7 @@ public:
   static constexpr int kMaxScore = 16;
   static constexpr uint32_t kProbeEvery = 32;
 
-  [[nodiscard]] bool worthTrying() {
-    return score_ > 0 || ++sinceProbe_ % kProbeEvery == 0;
-  }
+  [[nodiscard]] bool worthTrying() { return score_ > 0 || ++sinceProbe_ % kProbeEvery == 0; }
   void record(bool found) {
     score_ = found ? (score_ < kMaxScore ? score_ + 1 : kMaxScore) : (score_ > 2 ? score_ - 2 : 0);
   }

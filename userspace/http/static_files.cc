@@ -1,7 +1,7 @@
 #include "http/static_files.h"
 
-#include "http/http_range.h"
 #include "http/http_message.h"
+#include "http/http_range.h"
 #include "http/mime.h"
 
 #include <fcntl.h>

@@ -29,8 +29,8 @@ std::optional<ResolvedPath> resolveTarget(std::string_view target);
 // GET and HEAD of files under a root directory. Files are opened with openat2(2) and
 // RESOLVE_BENEATH, so no path, symlink or race can leave the root; large bodies go out with
 // sendfile(2), small ones (up to 16 KiB) are read whole into a FileCache and answered from
-// it while a stat of their path shows them unchanged. Conditional requests (If-None-Match, If-Modified-Since) get 304, a single
-// Range gets 206 (416 when it starts past the end).
+// it while a stat of their path shows them unchanged. Conditional requests (If-None-Match,
+// If-Modified-Since) get 304, a single Range gets 206 (416 when it starts past the end).
 class StaticFileHandler : public Handler {
 public:
   struct Options {

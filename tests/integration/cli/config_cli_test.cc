@@ -91,9 +91,9 @@ INSTANTIATE_TEST_SUITE_P(
                   "max-header-fields, "
                   "max-body-bytes, "
                   "max-pending-output, max-keepalive-requests, header-timeout, body-timeout, "
-                  "idle-timeout, write-timeout, user, dotfiles, file-cache-valid, verbose, status-port, "
-                  "status-bind, agent-port, agent-bind, agent-capacity, drain-grace, command, "
-                  "stop-signal, fd-only)"},
+                  "idle-timeout, write-timeout, user, dotfiles, file-cache-valid, verbose, "
+                  "status-port, status-bind, agent-port, agent-bind, agent-capacity, drain-grace, "
+                  "command, stop-signal, fd-only)"},
         BadConfig{"wrong_type", "port = 80\n\nworkers = \"two\"\n",
                   "line 3: key 'workers': expected an integer, got a string"},
         BadConfig{"out_of_range", "port = 80\nbacklog = 70000\n",

@@ -55,9 +55,7 @@ std::vector<GoodKey> goodKeys() {
       {"verbose", "true", [](const AttachOptions &o) { return o.verbose; }},
       {"dotfiles", "true", [](const AttachOptions &o) { return o.dotfiles; }},
       {"file-cache-valid", "1.5",
-       [](const AttachOptions &o) {
-         return o.fileCacheValid == std::chrono::milliseconds(1500);
-       }},
+       [](const AttachOptions &o) { return o.fileCacheValid == std::chrono::milliseconds(1500); }},
       {"user", "\"nobody\"", [](const AttachOptions &o) { return o.user == "nobody"; }},
       {"min-workers", "2", [](const AttachOptions &o) { return o.minWorkers == 2; }},
       {"max-workers", "6", [](const AttachOptions &o) { return o.maxWorkers == 6; }},

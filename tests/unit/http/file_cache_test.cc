@@ -64,10 +64,10 @@ TEST_F(FileCacheTest, AChangedRemovedOrReplacedFileMisses) {
   ASSERT_TRUE(cache.insert("a.txt", read("a.txt")));
   ASSERT_TRUE(cache.insert("b.txt", read("b.txt")));
   ASSERT_TRUE(cache.insert("c.txt", read("c.txt")));
-  write("a.txt", "alpha, longer");                                   // size and times
-  std::filesystem::remove(dir_ / "b.txt");                           // gone
-  write("d.txt", "GAMMA");                                           // same size,
-  std::filesystem::rename(dir_ / "d.txt", dir_ / "c.txt");           // another inode
+  write("a.txt", "alpha, longer");                         // size and times
+  std::filesystem::remove(dir_ / "b.txt");                 // gone
+  write("d.txt", "GAMMA");                                 // same size,
+  std::filesystem::rename(dir_ / "d.txt", dir_ / "c.txt"); // another inode
   EXPECT_EQ(cache.lookup(root_, "a.txt"), nullptr);
   EXPECT_EQ(cache.lookup(root_, "b.txt"), nullptr);
   EXPECT_EQ(cache.lookup(root_, "c.txt"), nullptr);

@@ -375,7 +375,7 @@ TEST_F(CachedStaticFiles, AnEditedFileIsAnsweredWithItsNewBytes) {
 
 TEST_F(CachedStaticFiles, AFileReplacedByRenameIsAnsweredWithTheNewOne) {
   EXPECT_EQ(get("/").body, "<h1>home</h1>");
-  write(dir_ / "new.html", "<h1>new</h1>!");                            // the same size
+  write(dir_ / "new.html", "<h1>new</h1>!");                        // the same size
   std::filesystem::rename(dir_ / "new.html", root_ / "index.html"); // another inode
   EXPECT_EQ(get("/").body, "<h1>new</h1>!");
 }
