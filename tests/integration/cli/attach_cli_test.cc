@@ -12,9 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
+#include <thread>
 
 namespace sockdispatch::test {
 namespace {
@@ -164,6 +166,35 @@ TEST_F(AttachCli, DotfilesAreServedOnlyWithTheFlag) {
   }
 }
 
+/*
+ * A small file is answered from the worker's memory: by default only after a stat shows it
+ * unchanged, so an edit is answered at once; with --file-cache-valid S the copy is trusted
+ * for S seconds. Files changed in the last 2 s are never kept, so the test first lets its
+ * files age past that (the one wait on time itself).
+ */
+TEST_F(AttachCli, SmallFilesAreCachedAndAChangeIsSeenAsTheFlagSays) {
+  TempDir root;
+  (void)root.write("exact.txt", "first");
+  (void)root.write("trusted.txt", "first");
+  auto written = std::chrono::steady_clock::now();
+  for (const char *valid : {"0", "3600"}) {
+    std::string name = std::string(valid) == "0" ? "/exact.txt" : "/trusted.txt";
+    auto attachment = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "1", "--root",
+                                         root.path(), "--file-cache-valid", valid});
+    ASSERT_NE(attachment, nullptr);
+    std::this_thread::sleep_until(written + std::chrono::milliseconds(2200));
+    auto first = fetch(attachment->port(), name);
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->body, "first");
+    (void)root.write(name.substr(1), "second, longer");
+    auto second = fetch(attachment->port(), name);
+    ASSERT_TRUE(second);
+    EXPECT_EQ(second->body, std::string(valid) == "0" ? "second, longer" : "first")
+        << "--file-cache-valid " << valid;
+    EXPECT_EQ(attachment->stop(), 0);
+  }
+}
+
 struct BadFlags {
   const char *name;
   std::vector<std::string> args;
@@ -191,6 +222,9 @@ INSTANTIATE_TEST_SUITE_P(
     Table, AttachRejects,
     testing::Values(
         BadFlags{"zero_workers", {"attach", "0", "--workers", "0"}, {"--workers", "0"}},
+        BadFlags{"negative_file_cache_valid",
+                 {"attach", "0", "--file-cache-valid", "-1"},
+                 {"--file-cache-valid", "-1"}},
         BadFlags{"too_many_workers", {"attach", "0", "--workers", "129"}, {"--workers", "129"}},
         BadFlags{"bad_address", {"attach", "0", "--bind", "999.1.1.1"}, {"--bind", "999.1.1.1"}},
         BadFlags{"host_name", {"attach", "0", "--bind", "localhost"}, {"localhost"}},

@@ -152,7 +152,7 @@ TEST_F(StaticFiles, HeadTellsTheLengthGetWouldSend) {
   auto response = get("/hello.txt", "HEAD");
   EXPECT_EQ(response.status, 200);
   EXPECT_EQ(response.contentLength(), 13U); // the writer sends no body for HEAD
-  std::string big(100 * 1024, 'q');
+  std::string big(100UL * 1024, 'q');
   write(root_ / "big.bin", big);
   auto large = get("/big.bin", "HEAD");
   EXPECT_EQ(large.status, 200);
