@@ -215,8 +215,11 @@ TEST(OptionTable, EveryRangeIsTheSameForTheFlagAndTheKey) {
     SCOPED_TRACE(std::string(spec.key));
     std::string above = fractional ? fmt::format("{}", spec.fractional.max + 1)
                                    : std::to_string(spec.integers.max + 1);
-    std::string below = fractional ? fmt::format("{}", spec.fractional.min / 2)
-                                   : std::to_string(spec.integers.min - 1);
+    // A fractional range from 0 is passed below by a negative value; from above 0 by half its
+    // lower end.
+    std::string below = !fractional               ? std::to_string(spec.integers.min - 1)
+                        : spec.fractional.min > 0 ? fmt::format("{}", spec.fractional.min / 2)
+                                                  : fmt::format("{}", spec.fractional.min - 1);
     std::string top =
         fractional ? fmt::format("{}", spec.fractional.max) : std::to_string(spec.integers.max);
     for (const std::string &bad : {above, below}) {
