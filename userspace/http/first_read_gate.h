@@ -7,9 +7,9 @@ namespace sockdispatch {
 // Whether to read a new connection before registering it with the loop. A read that finds
 // the request saves the epoll_ctl calls to add and remove the socket and a loop turn; one
 // that finds nothing costs a recv(2) for nothing. Which one happens depends on who is faster:
-// a worker that accepts the moment the handshake completes usually beats the client's first
-// bytes (so does a client that sends later), one handed connections in batches (the line)
-// usually does not.
+// on loopback a worker accepts the moment the handshake completes, usually before the client
+// has written (measured: almost every read missed, in both modes); a client whose request
+// rides with the handshake's last ACK, or a slow path to the worker, finds it there.
 //
 // The gate keeps a score of recent outcomes: a find raises it, a miss lowers it twice as
 // much, and reads are tried while it is above zero. At zero, one connection in kProbeEvery is
