@@ -1,7 +1,8 @@
 #include "control/status_server.h"
 
+#include "core/socket_options.h"
+
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -72,6 +73,9 @@ HttpLimits StatusServer::limits() {
 Result<void> StatusServer::start(event_base *base) {
   base_ = base;
   identity_.pid = ::getpid();
+  if (!setNoDelay(listener_.get())) { // inherited by every connection it accepts
+    return osError("set TCP_NODELAY on the status listener");
+  }
   acceptEvent_.reset(event_new(
       base, listener_.get(), EV_READ | EV_PERSIST,
       [](evutil_socket_t, short, void *ctx) { static_cast<StatusServer *>(ctx)->onAcceptable(); },
@@ -112,8 +116,6 @@ void StatusServer::onAcceptable() {
       ::close(fd); // too many at once: this one is refused, the others keep their answers
       continue;
     }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     HttpConnection::Hooks hooks;
     hooks.closed = [this](HttpConnection *connection) { onClosed(connection); };
     auto connection =

@@ -26,8 +26,14 @@ const FileCache::Entry *FileCache::lookup(int rootFd, const std::string &key) {
   }
   Order::iterator where = found->second;
   Entry &entry = where->second;
-  auto now = std::chrono::steady_clock::now();
-  if (bounds_.valid.count() == 0 || now - entry.checked >= bounds_.valid) {
+  // The clock is read only when a checked copy may be trusted for a while.
+  bool trusted = false;
+  std::chrono::steady_clock::time_point now{};
+  if (bounds_.valid.count() != 0) {
+    now = std::chrono::steady_clock::now();
+    trusted = now - entry.checked < bounds_.valid;
+  }
+  if (!trusted) {
     struct stat current {};
     if (::fstatat(rootFd, entry.name.c_str(), &current, 0) != 0 || !sameFile(current, entry.info)) {
       erase(where);

@@ -42,7 +42,9 @@ HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
       anchor_(std::make_shared<DeferredSink *>(static_cast<DeferredSink *>(this))) {
   readEvent_.reset(event_new(
       base, fd, EV_READ | EV_PERSIST,
-      [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onReadable(); },
+      [](evutil_socket_t, short, void *ctx) {
+        static_cast<HttpConnection *>(ctx)->readAndAnswer();
+      },
       this));
   timer_.reset(evtimer_new(
       base,
@@ -59,19 +61,7 @@ HttpConnection::~HttpConnection() = default;
 // client that sent Connection: close) never touches epoll; a keep-alive one registers after
 // its answer.
 bool HttpConnection::start(bool readFirst) {
-  bool found = false;
-  if (readFirst) {
-    size_t before = evbuffer_get_length(input_.get());
-    if (readSocket()) {
-      found = peerClosed_ || evbuffer_get_length(input_.get()) > before;
-      processInput();
-      if (peerClosed_ && !closed_) {
-        scheduleClose();
-      }
-    } else {
-      found = true; // a reset: the read found the connection's end
-    }
-  }
+  bool found = readFirst && readAndAnswer();
   if (!closed_ && !closeAfterWrite_ && !peerClosed_ && !answerPending() && !waitingForDrain_) {
     startReading();
   }
@@ -153,14 +143,17 @@ void HttpConnection::resumeReadingSoon() {
   event_active(readEvent_.get(), EV_READ, 0);
 }
 
-void HttpConnection::onReadable() {
+bool HttpConnection::readAndAnswer() {
+  size_t before = evbuffer_get_length(input_.get());
   if (!readSocket()) {
-    return;
+    return true; // a reset: the read found the connection's end
   }
+  bool found = peerClosed_ || evbuffer_get_length(input_.get()) > before;
   processInput();
   if (peerClosed_ && !closed_) {
     scheduleClose(); // the client half-closed: deliver what it asked for, then close
   }
+  return found;
 }
 
 bool HttpConnection::readSocket() {

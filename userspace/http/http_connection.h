@@ -81,7 +81,8 @@ private:
   [[nodiscard]] std::chrono::milliseconds idleWait() const;
   void onTimer();
 
-  void onReadable();
+  // Reads the socket and answers what it completes; whether the read found bytes or the end.
+  bool readAndAnswer();
   bool readSocket(); // false when the connection is closed
   void processInput();
   void answer();
