@@ -90,8 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bool closed = false;
   HttpConnection::Hooks hooks;
   hooks.closed = [&closed](HttpConnection *) { closed = true; };
-  auto connection = std::make_unique<HttpConnection>(base.get(), fds[0], *world.handler, world.who,
-                                                     world.limits, std::move(hooks));
+  ConnectionContext context(base.get(), *world.handler, world.who, world.limits, std::move(hooks));
+  auto connection = std::make_unique<HttpConnection>(context, fds[0]);
   connection->start();
   size_t sent = 0;
   for (int round = 0; round < 10000 && !closed && sent < size; ++round) {

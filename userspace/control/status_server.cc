@@ -84,6 +84,10 @@ Result<void> StatusServer::start(event_base *base) {
       base, -1, 0,
       [](evutil_socket_t, short, void *ctx) { static_cast<StatusServer *>(ctx)->closed_.clear(); },
       this));
+  ConnectionHooks hooks;
+  hooks.closed = [this](HttpConnection *connection) { onClosed(connection); };
+  connectionContext_ =
+      std::make_unique<ConnectionContext>(base, handler_, identity_, limits_, std::move(hooks));
   if (!acceptEvent_ || !reaper_ || event_add(acceptEvent_.get(), nullptr) != 0) {
     return logicError("serve the status port " + address_.toString(),
                       "the master's loop refused its events");
@@ -116,10 +120,7 @@ void StatusServer::onAcceptable() {
       ::close(fd); // too many at once: this one is refused, the others keep their answers
       continue;
     }
-    HttpConnection::Hooks hooks;
-    hooks.closed = [this](HttpConnection *connection) { onClosed(connection); };
-    auto connection =
-        std::make_unique<HttpConnection>(base_, fd, handler_, identity_, limits_, std::move(hooks));
+    auto connection = std::make_unique<HttpConnection>(*connectionContext_, fd);
     HttpConnection *key = connection.get();
     connections_.emplace(key, std::move(connection));
     fds_.emplace(key, fd);

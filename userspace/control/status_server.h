@@ -51,6 +51,8 @@ private:
   event_base *base_ = nullptr;
   EventPtr acceptEvent_;
   EventPtr reaper_; // frees closed connections outside their own callbacks
+  // What the connections share (spare exchanges, the idle queue): freed after them.
+  std::unique_ptr<ConnectionContext> connectionContext_;
   std::unordered_map<HttpConnection *, std::unique_ptr<HttpConnection>> connections_;
   std::unordered_map<HttpConnection *, int> fds_; // each connection's socket, for abandonInChild
   std::vector<std::unique_ptr<HttpConnection>> closed_;

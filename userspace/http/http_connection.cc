@@ -1,6 +1,6 @@
 // HttpConnection: the state machine between the request reader and the response writer:
 // reading the socket, phases and their timer, answering in order (now or deferred),
-// keep-alive, draining and closing.
+// keep-alive (idle in the context's queue, without an exchange), draining and closing.
 #include "http/http_connection.h"
 
 #include "core/timeval.h"
@@ -26,6 +26,9 @@ public:
       spdlog::error("a handler deferred the same request twice");
       return {};
     }
+    if (!c.anchor_) {
+      c.anchor_ = std::make_shared<DeferredSink *>(static_cast<DeferredSink *>(&c));
+    }
     c.awaiting_ = true;
     ++c.deferredSequence_;
     return PendingResponse(c.anchor_, c.deferredSequence_);
@@ -35,88 +38,148 @@ private:
   HttpConnection &connection_;
 };
 
-HttpConnection::HttpConnection(event_base *base, int fd, const Handler &handler,
-                               const WorkerIdentity &who, const HttpLimits &limits, Hooks hooks)
-    : fd_(fd), input_(evbuffer_new()), handler_(handler), limits_(limits), hooks_(std::move(hooks)),
-      reader_(limits, *this), writer_(base, fd, who, limits, *this),
-      anchor_(std::make_shared<DeferredSink *>(static_cast<DeferredSink *>(this))) {
-  readEvent_.reset(event_new(
-      base, fd, EV_READ | EV_PERSIST,
+// One call into the connection from outside (the loop, the owner, a deferred answer). The
+// outermost one settles it on the way out: a connection left idle gives its exchange back
+// only once no call of its reader or writer is on the stack.
+class HttpConnection::Entry {
+public:
+  explicit Entry(HttpConnection &connection) : connection_(connection) { ++connection_.depth_; }
+  ~Entry() {
+    if (--connection_.depth_ == 0) {
+      connection_.settle();
+    }
+  }
+  Entry(const Entry &) = delete;
+  Entry &operator=(const Entry &) = delete;
+
+private:
+  HttpConnection &connection_;
+};
+
+HttpConnection::HttpConnection(ConnectionContext &context, int fd) : context_(context), fd_(fd) {
+  event_assign(
+      &readEvent_, context.base(), fd, EV_READ | EV_PERSIST,
       [](evutil_socket_t, short, void *ctx) {
-        static_cast<HttpConnection *>(ctx)->readAndAnswer();
+        auto &connection = *static_cast<HttpConnection *>(ctx);
+        Entry entry(connection);
+        connection.readAndAnswer();
       },
-      this));
-  timer_.reset(evtimer_new(
-      base,
-      [](evutil_socket_t, short, void *ctx) { static_cast<HttpConnection *>(ctx)->onTimer(); },
-      this));
-  readDeadline_ = Clock::now() + limits_.idleTimeout;
-  armTimer();
+      this);
 }
 
-HttpConnection::~HttpConnection() = default;
+HttpConnection::~HttpConnection() {
+  event_del(&readEvent_);
+  context_.idle().remove(*this);
+}
 
 // When the client's first request is in the socket by the time it is accepted, it is read and
 // answered now, before asking the loop for readiness. A connection answered and closed here (a
 // client that sent Connection: close) never touches epoll; a keep-alive one registers after
 // its answer.
 bool HttpConnection::start(bool readFirst) {
+  Entry entry(*this);
   bool found = readFirst && readAndAnswer();
-  if (!closed_ && !closeAfterWrite_ && !peerClosed_ && !answerPending() && !waitingForDrain_) {
+  if (!closed_ &&
+      (!exchange_ ||
+       (!exchange_->closeAfterWrite && !exchange_->peerClosed && !exchange_->waitingForDrain)) &&
+      !answerPending()) {
     startReading();
   }
   return found;
 }
 
-void HttpConnection::phaseEntered(Phase phase) {
-  if (phase == phase_) {
+HttpExchange &HttpConnection::exchange() {
+  if (!exchange_) {
+    exchange_ = context_.takeExchange(*this, fd_.get());
+    exchange_->readDeadline = idleLink_.linked ? idleLink_.deadline : Clock::now() + idleWait();
+  }
+  return *exchange_;
+}
+
+void HttpConnection::settle() {
+  if (closed_ || awaiting_ || !reading_) {
     return;
   }
-  phase_ = phase;
+  if (exchange_) {
+    if (!exchange_->settled()) {
+      return;
+    }
+    event_del(exchange_->timer.get());
+    context_.giveBack(std::move(exchange_));
+  }
+  // Waiting from now, or still from when it went idle if a read found nothing since.
+  Clock::time_point deadline = Clock::now() + idleWait();
+  bool lingering = draining_ && context_.limits().drainLinger < context_.limits().idleTimeout;
+  if (!idleLink_.linked || (lingering && idleLink_.queue == IdleConnections::kKeepAlive &&
+                            deadline < idleLink_.deadline)) {
+    context_.idle().add(*this, deadline,
+                        lingering ? IdleConnections::kDraining : IdleConnections::kKeepAlive);
+  }
+}
+
+void HttpConnection::idleExpired() {
+  finishClose(); // nothing asked within the keep-alive timeout: close quietly
+}
+
+void HttpConnection::phaseEntered(Phase phase) {
+  HttpExchange &x = *exchange_;
+  if (phase == x.phase) {
+    return;
+  }
+  x.phase = phase;
+  const HttpLimits &limits = context_.limits();
   std::chrono::milliseconds timeout = phase == Phase::idle   ? idleWait()
-                                      : phase == Phase::head ? limits_.headerTimeout
-                                                             : limits_.bodyTimeout;
-  readDeadline_ = Clock::now() + timeout;
+                                      : phase == Phase::head ? limits.headerTimeout
+                                                             : limits.bodyTimeout;
+  x.readDeadline = Clock::now() + timeout;
   armTimer();
 }
 
 void HttpConnection::continueExpected() {
-  writer_.writeContinue();
-  writer_.flush();
+  exchange_->writer.writeContinue();
+  exchange_->writer.flush();
 }
 
 std::chrono::milliseconds HttpConnection::idleWait() const {
-  return draining_ ? std::min(limits_.idleTimeout, limits_.drainLinger) : limits_.idleTimeout;
+  const HttpLimits &limits = context_.limits();
+  return draining_ ? std::min(limits.idleTimeout, limits.drainLinger) : limits.idleTimeout;
+}
+
+bool HttpConnection::answerPending() const {
+  return awaiting_ || (exchange_ && exchange_->writer.streaming());
 }
 
 // Arms the one timer for the deadline that governs now: the write deadline while answers
 // wait for the client, else the deadline of the read phase.
 void HttpConnection::armTimer() {
-  if (closed_) {
+  if (closed_ || !exchange_) {
     return;
   }
-  if (!writer_.blocked() && (closeAfterWrite_ || answerPending())) {
-    event_del(timer_.get()); // nothing to read until the answer is written
+  HttpExchange &x = *exchange_;
+  if (!x.writer.blocked() && (x.closeAfterWrite || answerPending())) {
+    event_del(x.timer.get()); // nothing to read until the answer is written
     return;
   }
-  timeval left = toTimeval((writer_.blocked() ? writer_.deadline() : readDeadline_) - Clock::now());
-  event_add(timer_.get(), &left);
+  timeval left =
+      toTimeval((x.writer.blocked() ? x.writer.deadline() : x.readDeadline) - Clock::now());
+  event_add(x.timer.get(), &left);
 }
 
 void HttpConnection::onTimer() {
+  HttpExchange &x = *exchange_;
   Clock::time_point now = Clock::now();
-  if (writer_.blocked()) {
-    if (now < writer_.deadline()) {
+  if (x.writer.blocked()) {
+    if (now < x.writer.deadline()) {
       armTimer(); // writes made progress since the timer was armed: wait for the new deadline
       return;
     }
     finishClose(); // the client stopped reading its answers
     return;
   }
-  if (closeAfterWrite_ || answerPending()) {
+  if (x.closeAfterWrite || answerPending()) {
     return;
   }
-  if (phase_ == Phase::idle) {
+  if (x.phase == Phase::idle) {
     finishClose(); // nothing asked within the keep-alive timeout: close quietly
     return;
   }
@@ -126,31 +189,35 @@ void HttpConnection::onTimer() {
 void HttpConnection::startReading() {
   if (!reading_ && !closed_) {
     reading_ = true;
-    event_add(readEvent_.get(), nullptr);
+    event_add(&readEvent_, nullptr);
   }
 }
 
 void HttpConnection::stopReading() {
   if (reading_) {
     reading_ = false;
-    event_del(readEvent_.get());
+    event_del(&readEvent_);
   }
 }
 
 // Takes up the pipelined requests still buffered, on the next loop turn.
 void HttpConnection::resumeReadingSoon() {
   startReading();
-  event_active(readEvent_.get(), EV_READ, 0);
+  event_active(&readEvent_, EV_READ, 0);
 }
 
 bool HttpConnection::readAndAnswer() {
-  size_t before = evbuffer_get_length(input_.get());
+  HttpExchange &x = exchange();
+  size_t before = evbuffer_get_length(x.input.get());
   if (!readSocket()) {
     return true; // a reset: the read found the connection's end
   }
-  bool found = peerClosed_ || evbuffer_get_length(input_.get()) > before;
+  bool found = x.peerClosed || evbuffer_get_length(x.input.get()) > before;
+  if (found) {
+    context_.idle().remove(*this); // busy from now on (no-op unless it waited idle)
+  }
   processInput();
-  if (peerClosed_ && !closed_) {
+  if (x.peerClosed && !closed_) {
     scheduleClose(); // the client half-closed: deliver what it asked for, then close
   }
   return found;
@@ -158,24 +225,25 @@ bool HttpConnection::readAndAnswer() {
 
 bool HttpConnection::readSocket() {
   constexpr size_t kReadChunk = 16384;
+  evbuffer *input = exchange_->input.get();
   for (int round = 0; round < 4; ++round) {
     evbuffer_iovec space{};
-    if (evbuffer_reserve_space(input_.get(), kReadChunk, &space, 1) < 1) {
+    if (evbuffer_reserve_space(input, kReadChunk, &space, 1) < 1) {
       finishClose();
       return false;
     }
     ssize_t n = ::recv(fd_.get(), space.iov_base, space.iov_len, 0);
     if (n > 0) {
       space.iov_len = static_cast<size_t>(n);
-      evbuffer_commit_space(input_.get(), &space, 1);
+      evbuffer_commit_space(input, &space, 1);
       if (static_cast<size_t>(n) < kReadChunk) {
         return true;
       }
       continue;
     }
-    evbuffer_commit_space(input_.get(), &space, 0);
+    evbuffer_commit_space(input, &space, 0);
     if (n == 0) {
-      peerClosed_ = true;
+      exchange_->peerClosed = true;
       stopReading();
       return true;
     }
@@ -191,15 +259,16 @@ bool HttpConnection::readSocket() {
 }
 
 void HttpConnection::processInput() {
-  evbuffer *input = input_.get();
-  while (!closeAfterWrite_ && !closed_ && !answerPending()) {
-    if (writer_.backlogged()) {
-      writer_.flush();
-      if (closed_ || !writer_.backlogged()) {
+  HttpExchange &x = *exchange_;
+  evbuffer *input = x.input.get();
+  while (!x.closeAfterWrite && !closed_ && !answerPending()) {
+    if (x.writer.backlogged()) {
+      x.writer.flush();
+      if (closed_ || !x.writer.backlogged()) {
         continue;
       }
       // The client is not reading its answers: read no more until they drain.
-      waitingForDrain_ = true;
+      x.waitingForDrain = true;
       stopReading();
       return;
     }
@@ -208,7 +277,7 @@ void HttpConnection::processInput() {
       break;
     }
     HttpRequestReader::Fed fed =
-        reader_.feed(static_cast<const char *>(chunk.iov_base), chunk.iov_len);
+        x.reader.feed(static_cast<const char *>(chunk.iov_base), chunk.iov_len);
     if (fed.rejection != 0) {
       evbuffer_drain(input, evbuffer_get_length(input));
       rejectAndClose(fed.rejection);
@@ -219,15 +288,15 @@ void HttpConnection::processInput() {
       answer();
     }
   }
-  writer_.flush();
+  x.writer.flush();
 }
 
 void HttpConnection::answer() {
-  const Request &request = reader_.request();
+  const Request &request = exchange_->reader.request();
   Response response;
   RequestDeferral later(*this);
   try {
-    handler_.respond(request, response, later);
+    context_.handler().respond(request, response, later);
   } catch (const std::exception &error) {
     spdlog::error("handler failed on {} {}: {}", request.method, request.target, error.what());
     response = simpleResponse(500, reasonPhrase(500));
@@ -248,22 +317,24 @@ void HttpConnection::answer() {
 }
 
 void HttpConnection::sendAnswer(Response &response) {
-  const Request &request = reader_.request();
+  HttpExchange &x = *exchange_;
+  const Request &request = x.reader.request();
+  const HttpLimits &limits = context_.limits();
   ++requestsAnswered_;
-  bool lastAllowed = limits_.maxRequestsPerConnection != 0 &&
-                     requestsAnswered_ >= limits_.maxRequestsPerConnection;
+  bool lastAllowed =
+      limits.maxRequestsPerConnection != 0 && requestsAnswered_ >= limits.maxRequestsPerConnection;
   // An upgrade is not taken: answer, then close, as the protocol switch never happened.
   // An HTTP/1.0 client learns a streamed body's end from the close.
   bool closeDelimited = response.stream != nullptr && request.versionMinor == 0 &&
                         !request.isHead() && !statusHasNoBody(response.status);
   bool keepAlive = request.keepAlive && !response.close && !draining_ && !lastAllowed &&
-                   !reader_.upgradeRequested() && !closeDelimited;
-  writer_.writeResponse(response, request.versionMinor, request.isHead(), keepAlive);
-  if (writer_.streaming()) {
+                   !x.reader.upgradeRequested() && !closeDelimited;
+  x.writer.writeResponse(response, request.versionMinor, request.isHead(), keepAlive);
+  if (x.writer.streaming()) {
     stopReading(); // the requests behind it wait, and the socket pushes back on the client
   }
-  if (hooks_.requestAnswered) {
-    hooks_.requestAnswered();
+  if (context_.hooks().requestAnswered) {
+    context_.hooks().requestAnswered();
   }
   if (!keepAlive) {
     scheduleClose();
@@ -274,21 +345,23 @@ bool HttpConnection::completeDeferred(uint64_t sequence, Response response) {
   if (closed_ || !awaiting_ || sequence != deferredSequence_) {
     return false;
   }
+  Entry entry(*this);
   awaiting_ = false;
   sendAnswer(response);
   if (closed_) {
     return true;
   }
-  if (closeAfterWrite_ || answerPending()) {
-    writer_.flush(); // closes once the answer is written; a streamed answer resumes reading
+  HttpExchange &x = *exchange_;
+  if (x.closeAfterWrite || answerPending()) {
+    x.writer.flush(); // closes once the answer is written; a streamed answer resumes reading
     return true;
   }
   // Waiting for the next request from now; take up what the client pipelined meanwhile.
-  readDeadline_ = Clock::now() + idleWait();
+  x.readDeadline = Clock::now() + idleWait();
   armTimer();
   startReading();
   processInput();
-  if (peerClosed_ && !closed_ && !answerPending()) {
+  if (!closed_ && x.peerClosed && !answerPending()) {
     scheduleClose();
   }
   return true;
@@ -303,42 +376,47 @@ void HttpConnection::writeBlocked() {
 }
 
 void HttpConnection::writeDrained(bool wasBlocked) {
+  HttpExchange &x = *exchange_;
   if (wasBlocked) {
-    if (phase_ == Phase::idle) {
-      readDeadline_ = Clock::now() + limits_.idleTimeout; // idle from now on
+    if (x.phase == Phase::idle) {
+      x.readDeadline = Clock::now() + context_.limits().idleTimeout; // idle from now on
     }
     armTimer();
   }
-  if (closeAfterWrite_ && !answerPending()) {
+  if (x.closeAfterWrite && !answerPending()) {
     finishClose();
     return;
   }
-  if (waitingForDrain_) {
-    waitingForDrain_ = false; // answers drained: read the pipelined requests again
+  if (x.waitingForDrain) {
+    x.waitingForDrain = false; // answers drained: read the pipelined requests again
     resumeReadingSoon();
+  } else if (wasBlocked && reading_) {
+    // From the write event, inside the writer: the read event's next turn settles it (or
+    // reads what the client sent meanwhile).
+    event_active(&readEvent_, EV_READ, 0);
   }
 }
 
 void HttpConnection::streamEnded(bool failed) {
   if (failed) {
-    closeAfterWrite_ = true; // the head is sent: only a cut-short body can say it failed
+    exchange_->closeAfterWrite = true; // the head is sent: only a cut-short body can say it failed
     return;
   }
-  if (!closeAfterWrite_ && !closed_) {
+  if (!exchange_->closeAfterWrite && !closed_) {
     resumeReadingSoon();
   }
 }
 
 void HttpConnection::rejectAndClose(int status) {
   Response response = simpleResponse(status, reasonPhrase(status));
-  writer_.writeResponse(response, 1, false, false);
+  exchange_->writer.writeResponse(response, 1, false, false);
   scheduleClose();
 }
 
 void HttpConnection::scheduleClose() {
-  closeAfterWrite_ = true;
+  exchange_->closeAfterWrite = true;
   stopReading();
-  writer_.flush(); // closes once everything answered is written
+  exchange_->writer.flush(); // closes once everything answered is written
 }
 
 void HttpConnection::finishClose() {
@@ -347,28 +425,39 @@ void HttpConnection::finishClose() {
   }
   closed_ = true;
   stopReading();
-  writer_.stop();
-  event_del(timer_.get());
-  hooks_.closed(this); // the owner frees this object later, outside our callbacks
+  context_.idle().remove(*this);
+  if (exchange_) {
+    exchange_->writer.stop();
+    event_del(exchange_->timer.get());
+  }
+  context_.hooks().closed(this); // the owner frees this object later, outside our callbacks
 }
 
 void HttpConnection::closeWhenIdle() {
+  Entry entry(*this);
   draining_ = true;
   if (requestsAnswered_ == 0) {
     return; // a client that just connected is sending its first request: it gets an answer
   }
-  if (phase_ == Phase::idle && reading_ && !closeAfterWrite_ && !closed_) {
+  bool idle = !exchange_ || (exchange_->phase == Phase::idle && !exchange_->closeAfterWrite);
+  if (idle && reading_ && !closed_) {
     // Take what the client already sent: a request that has arrived is answered, not dropped.
+    HttpExchange &x = exchange();
+    size_t before = evbuffer_get_length(x.input.get());
     if (!readSocket()) {
       return;
     }
+    if (x.peerClosed || evbuffer_get_length(x.input.get()) > before) {
+      context_.idle().remove(*this);
+    }
     processInput();
   }
-  if (closed_ || closeAfterWrite_ || phase_ != Phase::idle) {
+  if (closed_ || !exchange_ || exchange_->closeAfterWrite || exchange_->phase != Phase::idle) {
     return; // closed, closing, or finishing a request whose answer says Connection: close
   }
-  // Idle: one more request within the drain linger is answered, then it closes.
-  readDeadline_ = std::min(readDeadline_, Clock::now() + idleWait());
+  // Idle: one more request within the drain linger is answered, then it closes (settle()
+  // moves an idle one to the lingering queue).
+  exchange_->readDeadline = std::min(exchange_->readDeadline, Clock::now() + idleWait());
   armTimer();
 }
 

@@ -1,17 +1,18 @@
 #pragma once
 
-#include "core/event_ptr.h"
 #include "core/unique_fd.h"
+#include "http/connection_context.h"
+#include "http/http_exchange.h"
 #include "http/http_message.h"
-#include "http/http_request_reader.h"
-#include "http/http_response_writer.h"
+#include "http/idle_connections.h"
 #include "library/handler.h"
 #include "library/pending_response.h"
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include <chrono>
-#include <functional>
+#include <cstdint>
 #include <memory>
 
 namespace sockdispatch {
@@ -36,18 +37,18 @@ namespace sockdispatch {
 // pushes back on the client) and no read timeout runs; the answer's write timeout applies as
 // usual once it is written. The token holds the connection weakly. Like a deferred answer, a
 // streamed body holds back the requests behind it until it ends.
-class HttpConnection : private DeferredSink,
-                       private HttpRequestReader::Events,
-                       private HttpResponseWriter::Events {
+//
+// Idle keep-alive connections are light: once everything asked is answered and written, the
+// connection gives its HttpExchange (reader, writer, buffer, timer) back to the
+// ConnectionContext and waits in its IdleConnections with only its socket, its read event
+// (registered once, for its whole life: going idle and busy costs no epoll_ctl), and its
+// place in the idle queue, about 230 bytes; docs/design/idle-connections.md.
+class HttpConnection : private DeferredSink {
 public:
-  struct Hooks {
-    // The connection is done: the owner must free it, but not from inside this call.
-    std::function<void(HttpConnection *)> closed;
-    std::function<void()> requestAnswered; // scoreboard counter
-  };
+  using Hooks = ConnectionHooks;
 
-  HttpConnection(event_base *base, int fd, const Handler &handler, const WorkerIdentity &who,
-                 const HttpLimits &limits, Hooks hooks);
+  // Serves `fd` (taken: closed with the connection) on the context's loop, which outlives it.
+  HttpConnection(ConnectionContext &context, int fd);
   ~HttpConnection() override;
   HttpConnection(const HttpConnection &) = delete;
   HttpConnection &operator=(const HttpConnection &) = delete;
@@ -63,23 +64,34 @@ public:
   // client may still be sending) is answered with Connection: close, then it closes.
   void closeWhenIdle();
 
+  // Whether it holds an exchange now: false while it waits idle.
+  [[nodiscard]] bool busy() const { return exchange_ != nullptr; }
+
 private:
+  friend class HttpExchange;    // its reader's and writer's events
+  friend class IdleConnections; // idleLink_, idleExpired()
   using Clock = std::chrono::steady_clock;
   using Phase = RequestPhase;
+  class Entry;
+  class RequestDeferral;
 
-  // HttpRequestReader::Events
-  void phaseEntered(Phase phase) override;
-  void continueExpected() override;
-  // HttpResponseWriter::Events
-  void writeFailed() override;
-  void writeBlocked() override;
-  void writeDrained(bool wasBlocked) override;
-  void streamEnded(bool failed) override;
+  // From the exchange's reader and writer.
+  void phaseEntered(Phase phase);
+  void continueExpected();
+  void writeFailed();
+  void writeBlocked();
+  void writeDrained(bool wasBlocked);
+  void streamEnded(bool failed);
+  void onTimer();
+  // From IdleConnections: the keep-alive deadline passed with nothing asked.
+  void idleExpired();
 
+  HttpExchange &exchange();
+  // Idle again (nothing pending): gives the exchange back, and waits in the idle queue.
+  void settle();
   void armTimer();
   // How long an idle connection waits for its next request (shorter while draining).
   [[nodiscard]] std::chrono::milliseconds idleWait() const;
-  void onTimer();
 
   // Reads the socket and answers what it completes; whether the read found bytes or the end.
   bool readAndAnswer();
@@ -88,8 +100,7 @@ private:
   void answer();
   void sendAnswer(Response &response);
   bool completeDeferred(uint64_t sequence, Response response) override;
-  class RequestDeferral;
-  [[nodiscard]] bool answerPending() const { return awaiting_ || writer_.streaming(); }
+  [[nodiscard]] bool answerPending() const;
   void rejectAndClose(int status);
   void scheduleClose();
   void finishClose();
@@ -97,29 +108,20 @@ private:
   void startReading();
   void resumeReadingSoon();
 
+  ConnectionContext &context_;
+  event readEvent_{};                      // registered while reading_, from start() to the close
+  std::unique_ptr<HttpExchange> exchange_; // while busy
+  IdleLink idleLink_;                      // while idle
   UniqueFd fd_;
-  EvbufferPtr input_;
-  EventPtr readEvent_;
-  EventPtr timer_;
-  const Handler &handler_;
-  const HttpLimits &limits_;
-  Hooks hooks_;
-  HttpRequestReader reader_;
-  HttpResponseWriter writer_;
-
   uint32_t requestsAnswered_ = 0;
-  Phase phase_ = Phase::idle;
-  Clock::time_point readDeadline_; // of the current phase
-  bool closeAfterWrite_ = false;
-  bool waitingForDrain_ = false;
+  uint8_t depth_ = 0; // calls into the connection in progress (Entry)
   bool reading_ = false;
-  bool peerClosed_ = false;
   bool closed_ = false;
   bool draining_ = false; // answer the request in progress with Connection: close
-  // Deferred answers: the token's weak anchor, and which request waits (if any).
+  bool awaiting_ = false; // a deferred answer
+  // Deferred answers: the token's weak anchor (made on the first deferral) and the sequence.
   std::shared_ptr<DeferredSink *> anchor_;
   uint64_t deferredSequence_ = 0;
-  bool awaiting_ = false;
 };
 
 } // namespace sockdispatch

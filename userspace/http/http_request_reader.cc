@@ -60,6 +60,19 @@ HttpRequestReader::HttpRequestReader(const HttpLimits &limits, Events &events)
   parser_.data = this;
 }
 
+void HttpRequestReader::reset() {
+  llhttp_init(&parser_, HTTP_REQUEST, &settings());
+  parser_.data = this;
+  framing_.reset();
+  request_ = Request{};
+  headerField_.clear();
+  headerValue_.clear();
+  headerBytes_ = 0;
+  hostFields_ = 0;
+  pendingStatus_ = 0;
+  messageReady_ = false;
+}
+
 HttpRequestReader::Fed HttpRequestReader::feed(const char *data, size_t length) {
   Fed fed;
   fed.consumed = length;

@@ -45,6 +45,8 @@ public:
   HttpRequestReader &operator=(const HttpRequestReader &) = delete;
 
   Fed feed(const char *data, size_t length);
+  // Ready for a new connection's first request, as if just made.
+  void reset();
 
   // The request feed() last completed (or the one being read).
   [[nodiscard]] const Request &request() const { return request_; }

@@ -37,10 +37,23 @@ HttpResponseWriter::HttpResponseWriter(event_base *base, int fd, const WorkerIde
     : fd_(fd), who_(who), limits_(limits), events_(events), output_(evbuffer_new()) {
   // Lets file segments go out with sendfile(2) instead of being mmapped into the buffer.
   evbuffer_set_flags(output_.get(), EVBUFFER_FLAG_DRAINS_TO_FD);
-  writeEvent_.reset(event_new(
-      base, fd, EV_WRITE | EV_PERSIST,
-      [](evutil_socket_t, short, void *ctx) { static_cast<HttpResponseWriter *>(ctx)->flush(); },
-      this));
+  writeEvent_.reset(event_new(base, fd, EV_WRITE | EV_PERSIST, onWritable, this));
+}
+
+void HttpResponseWriter::onWritable(evutil_socket_t /*fd*/, short /*what*/, void *ctx) {
+  static_cast<HttpResponseWriter *>(ctx)->flush();
+}
+
+void HttpResponseWriter::attach(int fd) {
+  fd_ = fd;
+  stopped_ = false;
+  armed_ = false;
+  event_assign(writeEvent_.get(), event_get_base(writeEvent_.get()), fd, EV_WRITE | EV_PERSIST,
+               onWritable, this);
+}
+
+bool HttpResponseWriter::done() const {
+  return !armed_ && stream_ == nullptr && evbuffer_get_length(output_.get()) == 0;
 }
 
 bool HttpResponseWriter::backlogged() const {

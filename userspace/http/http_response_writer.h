@@ -60,6 +60,11 @@ public:
   void flush();
   // Writes nothing more and drops the write event (the connection closes).
   void stop();
+  // Writes to `fd` from now on (another connection's socket). Only when it holds nothing:
+  // not streaming, nothing left to write, its write event not armed.
+  void attach(int fd);
+  // Everything answered is written, and nothing is streaming.
+  [[nodiscard]] bool done() const;
 
   [[nodiscard]] bool streaming() const { return stream_ != nullptr; }
   // Whether the output holds more than the pending-output window (HttpLimits).
@@ -69,6 +74,7 @@ public:
   [[nodiscard]] Clock::time_point deadline() const { return deadline_; }
 
 private:
+  static void onWritable(evutil_socket_t fd, short what, void *ctx);
   void pullStream();
 
   int fd_;

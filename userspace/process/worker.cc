@@ -106,6 +106,11 @@ int Worker::run() {
     handler_ = std::move(files.value());
   }
   handler_ = std::make_unique<BusyMarkingHandler>(std::move(handler_), scoreboard_, slot_);
+  ConnectionHooks hooks;
+  hooks.closed = [this](HttpConnection *connection) { onConnectionClosed(connection); };
+  hooks.requestAnswered = [this] { scoreboard_.requestAnswered(slot_); };
+  connectionContext_ = std::make_unique<ConnectionContext>(base_.get(), *handler_, identity_,
+                                                           options_.limits, std::move(hooks));
   if (!intake_->start(base_.get(), *this)) {
     return kExitFailure;
   }
@@ -144,11 +149,7 @@ void Worker::takeConnection(int fd) {
     setNoDelay(fd);
   }
   scoreboard_.connectionOpened(slot_);
-  HttpConnection::Hooks hooks;
-  hooks.closed = [this](HttpConnection *connection) { onConnectionClosed(connection); };
-  hooks.requestAnswered = [this] { scoreboard_.requestAnswered(slot_); };
-  auto connection = std::make_unique<HttpConnection>(base_.get(), fd, *handler_, identity_,
-                                                     options_.limits, std::move(hooks));
+  auto connection = std::make_unique<HttpConnection>(*connectionContext_, fd);
   HttpConnection *key = connection.get();
   connections_.emplace(key, std::move(connection));
   if (stopping_) {

@@ -72,6 +72,8 @@ private:
   EventPtr stopDeadline_;
   EventPtr orphanDeadline_;
   EventPtr reaper_; // frees closed connections outside their own callbacks
+  // What the connections share (their spare exchanges, the idle queue): freed after them.
+  std::unique_ptr<ConnectionContext> connectionContext_;
   std::unordered_map<HttpConnection *, std::unique_ptr<HttpConnection>> connections_;
   std::vector<std::unique_ptr<HttpConnection>> closed_;
   uint64_t maxConnections_ = 0; // 0: no limit

@@ -111,14 +111,16 @@ protected:
     base_.reset(event_base_new());
     HttpConnection::Hooks hooks;
     hooks.closed = [this](HttpConnection *) { closed_ = true; };
-    connection_ = std::make_unique<HttpConnection>(base_.get(), fds[0], handler_, who_, limits_,
-                                                   std::move(hooks));
+    context_ =
+        std::make_unique<ConnectionContext>(base_.get(), handler_, who_, limits_, std::move(hooks));
+    connection_ = std::make_unique<HttpConnection>(*context_, fds[0]);
     connection_->start();
   }
 
   void TearDown() override {
     handler_.tokens.clear();
     connection_.reset();
+    context_.reset();
     base_.reset();
   }
 
@@ -169,6 +171,7 @@ protected:
   HttpLimits limits_;
   UniqueFd peer_;
   EventBasePtr base_;
+  std::unique_ptr<ConnectionContext> context_;
   std::unique_ptr<HttpConnection> connection_;
   std::string buffer_;
   bool eof_ = false;

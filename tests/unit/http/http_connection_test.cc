@@ -1,6 +1,7 @@
 // HttpConnection over a real socketpair and a real libevent loop: keep-alive, pipelining,
 // HEAD, bodies (Content-Length and chunked), Connection: close, and malformed input.
 #include "core/event_ptr.h"
+#include "core/unique_fd.h"
 #include "http/http_connection.h"
 #include "support/http_client.h"
 
@@ -8,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <memory>
@@ -52,13 +54,15 @@ protected:
     HttpConnection::Hooks hooks;
     hooks.closed = [this](HttpConnection *) { closed_ = true; };
     hooks.requestAnswered = [this] { ++answered_; };
-    connection_ = std::make_unique<HttpConnection>(base_.get(), fds[0], handler_, who_, limits_,
-                                                   std::move(hooks));
+    context_ =
+        std::make_unique<ConnectionContext>(base_.get(), handler_, who_, limits_, std::move(hooks));
+    connection_ = std::make_unique<HttpConnection>(*context_, fds[0]);
     connection_->start();
   }
 
   void TearDown() override {
     connection_.reset();
+    context_.reset();
     base_.reset();
   }
 
@@ -115,6 +119,7 @@ protected:
   HttpLimits limits_;
   UniqueFd peer_;
   EventBasePtr base_;
+  std::unique_ptr<ConnectionContext> context_;
   std::unique_ptr<HttpConnection> connection_;
   std::string buffer_;
   bool eof_ = false;
@@ -142,6 +147,89 @@ TEST_F(HttpConnectionTest, KeepAliveServesSeveralRequests) {
     ASSERT_EQ(got.size(), 1U);
     EXPECT_EQ(got[0].body, "target=/r" + std::to_string(i));
   }
+  EXPECT_FALSE(closed_);
+}
+
+// Idle between requests, a connection holds no exchange: it went back to the context, and
+// the next request borrows it again (the same one: the context made no second).
+TEST_F(HttpConnectionTest, AnIdleKeepAliveConnectionHoldsNoExchange) {
+  for (int i = 0; i < 3; ++i) {
+    send("GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto got = replies(1);
+    ASSERT_EQ(got.size(), 1U);
+    EXPECT_EQ(got[0].body, "target=/r" + std::to_string(i));
+    EXPECT_FALSE(connection_->busy()) << "request " << i;
+    EXPECT_EQ(context_->spare(), 1U);
+    EXPECT_EQ(context_->idle().size(), 1U);
+  }
+  // A head sent in two pieces: busy (its reader holds the first) until it is answered.
+  send("GET /split HTTP/1.1\r\nHo");
+  replies(0);
+  event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+  EXPECT_TRUE(connection_->busy());
+  EXPECT_EQ(context_->idle().size(), 0U);
+  send("st: x\r\n\r\n");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "target=/split");
+  EXPECT_FALSE(connection_->busy());
+}
+
+// An exchange given back serves another connection as if new: nothing of the first one's
+// request (a head cut short by the limits, a body) reaches the second.
+TEST_F(HttpConnectionTest, AnExchangeGivenBackServesTheNextConnectionAsNew) {
+  send("POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "body=abc");
+  ASSERT_EQ(context_->spare(), 1U);
+
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+  UniqueFd secondPeer(fds[1]);
+  auto second = std::make_unique<HttpConnection>(*context_, fds[0]);
+  second->start();
+  EXPECT_EQ(context_->spare(), 1U) << "a connection waiting for its first request borrows none";
+  std::string request = "GET /second HTTP/1.0\r\n\r\n";
+  ASSERT_EQ(::send(secondPeer.get(), request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::string answer;
+  for (int i = 0; i < 200 && answer.find("target=/second") == std::string::npos; ++i) {
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+    char chunk[4096];
+    ssize_t n = ::recv(secondPeer.get(), chunk, sizeof(chunk), 0);
+    if (n > 0) {
+      answer.append(chunk, static_cast<size_t>(n));
+    }
+    ::usleep(2000);
+  }
+  EXPECT_NE(answer.find("HTTP/1.1 200"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("X-Version: 1.0"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("target=/second"), std::string::npos) << answer;
+  second.reset();
+
+  // The first connection goes on as before.
+  send("GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+  got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body, "target=/again");
+}
+
+// An answer the socket could not take at once keeps the exchange (its writer holds the rest);
+// once the client has read it all, the connection is idle and gives it back.
+TEST_F(HttpConnectionTest, AnAnswerLeftToWriteKeepsTheExchangeUntilWritten) {
+  send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+  EXPECT_TRUE(connection_->busy()) << "4 MiB cannot have gone out at once";
+  auto got = replies(1);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].body.size(), 4UL * 1024 * 1024);
+  for (int i = 0; i < 100 && connection_->busy(); ++i) {
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+    ::usleep(1000);
+  }
+  EXPECT_FALSE(connection_->busy());
+  EXPECT_EQ(context_->idle().size(), 1U);
   EXPECT_FALSE(closed_);
 }
 
@@ -422,6 +510,51 @@ TEST_F(HttpConnectionLimits, IdleKeepAliveClosesQuietly) {
   runUntilClosed(3.0, [] {});
   EXPECT_TRUE(closed_);
   EXPECT_TRUE(buffer_.empty()) << "an idle close sends nothing: " << buffer_;
+}
+
+// Many idle connections of one loop wait in its queue, with one timer: each closes once its
+// keep-alive timeout has passed, quietly, and not before.
+TEST_F(HttpConnectionLimits, ManyIdleConnectionsCloseAtTheirDeadlineWithOneTimer) {
+  limits_.idleTimeout = std::chrono::milliseconds(300);
+  constexpr int kConnections = 50;
+  std::vector<UniqueFd> peers;
+  std::vector<std::unique_ptr<HttpConnection>> connections;
+  int closedCount = 0;
+  ConnectionHooks hooks;
+  hooks.closed = [&closedCount](HttpConnection *) { ++closedCount; };
+  ConnectionContext context(base_.get(), handler_, who_, limits_, std::move(hooks));
+  const std::string request = "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n";
+  // Each one's deadline runs from its answer, which comes after this.
+  const auto began = std::chrono::steady_clock::now();
+  for (int i = 0; i < kConnections; ++i) {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    peers.emplace_back(fds[1]);
+    connections.push_back(std::make_unique<HttpConnection>(context, fds[0]));
+    ASSERT_EQ(::send(fds[1], request.data(), request.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(request.size()));
+    connections.back()->start();
+  }
+  event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+  EXPECT_EQ(context.idle().size(), static_cast<size_t>(kConnections));
+  EXPECT_EQ(context.spare(), 1U) << "one exchange served them all, one after the other";
+  while (closedCount < kConnections &&
+         std::chrono::steady_clock::now() - began < std::chrono::seconds(3)) {
+    ::usleep(10000);
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+    if (closedCount > 0) {
+      EXPECT_GE(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(300))
+          << "closed before its keep-alive timeout";
+    }
+  }
+  EXPECT_EQ(closedCount, kConnections);
+  EXPECT_EQ(context.idle().size(), 0U);
+  for (UniqueFd &peer : peers) {
+    char chunk[4096];
+    ssize_t n = ::recv(peer.get(), chunk, sizeof(chunk), 0);
+    EXPECT_GT(n, 0) << "its answer";
+  }
+  connections.clear();
 }
 
 TEST_F(HttpConnectionLimits, WriteTimeoutClosesAClientThatStopsReading) {
