@@ -9,6 +9,8 @@ to CPU 1, wrk on CPU 0, the server's CPU time read from /proc around every run. 
   connections  10, 100, ... (--connections) at --fixed-workers workers
 each point with both workloads (keepalive; close: every request a new connection), the two
 servers interleaved, for --rounds rounds. Each server is started fresh for every point.
+--baseline-binary adds an earlier build ("sockdispatch-before") to every point, interleaved
+the same way, and a table of its cost against this build's.
 
 Usage (as root, after `packaging/install-deps.sh --bench` and a build in ./build):
   bench/growth.py [--rounds 2] [--duration 4]
@@ -31,16 +33,26 @@ SERVERS = ("sockdispatch", "nginx")
 WORKLOADS = ("keepalive", "close")
 
 
+def servers_of(args):
+    return SERVERS + (("sockdispatch-before",) if args.baseline_binary else ())
+
+
+def start_server(args, name, workdir, docroot, workers, connections):
+    if name == "nginx":
+        return start_nginx(workdir, docroot, workers, args.server_cpus,
+                           worker_connections=connections + 1024)
+    binary = args.baseline_binary if name == "sockdispatch-before" else args.binary
+    return start_sockdispatch(binary, docroot, workers, args.server_cpus)
+
+
 def measure_point(args, workdir, docroot, workers, connections):
     """Every round: each server, each workload. Returns {server: {workload: [runs]}}."""
-    runs = {name: {w: [] for w in WORKLOADS} for name in SERVERS}
+    servers = servers_of(args)
+    runs = {name: {w: [] for w in WORKLOADS} for name in servers}
     for round_index in range(args.rounds):
-        order = SERVERS if round_index % 2 == 0 else tuple(reversed(SERVERS))
+        order = servers if round_index % 2 == 0 else tuple(reversed(servers))
         for name in order:
-            server = (start_sockdispatch(args.binary, docroot, workers, args.server_cpus)
-                      if name == "sockdispatch"
-                      else start_nginx(workdir, docroot, workers, args.server_cpus,
-                                       worker_connections=connections + 1024))
+            server = start_server(args, name, workdir, docroot, workers, connections)
             try:
                 for workload in WORKLOADS:
                     before = cpu_seconds(server.pids)
@@ -50,7 +62,7 @@ def measure_point(args, workdir, docroot, workers, connections):
                     result["cpu_us_per_request"] = (used / result["requests"] * 1e6
                                                     if result["requests"] else None)
                     runs[name][workload].append(result)
-                    print(f"workers {workers:3} connections {connections:6} {name:12} "
+                    print(f"workers {workers:3} connections {connections:6} {name:19} "
                           f"{workload:9} {result['rps']:>9.0f} req/s  "
                           f"{result['cpu_us_per_request']:.1f} µs CPU/req  "
                           f"p99 {result['p99_ms']:.2f} ms  errors {result['socket_errors']} "
@@ -87,6 +99,19 @@ def report(data, plot_path):
                       f"{n['cpu_us_per_request']:.1f} | "
                       f"{s['cpu_us_per_request'] / n['cpu_us_per_request']:.2f} | "
                       f"{s['p99_ms']:.2f} | {n['p99_ms']:.2f} | {s['errors'] + n['errors']} |")
+        if all("sockdispatch-before" in point["summary"] for point in data[sweep]):
+            print(f"\n| {label} | workload | before µs CPU/req | after µs CPU/req | after/before | "
+                  "before p99 (ms) | after p99 (ms) | errors |")
+            print("|---:|---|---:|---:|---:|---:|---:|---:|")
+            for point in data[sweep]:
+                for workload in WORKLOADS:
+                    b = point["summary"]["sockdispatch-before"][workload]
+                    s = point["summary"]["sockdispatch"][workload]
+                    print(f"| {point[sweep]:,} | {workload} | {b['cpu_us_per_request']:.1f} | "
+                          f"{s['cpu_us_per_request']:.1f} | "
+                          f"{s['cpu_us_per_request'] / b['cpu_us_per_request']:.2f} | "
+                          f"{b['p99_ms']:.2f} | {s['p99_ms']:.2f} | "
+                          f"{b['errors'] + s['errors']} |")
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -130,6 +155,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", default=os.path.join(ROOT, "build", "sockdispatch"))
+    parser.add_argument("--baseline-binary", default=None,
+                        help="an earlier build, measured beside this one as sockdispatch-before")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
     parser.add_argument("--connections", type=int, nargs="+", default=[10, 100, 1000, 10000])
     parser.add_argument("--fixed-workers", type=int, default=2)

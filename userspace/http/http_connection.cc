@@ -97,15 +97,18 @@ HttpExchange &HttpConnection::exchange() {
 }
 
 void HttpConnection::settle() {
-  if (closed_ || awaiting_ || !reading_) {
+  if (closed_) {
     return;
   }
   if (exchange_) {
-    if (!exchange_->settled()) {
+    if (awaiting_ || !reading_ || !exchange_->settled()) {
+      armTimer(); // still busy: the deadline that governs now (phaseEntered only notes it)
       return;
     }
     event_del(exchange_->timer.get());
     context_.giveBack(std::move(exchange_));
+  } else if (!reading_) {
+    return; // not started yet
   }
   // Waiting from now, or still from when it went idle if a read found nothing since.
   Clock::time_point deadline = Clock::now() + idleWait();
@@ -131,8 +134,9 @@ void HttpConnection::phaseEntered(Phase phase) {
   std::chrono::milliseconds timeout = phase == Phase::idle   ? idleWait()
                                       : phase == Phase::head ? limits.headerTimeout
                                                              : limits.bodyTimeout;
+  // The timer is armed for it when the call into the connection ends still busy (settle()):
+  // a request answered at once never arms it.
   x.readDeadline = Clock::now() + timeout;
-  armTimer();
 }
 
 void HttpConnection::continueExpected() {

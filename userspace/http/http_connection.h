@@ -23,9 +23,11 @@ namespace sockdispatch {
 // connection alive when HTTP allows it, and answers malformed input with the reader's
 // status before closing.
 //
-// Timeouts: one timer per connection, re-armed when the connection changes phase (waiting
-// for a request, reading its head, reading its body, waiting for the client to take its
-// answers), never per byte, so a client trickling bytes cannot keep a deadline moving.
+// Timeouts: each phase (waiting for a request, reading its head, reading its body, waiting
+// for the client to take its answers) has a deadline set when the phase begins, never moved
+// per byte, so a client trickling bytes cannot keep it moving. A busy connection's one timer
+// (its exchange's) is armed for it when a call into the connection ends with it still busy;
+// an idle one waits in the loop's queue, which has one timer for all.
 //
 // I/O is done directly on the socket: answers are written as soon as they are made, and a
 // write event is armed only when the socket pushes back. This saves the epoll_ctl calls and
