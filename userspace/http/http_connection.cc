@@ -110,11 +110,13 @@ void HttpConnection::settle() {
   } else if (!reading_) {
     return; // not started yet
   }
-  // Waiting from now, or still from when it went idle if a read found nothing since.
-  Clock::time_point deadline = Clock::now() + idleWait();
+  // Waiting from now, or still from when it went idle if no request began since.
   bool lingering = draining_ && context_.limits().drainLinger < context_.limits().idleTimeout;
-  if (!idleLink_.linked || (lingering && idleLink_.queue == IdleConnections::kKeepAlive &&
-                            deadline < idleLink_.deadline)) {
+  if (idleLink_.linked && (!lingering || idleLink_.queue == IdleConnections::kDraining)) {
+    return;
+  }
+  Clock::time_point deadline = Clock::now() + idleWait();
+  if (!idleLink_.linked || deadline < idleLink_.deadline) {
     context_.idle().add(*this, deadline,
                         lingering ? IdleConnections::kDraining : IdleConnections::kKeepAlive);
   }
@@ -130,6 +132,11 @@ void HttpConnection::phaseEntered(Phase phase) {
     return;
   }
   x.phase = phase;
+  if (phase == Phase::head) {
+    // A request begins: it leaves the idle queue (no-op unless it waited there). Bytes before
+    // it (empty lines) leave it where it is, so they cannot move its keep-alive deadline.
+    context_.idle().remove(*this);
+  }
   const HttpLimits &limits = context_.limits();
   std::chrono::milliseconds timeout = phase == Phase::idle   ? idleWait()
                                       : phase == Phase::head ? limits.headerTimeout
@@ -217,9 +224,6 @@ bool HttpConnection::readAndAnswer() {
     return true; // a reset: the read found the connection's end
   }
   bool found = x.peerClosed || evbuffer_get_length(x.input.get()) > before;
-  if (found) {
-    context_.idle().remove(*this); // busy from now on (no-op unless it waited idle)
-  }
   processInput();
   if (x.peerClosed && !closed_) {
     scheduleClose(); // the client half-closed: deliver what it asked for, then close
@@ -418,6 +422,7 @@ void HttpConnection::rejectAndClose(int status) {
 }
 
 void HttpConnection::scheduleClose() {
+  context_.idle().remove(*this);
   exchange_->closeAfterWrite = true;
   stopReading();
   exchange_->writer.flush(); // closes once everything answered is written
@@ -446,13 +451,9 @@ void HttpConnection::closeWhenIdle() {
   bool idle = !exchange_ || (exchange_->phase == Phase::idle && !exchange_->closeAfterWrite);
   if (idle && reading_ && !closed_) {
     // Take what the client already sent: a request that has arrived is answered, not dropped.
-    HttpExchange &x = exchange();
-    size_t before = evbuffer_get_length(x.input.get());
+    exchange();
     if (!readSocket()) {
       return;
-    }
-    if (x.peerClosed || evbuffer_get_length(x.input.get()) > before) {
-      context_.idle().remove(*this);
     }
     processInput();
   }

@@ -557,6 +557,26 @@ TEST_F(HttpConnectionLimits, ManyIdleConnectionsCloseAtTheirDeadlineWithOneTimer
   connections.clear();
 }
 
+// Empty lines between requests (RFC 9112 2.2 lets a server ignore them) begin no request, so
+// they do not move the keep-alive deadline: a client sending one every 50 ms is still closed
+// once the timeout has passed since its last answer.
+TEST_F(HttpConnectionLimits, EmptyLinesDoNotMoveTheKeepAliveDeadline) {
+  limits_.idleTimeout = std::chrono::milliseconds(300);
+  send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_EQ(replies(1).size(), 1U);
+  buffer_.clear();
+  const auto answered = std::chrono::steady_clock::now();
+  runUntilClosed(3.0, [this] {
+    if (!closed_) {
+      ::send(peer_.get(), "\r\n", 2, MSG_NOSIGNAL);
+    }
+  });
+  EXPECT_TRUE(closed_);
+  EXPECT_LT(std::chrono::steady_clock::now() - answered, std::chrono::milliseconds(1500))
+      << "the empty lines kept it open";
+  EXPECT_TRUE(buffer_.empty()) << "an idle close sends nothing: " << buffer_;
+}
+
 TEST_F(HttpConnectionLimits, WriteTimeoutClosesAClientThatStopsReading) {
   limits_.writeTimeout = std::chrono::milliseconds(200);
   send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
