@@ -86,32 +86,28 @@ def summarize(runs):
     return out
 
 
+def print_pair(data, sweep, left, right, names):
+    """A Markdown table of server `left` against server `right` at every point of `sweep`:
+    each one's CPU per request, their ratio (left / right), p99 and errors."""
+    a, b = names
+    print(f"\n| {sweep} | workload | {a} µs CPU/req | {b} µs CPU/req | {a}/{b} | "
+          f"{a} p99 (ms) | {b} p99 (ms) | errors |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for point in data[sweep]:
+        for workload in WORKLOADS:
+            x = point["summary"][left][workload]
+            y = point["summary"][right][workload]
+            print(f"| {point[sweep]:,} | {workload} | {x['cpu_us_per_request']:.1f} | "
+                  f"{y['cpu_us_per_request']:.1f} | "
+                  f"{x['cpu_us_per_request'] / y['cpu_us_per_request']:.2f} | "
+                  f"{x['p99_ms']:.2f} | {y['p99_ms']:.2f} | {x['errors'] + y['errors']} |")
+
+
 def report(data, plot_path):
-    for sweep, label in (("workers", "workers"), ("connections", "connections")):
-        print(f"\n| {label} | workload | sockdispatch µs CPU/req | nginx µs CPU/req | ratio | "
-              "sockdispatch p99 (ms) | nginx p99 (ms) | errors |")
-        print("|---:|---|---:|---:|---:|---:|---:|---:|")
-        for point in data[sweep]:
-            for workload in WORKLOADS:
-                s = point["summary"]["sockdispatch"][workload]
-                n = point["summary"]["nginx"][workload]
-                print(f"| {point[sweep]:,} | {workload} | {s['cpu_us_per_request']:.1f} | "
-                      f"{n['cpu_us_per_request']:.1f} | "
-                      f"{s['cpu_us_per_request'] / n['cpu_us_per_request']:.2f} | "
-                      f"{s['p99_ms']:.2f} | {n['p99_ms']:.2f} | {s['errors'] + n['errors']} |")
+    for sweep in ("workers", "connections"):
+        print_pair(data, sweep, "sockdispatch", "nginx", ("sockdispatch", "nginx"))
         if all("sockdispatch-before" in point["summary"] for point in data[sweep]):
-            print(f"\n| {label} | workload | before µs CPU/req | after µs CPU/req | after/before | "
-                  "before p99 (ms) | after p99 (ms) | errors |")
-            print("|---:|---|---:|---:|---:|---:|---:|---:|")
-            for point in data[sweep]:
-                for workload in WORKLOADS:
-                    b = point["summary"]["sockdispatch-before"][workload]
-                    s = point["summary"]["sockdispatch"][workload]
-                    print(f"| {point[sweep]:,} | {workload} | {b['cpu_us_per_request']:.1f} | "
-                          f"{s['cpu_us_per_request']:.1f} | "
-                          f"{s['cpu_us_per_request'] / b['cpu_us_per_request']:.2f} | "
-                          f"{b['p99_ms']:.2f} | {s['p99_ms']:.2f} | "
-                          f"{b['errors'] + s['errors']} |")
+            print_pair(data, sweep, "sockdispatch", "sockdispatch-before", ("after", "before"))
     try:
         import matplotlib
         matplotlib.use("Agg")
