@@ -15,7 +15,9 @@ Servers (--servers picks some): sockdispatch (--mode ebpf), sockdispatch-line (-
 sockdispatch-line-nobatch (--mode line --line-batch 1: one message per connection), nginx;
 and, only when named: sockdispatch-cached (--file-cache-valid 60, as nginx's open_file_cache
 trusts its entries for 60 s), library-fixed (bench/fixed_answer_server.cc: the library with one
-handler answering "Hello, World!") and nginx-return (nginx's `return 200 "Hello, World!"`).
+handler answering "Hello, World!"), nginx-return (nginx's `return 200 "Hello, World!"`), and
+sockdispatch-deferred / sockdispatch-line-deferred (--defer-accept 1) beside nginx-deferred
+(`listen ... deferred`): the same TCP_DEFER_ACCEPT on both sides.
 --baseline-binary PATH adds sockdispatch-baseline: another build (an earlier commit), in eBPF
 mode or as --baseline-variant says, interleaved with the rest, for a before/after comparison in
 one run.
@@ -127,7 +129,14 @@ NGINX_FILE_CACHE = "open_file_cache max=1000 inactive=60s;"
 # open_file_cache does (--file-cache-valid 60), and the fixed answer (no file): the library's
 # one-handler server beside nginx's `return 200`.
 SOCKDISPATCH_VARIANTS["sockdispatch-cached"] = ["--mode", "ebpf", "--file-cache-valid", "60"]
-FIXED_SERVERS = ["sockdispatch-cached", "library-fixed", "nginx-return"]
+# Accepts deferred until the request arrives (--defer-accept 1, TCP_DEFER_ACCEPT), beside
+# nginx-deferred (`listen ... deferred`, the same socket option), in both modes.
+SOCKDISPATCH_VARIANTS["sockdispatch-deferred"] = ["--mode", "ebpf", "--defer-accept", "1"]
+SOCKDISPATCH_VARIANTS["sockdispatch-line-deferred"] = ["--mode", "line", "--defer-accept", "1"]
+# nginx-deferred: nginx with `listen ... deferred` (TCP_DEFER_ACCEPT, a connection accepted
+# once its request has arrived), beside sockdispatch --defer-accept.
+FIXED_SERVERS = ["sockdispatch-cached", "library-fixed", "nginx-return", "nginx-deferred",
+                 "sockdispatch-deferred", "sockdispatch-line-deferred"]
 FIXED_BODY = "Hello, World!"
 
 
@@ -137,9 +146,10 @@ def start_fixed_answer(binary, workers, cpus):
 
 
 def start_nginx(workdir, docroot, workers, cpus, worker_connections=4096, http_extra="",
-                location=""):
+                location="", listen_extra=""):
     """nginx serving `docroot` with reuseport and sendfile; `http_extra`: more directives for
-    its http{}; `location`: directives for its `location /` (none: the file under the root)."""
+    its http{}; `location`: directives for its `location /` (none: the file under the root);
+    `listen_extra`: more parameters of its `listen` (e.g. `deferred`)."""
     port = free_port()
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
@@ -156,7 +166,7 @@ http {{
     tcp_nopush off;
     {http_extra}
     server {{
-        listen 127.0.0.1:{port} reuseport;
+        listen 127.0.0.1:{port} reuseport{listen_extra};
         root {docroot};
         location / {{ {location} }}
     }}
@@ -269,6 +279,12 @@ def main():
         if name == "nginx":
             servers[name] = start_nginx(workdir, docroot, args.workers, args.server_cpus,
                                         http_extra=NGINX_FILE_CACHE)
+        elif name == "nginx-deferred":
+            os.makedirs(os.path.join(workdir, "deferred"))
+            servers[name] = start_nginx(os.path.join(workdir, "deferred"), docroot,
+                                        args.workers, args.server_cpus,
+                                        http_extra=NGINX_FILE_CACHE, listen_extra=" deferred")
+            servers[name].name = name
         elif name == "nginx-return":
             os.makedirs(os.path.join(workdir, "return"))
             servers[name] = start_nginx(
@@ -336,6 +352,10 @@ def main():
     for mode in ("keepalive", "close"):
         ratio("sockdispatch", "nginx", mode)
         ratio("sockdispatch-cached", "nginx", mode)
+        ratio("sockdispatch-deferred", "nginx-deferred", mode)
+        ratio("sockdispatch-deferred", "nginx", mode)
+        ratio("sockdispatch-deferred", "sockdispatch", mode)
+        ratio("sockdispatch-line-deferred", "sockdispatch-deferred", mode)
         ratio("sockdispatch", "sockdispatch-baseline", mode)
         ratio("sockdispatch-line", "sockdispatch-baseline", mode)
         ratio("sockdispatch-line", "sockdispatch", mode)

@@ -71,6 +71,10 @@ struct ServerOptions {
   uint32_t maxConnections = 0;
   ServerLimits limits;                      ///< per-connection limits and timeouts
   std::chrono::seconds shutdownTimeout{10}; ///< in-flight requests' grace at stop
+  /// TCP_DEFER_ACCEPT on the listeners: a connection is accepted once its request begins to
+  /// arrive, or after this long without one. 0 (the default): accepted at the handshake. See
+  /// the CLI's --defer-accept for what it costs a worker's load figure.
+  std::chrono::seconds deferAccept{0};
   /// Threads of each worker's offload pool (created in the worker, after fork). 0: no pool;
   /// Exchange::offload() then answers 503.
   size_t offloadThreads = 4;

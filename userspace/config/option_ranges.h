@@ -21,6 +21,7 @@ inline constexpr IntRange kPortRange{0, 65535};
 inline constexpr IntRange kWorkersRange{1, SD_MAX_WORKERS};
 inline constexpr IntRange kBacklogRange{1, 65535};
 inline constexpr IntRange kShutdownTimeoutRange{0, 3600}; // seconds
+inline constexpr IntRange kDeferAcceptRange{0, 600};      // seconds; 0: off
 inline constexpr IntRange kOrphanTimeoutRange{0, 3600};   // seconds; 0: leave with the master
 inline constexpr IntRange kPoolBusyConnsRange{1, 1000000};
 inline constexpr IntRange kPoolIdleSecondsRange{1, 3600};

@@ -328,6 +328,7 @@ void bindLibrary(std::vector<OptionSpec> &table) {
   libraryInteger(rowOf("max-conns"), "maxConnections", [](O o) { return o.maxConnections; });
   libraryInteger(rowOf("shutdown-timeout"), "shutdownTimeout",
                  [](O o) { return o.shutdownTimeout.count(); });
+  libraryInteger(rowOf("defer-accept"), "deferAccept", [](O o) { return o.deferAccept.count(); });
   libraryInteger(rowOf("max-target-bytes"), "limits.maxTargetBytes",
                  [](O o) { return o.limits.maxTargetBytes; });
   libraryInteger(rowOf("max-header-bytes"), "limits.maxHeaderBytes",
@@ -380,6 +381,10 @@ std::vector<OptionSpec> makeTable() {
               "Line mode: most connections the master hands to the line in one message"),
       text("root", "--root,-r", "DIR", &AttachOptions::root, existingDirectory,
            "Serve static files from this directory (default: the built-in page)"),
+      seconds("defer-accept", "--defer-accept", &AttachOptions::deferAccept, kDeferAcceptRange,
+              "Built-in workers: accept a connection once its request begins to arrive, or "
+              "after this many seconds without one (TCP_DEFER_ACCEPT; 0: at the handshake). "
+              "Not with TCP health checks that reset: docs/design/deferred-accept.md"),
       seconds("shutdown-timeout", "--shutdown-timeout", &AttachOptions::shutdownTimeout,
               kShutdownTimeoutRange, "Seconds workers get to finish in-flight requests on stop"),
       seconds("orphan-timeout", "--orphan-timeout", &AttachOptions::orphanTimeout,

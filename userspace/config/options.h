@@ -65,6 +65,10 @@ struct AttachOptions {
   // Line mode: the most connections the master hands to the line in one message (1: one
   // message per connection; 253: SCM_RIGHTS's limit).
   int lineBatch = 253;
+  // Built-in workers: TCP_DEFER_ACCEPT on the listeners, in seconds (0: off, the default). A
+  // connection is accepted once its request has begun to arrive (or after this long without
+  // one), so accepting it is answering it: docs/design/deferred-accept.md.
+  std::chrono::seconds deferAccept{0};
   std::string root; // empty: the built-in page
   std::chrono::seconds shutdownTimeout{10};
   // How long a worker whose master died serves on, waiting for a restarted master to take it

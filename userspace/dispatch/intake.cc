@@ -6,9 +6,10 @@
 namespace sockdispatch {
 
 std::unique_ptr<Intake> makeIntake(WorkerSockets &sockets, uint32_t slot, Scoreboard scoreboard,
-                                   uint64_t maxConnections) {
+                                   uint64_t maxConnections, std::chrono::seconds deferAccept) {
   if (sockets.listener) {
-    return std::make_unique<ListenerIntake>(std::move(sockets.listener), slot, maxConnections);
+    return std::make_unique<ListenerIntake>(std::move(sockets.listener), slot, maxConnections,
+                                            deferAccept);
   }
   return std::make_unique<LineIntake>(std::move(sockets.lineInput),
                                       std::move(sockets.lineSuccessor), sockets.lineSuccessorSlot,

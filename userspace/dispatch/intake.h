@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -46,7 +47,8 @@ public:
 };
 
 // The intake for what the dispatch mode handed the worker (its listener, or its line ends).
+// `deferAccept`: TCP_DEFER_ACCEPT for a listener the worker accepts on (AttachOptions).
 std::unique_ptr<Intake> makeIntake(WorkerSockets &sockets, uint32_t slot, Scoreboard scoreboard,
-                                   uint64_t maxConnections);
+                                   uint64_t maxConnections, std::chrono::seconds deferAccept);
 
 } // namespace sockdispatch

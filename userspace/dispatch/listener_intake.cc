@@ -29,8 +29,9 @@ bool outOfResources(int code) {
 } // namespace
 
 ListenerIntake::ListenerIntake(UniqueFd listener, uint32_t slot, uint64_t maxConnections,
-                               SystemCalls &calls)
-    : fd_(std::move(listener)), slot_(slot), maxConnections_(maxConnections), calls_(calls) {}
+                               std::chrono::seconds deferAccept, SystemCalls &calls)
+    : fd_(std::move(listener)), slot_(slot), maxConnections_(maxConnections),
+      deferAccept_(deferAccept), calls_(calls) {}
 
 bool ListenerIntake::start(event_base *base, IntakeSink &sink) {
   sink_ = &sink;
@@ -41,6 +42,11 @@ bool ListenerIntake::start(event_base *base, IntakeSink &sink) {
     return false;
   }
   noDelay_ = setNoDelay(fd_.get());
+  if (!setDeferAccept(fd_.get(), deferAccept_)) {
+    // Only a cost: connections are then accepted at the handshake.
+    spdlog::warn("Failed to set TCP_DEFER_ACCEPT on the slot {} socket: {}", slot_,
+                 std::strerror(errno));
+  }
   acceptEvent_.reset(event_new(
       base, fd_.get(), EV_READ | EV_PERSIST,
       [](evutil_socket_t, short, void *ctx) { static_cast<ListenerIntake *>(ctx)->onAcceptable(); },

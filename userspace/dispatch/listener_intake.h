@@ -6,6 +6,8 @@
 #include "core/unique_fd.h"
 #include "dispatch/intake.h"
 
+#include <chrono>
+
 namespace sockdispatch {
 
 // The reuseport path's intake: the worker accepts on its own listener in the group (the
@@ -16,8 +18,9 @@ namespace sockdispatch {
 // logged once per kFaultLogInterval (docs/design/faults.md).
 class ListenerIntake final : public Intake {
 public:
+  // `deferAccept`: TCP_DEFER_ACCEPT set on the listener at start (0: turned off).
   ListenerIntake(UniqueFd listener, uint32_t slot, uint64_t maxConnections,
-                 SystemCalls &calls = systemCalls());
+                 std::chrono::seconds deferAccept, SystemCalls &calls = systemCalls());
 
   bool start(event_base *base, IntakeSink &sink) override;
   [[nodiscard]] uint64_t connectionLimit() const override { return maxConnections_; }
@@ -39,6 +42,7 @@ private:
   UniqueFd fd_;
   uint32_t slot_;
   uint64_t maxConnections_;
+  std::chrono::seconds deferAccept_;
   SystemCalls &calls_;
   IntakeSink *sink_ = nullptr;
   EventPtr acceptEvent_;

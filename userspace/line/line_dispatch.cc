@@ -1,10 +1,13 @@
 #include "line/line_dispatch.h"
 
+#include "core/socket_options.h"
 #include "line/fd_channel.h"
 #include "sockdispatch/abi.h"
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 namespace sockdispatch {
@@ -38,6 +41,10 @@ void LineDispatch::connect(event_base *base, const WorkerRoster &roster) {
       releaseExits(); // what it held back reached the line
     }
   };
+  // The line's workers are built-in ones (a COMMAND cannot take part in the line).
+  if (!setDeferAccept(listener_.get(), roster.options().deferAccept)) {
+    spdlog::warn("Failed to set TCP_DEFER_ACCEPT on the line's listener: {}", std::strerror(errno));
+  }
   dispatcher_ = std::make_unique<LineDispatcher>(base, std::move(listener_),
                                                  static_cast<size_t>(roster.options().lineBatch),
                                                  scoreboard_, std::move(hooks));

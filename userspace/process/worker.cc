@@ -73,7 +73,7 @@ Worker::Worker(const AttachOptions &options, uint32_t slot, WorkerSockets socket
       orphanListener_(std::move(sockets.lineListener)), channel_(std::move(sockets.control)),
       scoreboard_(scoreboard), identity_{std::move(mode), slot, ::getpid()},
       base_(event_base_new()),
-      intake_(makeIntake(sockets, slot, scoreboard, options.maxConnections)),
+      intake_(makeIntake(sockets, slot, scoreboard, options.maxConnections, options.deferAccept)),
       maxConnections_(intake_->connectionLimit()) {}
 
 int Worker::run() {
@@ -242,8 +242,8 @@ void Worker::onMasterGone() {
   if (orphanListener_) {
     // The line: nothing more comes down it; what the kernel queues on the listener is taken
     // here, by every orphan alike.
-    orphanIntake_ =
-        std::make_unique<ListenerIntake>(std::move(orphanListener_), slot_, maxConnections_);
+    orphanIntake_ = std::make_unique<ListenerIntake>(std::move(orphanListener_), slot_,
+                                                     maxConnections_, options_.deferAccept);
     if (!orphanIntake_->start(base_.get(), *this)) {
       orphanIntake_.reset();
     } else {

@@ -86,7 +86,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"unknown_key", "port = 80\nwokers = 2\n",
                   "line 2: unknown key 'wokers' (known keys: port, workers, min-workers, "
                   "max-workers, pool-busy-conns, pool-idle-seconds, bind, backlog, mode, policy, "
-                  "max-conns, line-batch, root, "
+                  "max-conns, line-batch, root, defer-accept, "
                   "shutdown-timeout, orphan-timeout, max-target-bytes, max-header-bytes, "
                   "max-header-fields, "
                   "max-body-bytes, "

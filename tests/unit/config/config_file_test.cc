@@ -50,6 +50,8 @@ std::vector<GoodKey> goodKeys() {
       {"line-batch", "16", [](const AttachOptions &o) { return o.lineBatch == 16; }},
       {"shutdown-timeout", "25",
        [](const AttachOptions &o) { return o.shutdownTimeout == std::chrono::seconds(25); }},
+      {"defer-accept", "5",
+       [](const AttachOptions &o) { return o.deferAccept == std::chrono::seconds(5); }},
       {"orphan-timeout", "7",
        [](const AttachOptions &o) { return o.orphanTimeout == std::chrono::seconds(7); }},
       {"verbose", "true", [](const AttachOptions &o) { return o.verbose; }},

@@ -202,7 +202,7 @@ TEST(LibraryOptions, EachLibraryFieldIsBoundOnce) {
     EXPECT_TRUE(fields.insert(std::string(spec.serverOptionsField)).second)
         << spec.serverOptionsField;
   }
-  EXPECT_EQ(fields.size(), 20U) << "every ServerOptions setting but the offload pool's";
+  EXPECT_EQ(fields.size(), 21U) << "every ServerOptions setting but the offload pool's";
 }
 
 } // namespace

@@ -55,7 +55,8 @@ protected:
     test::LoopbackListener listener = test::listenOnLoopback();
     ASSERT_TRUE(listener.fd);
     address_ = listener.address;
-    intake_ = std::make_unique<ListenerIntake>(std::move(listener.fd), kSlot, 0, calls_);
+    intake_ = std::make_unique<ListenerIntake>(std::move(listener.fd), kSlot, 0,
+                                               std::chrono::seconds(0), calls_);
     sink_.base = base_.get();
     sink_.intake = intake_.get();
     ASSERT_TRUE(intake_->start(base_.get(), sink_)) << "start";
