@@ -12,7 +12,7 @@
 
 #include <linux/types.h>
 
-#define SD_ABI_VERSION 5
+#define SD_ABI_VERSION 6
 /* Upper bound on worker slots (the size of every per-worker map). */
 #define SD_MAX_WORKERS 128
 #define SD_CACHELINE   64
@@ -68,9 +68,13 @@ enum sd_verdict {
 };
 
 /*
- * One worker's slot. Fields are grouped by writer so that no two writers share a cache line:
- * the control line is written by the master and `tune`; each hot counter (written by the
- * worker on accept/close/request, or by the kernel program on every SYN) has its own line.
+ * One worker's slot. The control line is written by the master and `tune`. The load line holds
+ * what a decision reads and writes of a slot (open, queued, busy_since; the chosen one's
+ * selected), so a SYN touches two lines of each slot it reads (control and load) rather than
+ * four or five: the worker
+ * writes it on each accept, close and handler call, the program on each SYN that chooses it.
+ * The worker's totals and skip_load's count, which no decision reads (or only skip_load's),
+ * have lines of their own (docs/design/dispatch.md, "Slot layout").
  */
 struct sd_slot {
 	/* control: master and tune */
@@ -82,18 +86,19 @@ struct sd_slot {
 	__u64 respawns;
 	__u32 load_source; /* enum sd_load_source */
 	__u32 pad;
-	/* worker-written counters */
-	__u64 open __attribute__((aligned(SD_CACHELINE)));     /* open connections now */
-	__u64 accepted __attribute__((aligned(SD_CACHELINE))); /* connections accepted, total */
-	__u64 requests __attribute__((aligned(SD_CACHELINE))); /* requests answered, total */
-	/* written by the policy (the kernel program, or the line in line mode) */
-	__u64 skipped __attribute__((aligned(SD_CACHELINE)));  /* skip_load's my_skipped */
-	__u64 selected __attribute__((aligned(SD_CACHELINE))); /* times the policy chose it */
+	/* load: the worker, the program (or the line in line mode) */
+	__u64 open __attribute__((aligned(SD_CACHELINE))); /* open connections now */
 	/* chosen by the program, not yet accepted by the worker (its listen queue); the program
 	 * adds, the worker's accept takes away (never below 0) */
-	__u64 queued __attribute__((aligned(SD_CACHELINE)));
+	__u64 queued;
 	/* worker: CLOCK_MONOTONIC ns when its current handler call began, 0 between calls */
-	__u64 busy_since __attribute__((aligned(SD_CACHELINE)));
+	__u64 busy_since;
+	__u64 selected; /* times the policy chose it */
+	/* worker-written totals */
+	__u64 accepted __attribute__((aligned(SD_CACHELINE))); /* connections accepted, total */
+	__u64 requests __attribute__((aligned(SD_CACHELINE))); /* requests answered, total */
+	/* skip_load's my_skipped, written by the policy on every slot it visits */
+	__u64 skipped __attribute__((aligned(SD_CACHELINE)));
 };
 
 /* The tag of a listener whose worker does not write its slot (an exec'd COMMAND), in the

@@ -9,14 +9,15 @@ namespace {
 
 static_assert(sizeof(sd_slot) % SD_CACHELINE == 0, "slots tile whole cache lines");
 static_assert(sizeof(sd_sock_tag) == 24, "sd_sock_tag: no padding");
-static_assert(offsetof(sd_slot, open) == 1 * SD_CACHELINE, "open: own line");
+// What a decision reads and writes of a slot, on one line.
+static_assert(offsetof(sd_slot, open) == 1 * SD_CACHELINE, "load line");
+static_assert(offsetof(sd_slot, queued) / SD_CACHELINE == 1, "queued: on the load line");
+static_assert(offsetof(sd_slot, busy_since) / SD_CACHELINE == 1, "busy_since: on the load line");
+static_assert(offsetof(sd_slot, selected) / SD_CACHELINE == 1, "selected: on the load line");
 static_assert(offsetof(sd_slot, accepted) == 2 * SD_CACHELINE, "accepted: own line");
 static_assert(offsetof(sd_slot, requests) == 3 * SD_CACHELINE, "requests: own line");
 static_assert(offsetof(sd_slot, skipped) == 4 * SD_CACHELINE, "skipped: own line");
-static_assert(offsetof(sd_slot, selected) == 5 * SD_CACHELINE, "selected: own line");
-static_assert(offsetof(sd_slot, queued) == 6 * SD_CACHELINE, "queued: own line");
-static_assert(offsetof(sd_slot, busy_since) == 7 * SD_CACHELINE, "busy_since: own line");
-static_assert(sizeof(sd_slot) == 8 * SD_CACHELINE);
+static_assert(sizeof(sd_slot) == 5 * SD_CACHELINE);
 static_assert(offsetof(sd_config, rr_cursor) == SD_CACHELINE, "cursor off the config line");
 static_assert(SD_MAX_WORKERS >= 128);
 static_assert(offsetof(sd_slot, load_source) == 32, "load_source: on the control line");
