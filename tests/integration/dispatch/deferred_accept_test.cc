@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -64,56 +65,52 @@ protected:
     ASSERT_TRUE(eventually([&] { return runningPidsOf(attachment_->port()).size() == 2; }));
   }
 
+  // A client connected (for itself), once the server's side of it is in `state`.
+  void connectUntil(const char *state, std::chrono::milliseconds timeout = 5s) {
+    client_ = TcpClient::connect(attachment_->port());
+    ASSERT_TRUE(client_.has_value());
+    clientPort_ = localPort(client_->fd());
+    ASSERT_TRUE(eventually([&] { return serverState() == state; }, timeout))
+        << "state " << serverState() << ", waited for " << state;
+  }
+
+  void expectAnswered() {
+    ASSERT_TRUE(client_->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto reply = client_->readReply();
+    ASSERT_TRUE(reply.has_value());
+    EXPECT_EQ(reply->status, 200);
+  }
+
+  [[nodiscard]] std::string serverState() const {
+    return serverSideState(attachment_->port(), clientPort_);
+  }
+
   std::unique_ptr<Attachment> attachment_;
+  std::optional<TcpClient> client_;
+  uint16_t clientPort_ = 0;
 };
 
+// Connected for the client; for the server, a request socket nobody accepted until the
+// request came.
 TEST_P(DeferredAccept, AConnectionIsAcceptedOnceItsRequestArrives) {
   start("30");
-  auto client = TcpClient::connect(attachment_->port());
-  ASSERT_TRUE(client.has_value());
-  uint16_t clientPort = localPort(client->fd());
-  // Connected for the client; for the server, a request socket nobody accepted yet.
-  ASSERT_TRUE(eventually([&] {
-    return serverSideState(attachment_->port(), clientPort) == kSynReceived;
-  })) << "state "
-      << serverSideState(attachment_->port(), clientPort);
-
-  ASSERT_TRUE(client->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-  auto reply = client->readReply();
-  ASSERT_TRUE(reply.has_value());
-  EXPECT_EQ(reply->status, 200);
-  EXPECT_EQ(serverSideState(attachment_->port(), clientPort), kEstablished);
+  connectUntil(kSynReceived);
+  expectAnswered();
+  EXPECT_EQ(serverState(), kEstablished);
 }
 
 TEST_P(DeferredAccept, ZeroAcceptsAtTheHandshake) {
   start("0");
-  auto client = TcpClient::connect(attachment_->port());
-  ASSERT_TRUE(client.has_value());
-  uint16_t clientPort = localPort(client->fd());
-  ASSERT_TRUE(eventually([&] {
-    return serverSideState(attachment_->port(), clientPort) == kEstablished;
-  })) << "state "
-      << serverSideState(attachment_->port(), clientPort);
-  ASSERT_TRUE(client->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-  auto reply = client->readReply();
-  ASSERT_TRUE(reply.has_value());
-  EXPECT_EQ(reply->status, 200);
+  connectUntil(kEstablished);
+  expectAnswered();
 }
 
 // A client that connects and stays silent past the deferral is accepted all the same (the
 // kernel completes it at its SYN-ACK retransmission), and its late request is answered.
 TEST_P(DeferredAccept, ASilentClientIsAcceptedAfterTheDeferral) {
   start("1");
-  auto client = TcpClient::connect(attachment_->port());
-  ASSERT_TRUE(client.has_value());
-  uint16_t clientPort = localPort(client->fd());
-  ASSERT_TRUE(eventually(
-      [&] { return serverSideState(attachment_->port(), clientPort) == kEstablished; }, 10s))
-      << "state " << serverSideState(attachment_->port(), clientPort);
-  ASSERT_TRUE(client->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-  auto reply = client->readReply();
-  ASSERT_TRUE(reply.has_value());
-  EXPECT_EQ(reply->status, 200);
+  connectUntil(kEstablished, 10s);
+  expectAnswered();
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, DeferredAccept, testing::Values("ebpf", "line"),
