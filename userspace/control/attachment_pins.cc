@@ -2,13 +2,19 @@
 
 #include "bpf/pin_dir.h"
 #include "control/pinned_attachment.h"
+#include "core/unique_fd.h"
+#include "dispatch/listener.h"
+#include "sockdispatch/abi.h"
 
+#include <bpf/bpf.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
+#include <vector>
 
 namespace sockdispatch {
 
@@ -53,6 +59,45 @@ Result<void> checkPinStoreWritable() {
 // A line attachment's state is its scoreboard file, which the next line attachment replaces
 // when its master is gone (SharedScoreboard::create refuses it while the master lives),
 // unless workers it left still serve: those are returned.
+// The master pid in the pinned config record of `dir`, read whatever map ABI version wrote
+// it: every version keeps abi_version and master_pid at the head of the record
+// (tests/unit/bpf/abi_test.cc).
+Result<uint32_t> pinnedMasterPid(const std::string &dir) {
+  std::string path = dir + "/" + kPinConfig;
+  struct bpf_obj_get_opts opts {};
+  opts.sz = sizeof(opts);
+  opts.file_flags = BPF_F_RDONLY;
+  UniqueFd map(bpf_obj_get_opts(path.c_str(), &opts));
+  if (!map) {
+    return osError("open pin " + path);
+  }
+  bpf_map_info info{};
+  uint32_t length = sizeof(info);
+  if (bpf_obj_get_info_by_fd(map.get(), &info, &length) != 0) {
+    return osError("read the map info of " + path);
+  }
+  constexpr size_t kPidEnd = offsetof(sd_config, master_pid) + sizeof(uint32_t);
+  if (info.value_size < kPidEnd) {
+    return logicError("read " + path, "its record is too short to be a config");
+  }
+  std::vector<unsigned char> value(info.value_size);
+  uint32_t key = 0;
+  if (bpf_map_lookup_elem(map.get(), &key, value.data()) != 0) {
+    return osError("read " + path);
+  }
+  uint32_t pid = 0;
+  std::memcpy(&pid, value.data() + offsetof(sd_config, master_pid), sizeof(pid));
+  return pid;
+}
+
+// State this build cannot open (another map ABI version wrote it) that nobody serves any
+// more: its master is gone and no socket listens on the port (a dead master's workers of
+// another version could not be taken over anyway, so they keep it).
+bool staleOfAnotherVersion(const std::string &dir, uint16_t port) {
+  auto owner = pinnedMasterPid(dir);
+  return owner && !processAlive(owner.value()) && !portHasListener(port);
+}
+
 Result<void> findLineOrphans(uint16_t port, Orphans &orphans) {
   auto existing = PinnedAttachment::open(port, false);
   if (!existing || !existing->lineMode() || processAlive(existing->config().master_pid)) {
@@ -92,6 +137,11 @@ Result<void> claimPort(uint16_t port, Orphans *orphans) {
     return orphans != nullptr ? findLineOrphans(port, *orphans) : Result<void>{};
   }
   auto existing = PinnedAttachment::open(port, false);
+  if (!existing && staleOfAnotherVersion(dir, port)) {
+    spdlog::warn("removing stale state of port {} left by a master that is gone ({})", port,
+                 existing.error().message());
+    return removePinDir(dir);
+  }
   if (!existing) {
     return logicError("claim port " + std::to_string(port),
                       "cannot read the state of port " + std::to_string(port) + " in " + dir +

@@ -2,6 +2,8 @@
 // kernel program. Checks the printed port, the pinned state's life cycle, and that every
 // bad flag is refused with exit code 2 and a message naming the bad value.
 #include "bpf/pin_dir.h"
+#include "bpf/scoreboard.h"
+#include "control/pinned_attachment.h"
 #include "sockdispatch/abi.h"
 #include "support/http_client.h"
 #include "support/process.h"
@@ -88,6 +90,57 @@ TEST_F(AttachCli, StaleStateOfAKilledMasterIsReplaced) {
   EXPECT_NE(second->process().stderrText().find("stale"), std::string::npos);
   auto reply = fetch(port);
   ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->status, 200);
+}
+
+/*
+ * The same when another map ABI version wrote the state (a master of an older build, killed,
+ * then the package upgraded): this build cannot open it, but its master is gone and nothing
+ * listens on the port, so the state is removed rather than holding the port for good.
+ */
+TEST_F(AttachCli, StaleStateOfAnotherMapAbiIsReplaced) {
+  auto first =
+      Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "1", "--orphan-timeout", "0"});
+  ASSERT_NE(first, nullptr);
+  uint16_t port = first->port();
+  {
+    auto pinned = PinnedAttachment::open(port, true);
+    ASSERT_TRUE(pinned) << pinned.error().message();
+    storeRelease<__u32>(pinned->scoreboard().config()->abi_version, SD_ABI_VERSION - 1);
+  }
+  first->process().signal(SIGKILL);
+  ASSERT_TRUE(first->process().wait(5s).has_value());
+  ASSERT_TRUE(eventually([&] { return !TcpClient::connect(port).has_value(); }, 10s));
+  ASSERT_FALSE(PinnedAttachment::open(port, false)) << "this build cannot read the state";
+
+  auto second = Attachment::start({std::to_string(port), "--bind", "127.0.0.1", "--workers", "1"});
+  ASSERT_NE(second, nullptr);
+  std::string err = second->process().stderrText();
+  EXPECT_NE(err.find("removing stale state of port " + std::to_string(port)), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("map ABI is version " + std::to_string(SD_ABI_VERSION - 1)), std::string::npos)
+      << err;
+  auto reply = fetch(port);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->status, 200);
+}
+
+/* Another version's state whose master still runs is not touched: the start is refused. */
+TEST_F(AttachCli, StateOfAnotherMapAbiWithALiveMasterIsKept) {
+  auto first = Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "1"});
+  ASSERT_NE(first, nullptr);
+  uint16_t port = first->port();
+  auto pinned = PinnedAttachment::open(port, true);
+  ASSERT_TRUE(pinned) << pinned.error().message();
+  storeRelease<__u32>(pinned->scoreboard().config()->abi_version, SD_ABI_VERSION + 1);
+  auto second = runSockdispatch({"attach", std::to_string(port), "--bind", "127.0.0.1"});
+  storeRelease<__u32>(pinned->scoreboard().config()->abi_version, SD_ABI_VERSION);
+  EXPECT_EQ(second.code, 1);
+  EXPECT_NE(second.err.find("map ABI is version " + std::to_string(SD_ABI_VERSION + 1)),
+            std::string::npos)
+      << second.err;
+  auto reply = fetch(port);
+  ASSERT_TRUE(reply.has_value()) << "the first attachment still serves";
   EXPECT_EQ(reply->status, 200);
 }
 

@@ -20,6 +20,10 @@ static_assert(offsetof(sd_slot, skipped) == 4 * SD_CACHELINE, "skipped: own line
 static_assert(sizeof(sd_slot) == 5 * SD_CACHELINE);
 static_assert(offsetof(sd_config, rr_cursor) == SD_CACHELINE, "cursor off the config line");
 static_assert(SD_MAX_WORKERS >= 128);
+// Where every version keeps them: a newer build reads a stale record of another version's
+// owner there (attachment_pins.cc).
+static_assert(offsetof(sd_config, abi_version) == 0 && offsetof(sd_config, master_pid) == 16,
+              "abi_version and master_pid: fixed across versions");
 static_assert(offsetof(sd_slot, load_source) == 32, "load_source: on the control line");
 static_assert(offsetof(sd_config, stopping) == 32, "stopping: in what was padding");
 static_assert(offsetof(sd_config, leaving) == 36 && offsetof(sd_config, agent_capacity) == 40,
