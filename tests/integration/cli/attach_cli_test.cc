@@ -73,17 +73,21 @@ TEST_F(AttachCli, SecondAttachOfTheSamePortIsRefused) {
  * State left by a master that was killed, with no worker left serving, is detected as stale,
  * cleaned, and the port reused. (Workers that still serve are taken over: takeover_test.cc.)
  */
+// Kills the master of `first` (started with --orphan-timeout 0) and waits until the port is
+// free: its state stays behind, as a killed master leaves it, and its worker stops with it.
+void killLeavingState(Attachment &first) {
+  first.process().signal(SIGKILL);
+  ASSERT_TRUE(first.process().wait(5s).has_value());
+  ASSERT_TRUE(exists(pinDirFor(first.port()))) << "a killed master cannot clean up after itself";
+  ASSERT_TRUE(eventually([&] { return !TcpClient::connect(first.port()).has_value(); }, 10s));
+}
+
 TEST_F(AttachCli, StaleStateOfAKilledMasterIsReplaced) {
   auto first =
       Attachment::start({"0", "--bind", "127.0.0.1", "--workers", "1", "--orphan-timeout", "0"});
   ASSERT_NE(first, nullptr);
   uint16_t port = first->port();
-  first->process().signal(SIGKILL);
-  ASSERT_TRUE(first->process().wait(5s).has_value());
-  ASSERT_TRUE(exists(pinDirFor(port))) << "a killed master cannot clean up after itself";
-  // With --orphan-timeout 0 its worker stops when the master is gone; wait until the port is
-  // free.
-  ASSERT_TRUE(eventually([&] { return !TcpClient::connect(port).has_value(); }, 10s));
+  ASSERT_NO_FATAL_FAILURE(killLeavingState(*first));
 
   auto second = Attachment::start({std::to_string(port), "--bind", "127.0.0.1", "--workers", "1"});
   ASSERT_NE(second, nullptr);
@@ -108,9 +112,7 @@ TEST_F(AttachCli, StaleStateOfAnotherMapAbiIsReplaced) {
     ASSERT_TRUE(pinned) << pinned.error().message();
     storeRelease<__u32>(pinned->scoreboard().config()->abi_version, SD_ABI_VERSION - 1);
   }
-  first->process().signal(SIGKILL);
-  ASSERT_TRUE(first->process().wait(5s).has_value());
-  ASSERT_TRUE(eventually([&] { return !TcpClient::connect(port).has_value(); }, 10s));
+  ASSERT_NO_FATAL_FAILURE(killLeavingState(*first));
   ASSERT_FALSE(PinnedAttachment::open(port, false)) << "this build cannot read the state";
 
   auto second = Attachment::start({std::to_string(port), "--bind", "127.0.0.1", "--workers", "1"});
