@@ -56,9 +56,6 @@ Result<void> checkPinStoreWritable() {
   return {};
 }
 
-// A line attachment's state is its scoreboard file, which the next line attachment replaces
-// when its master is gone (SharedScoreboard::create refuses it while the master lives),
-// unless workers it left still serve: those are returned.
 // The master pid in the pinned config record of `dir`, read whatever map ABI version wrote
 // it: every version keeps abi_version and master_pid at the head of the record
 // (tests/unit/bpf/abi_test.cc).
@@ -98,6 +95,9 @@ bool staleOfAnotherVersion(const std::string &dir, uint16_t port) {
   return owner && !processAlive(owner.value()) && !portHasListener(port);
 }
 
+// A line attachment's state is its scoreboard file, which the next line attachment replaces
+// when its master is gone (SharedScoreboard::create refuses it while the master lives),
+// unless workers it left still serve: those are returned.
 Result<void> findLineOrphans(uint16_t port, Orphans &orphans) {
   auto existing = PinnedAttachment::open(port, false);
   if (!existing || !existing->lineMode() || processAlive(existing->config().master_pid)) {

@@ -71,10 +71,10 @@ enum sd_verdict {
  * One worker's slot. The control line is written by the master and `tune`. The load line holds
  * what a decision reads and writes of a slot (open, queued, busy_since; the chosen one's
  * selected), so a SYN touches two lines of each slot it reads (control and load) rather than
- * four or five: the worker
- * writes it on each accept, close and handler call, the program on each SYN that chooses it.
- * The worker's totals and skip_load's count, which no decision reads (or only skip_load's),
- * have lines of their own (docs/design/dispatch.md, "Slot layout").
+ * four or five. The worker writes the load line on each accept, close and handler call, the
+ * program on each SYN that chooses the slot. The worker's totals and skip_load's count, which
+ * no decision reads (or only skip_load's), have lines of their own (docs/design/dispatch.md,
+ * "Slot layout").
  */
 struct sd_slot {
 	/* control: master and tune */
